@@ -37,6 +37,7 @@ int kir_buffer(Program *p, const char *name, BufRole role, DType dt, Shape shape
   b->shape = shape;
   b->entry = entry;
   b->offset = -1;
+  b->alias = -1;
   return p->n_bufs++;
 }
 

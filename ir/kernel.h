@@ -113,6 +113,7 @@ typedef struct {
   DlrtInit init;     /* params, state, optimizer state */
   int entry;         /* -1 shared by all entries (leaves, optimizer state, rng); else the EntryKind it belongs to */
   int64_t offset;    /* in the arena for temps (memory plan); -1 when the buffer is allocated alone */
+  int alias;         /* >= 0: a view of buffer `alias` (same memory, same numel, this shape); -1 otherwise */
 } Buffer;
 
 typedef struct {

@@ -1,0 +1,54 @@
+/* backend.h — the backend's public interface: lowers a kernel Program
+ * (ir/kernel.h) to LLVM IR through the LLVM C API, optimises it for a target
+ * CPU, and either JIT-compiles it (ORC LLJIT) or emits LLVM IR, assembly or
+ * an object file.
+ *
+ * Code shape (see backend/codegen*.c):
+ *   - every Kernel K becomes `internal void K(void *ctx, int64 begin, int64 end)`
+ *     where ctx is `void **bufs` (Program buffer i at bufs[i]) and [begin, end)
+ *     is a range of output dim 0 (rank 0: begin = 0, end = 1);
+ *   - every present entry E becomes `void <model>_<train|eval|infer>(void **bufs)`
+ *     calling its kernels in order, large ones through dlrt_parallel_for.
+ *
+ * Ownership: cg_build returns a CgModule the caller frees with cg_free, or
+ * hands to cg_jit (which consumes it). The CgJit is freed with cg_jit_free;
+ * function pointers from cg_jit_entry are valid until then. */
+#ifndef BACKEND_BACKEND_H
+#define BACKEND_BACKEND_H
+
+#include <stdio.h>
+
+#include "ir/kernel.h"
+
+typedef struct {
+  const char *cpu; /* "native" (default when NULL) or an LLVM CPU name / "x86-64-v2|v3|v4" */
+  int opt_level;   /* 0..3, LLVM pipeline "default<O3>" for 2 and 3 */
+} CgOptions;
+
+typedef struct CgModule CgModule; /* owns an LLVMContext + LLVMModule + target machine */
+
+/* Lowers every kernel and entry of p. NULL on error (reported to d). */
+CgModule *cg_build(const Program *p, const CgOptions *o, Diag *d);
+/* Verifies the module (a broken module is an internal error, reported to d),
+ * then runs LLVM's pass pipeline for the target machine. 0 on success. */
+int cg_optimize(CgModule *m, Diag *d);
+/* Textual LLVM IR to out. 0 on success. */
+int cg_emit_llvm(CgModule *m, FILE *out);
+/* Target assembly to out. 0 on success. */
+int cg_emit_asm(CgModule *m, FILE *out, Diag *d);
+/* A relocatable (PIC) object file at path. 0 on success. */
+int cg_emit_object(CgModule *m, const char *path, Diag *d);
+void cg_free(CgModule *m);
+
+typedef void (*CgEntryFn)(void **bufs);
+typedef struct CgJit CgJit;
+/* JIT-compiles m (consumed, also on failure). NULL on error (reported). */
+CgJit *cg_jit(CgModule *m, Diag *d);
+/* The entry function `symbol` (e.g. "mlp_train"); NULL if absent. */
+CgEntryFn cg_jit_entry(CgJit *j, const char *symbol);
+void cg_jit_free(CgJit *j);
+
+/* "<model>_train" | "<model>_eval" | "<model>_infer", allocated from a. */
+const char *cg_entry_symbol(Arena *a, const Program *p, EntryKind e);
+
+#endif

@@ -1,0 +1,98 @@
+/* cg_internal.h — private to backend/: the CgModule, the per-kernel
+ * code-generation state, and the functions the backend's files share
+ * (module utilities in codegen.c, expressions in codegen_expr.c, loop nests
+ * in codegen_kernel.c, inline vector math in vecmath.c). Relies on the LLVM
+ * C API (LLVM 19) and ir/kernel.h. Tests may include it for the debug hooks
+ * at the bottom. */
+#ifndef BACKEND_CG_INTERNAL_H
+#define BACKEND_CG_INTERNAL_H
+
+#include <stdbool.h>
+
+#include <llvm-c/Core.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/TargetMachine.h>
+
+#include "backend/backend.h"
+
+struct CgModule {
+  /* The context is owned through a ThreadSafeContext so that the module can
+   * be handed to ORC without copying (cg_jit). */
+  LLVMOrcThreadSafeContextRef tsc;
+  LLVMContextRef ctx;
+  LLVMModuleRef mod;
+  LLVMTargetMachineRef tm;
+  char *triple, *cpu, *features; /* malloc'ed */
+  int opt_level;
+  bool optimized;
+  /* cached types */
+  LLVMTypeRef t_void, t_i1, t_i32, t_i64, t_f32, t_ptr;
+  LLVMTypeRef t_kernel;      /* void (ptr, i64, i64) */
+  LLVMTypeRef t_entry;       /* void (ptr) */
+  LLVMTypeRef t_par_for;     /* void (ptr, ptr, i64, i64) */
+  LLVMValueRef fn_par_for;   /* declared lazily */
+};
+
+/* State while lowering one kernel. */
+typedef struct {
+  CgModule *m;
+  LLVMBuilderRef b;
+  const Program *p;
+  const Kernel *k;
+  Diag *d;
+  bool failed;                       /* an error was reported */
+  LLVMValueRef fn;                   /* the kernel body function */
+  LLVMValueRef *buf;                 /* [p->n_bufs]: pointer of each used buffer */
+  LLVMValueRef var[2 * IR_MAX_RANK]; /* loop variables (i64) */
+  LLVMValueRef acc;                  /* value of VX_ACC in the epilogue */
+} KernelCg;
+
+/* ---- codegen.c: module utilities ---- */
+/* Target machine for triple/cpu/features at opt_level (PIC). */
+LLVMTargetMachineRef cg_make_target_machine(const char *triple, const char *cpu,
+                                            const char *features, int opt_level);
+/* Calls the overloaded intrinsic `name` (overload types ovl[0..novl)). */
+LLVMValueRef cg_intrinsic(CgModule *m, LLVMBuilderRef b, const char *name, LLVMTypeRef *ovl,
+                          unsigned novl, LLVMValueRef *args, unsigned nargs);
+LLVMValueRef cg_f32(CgModule *m, double v);
+LLVMValueRef cg_i32(CgModule *m, int64_t v);
+LLVMValueRef cg_i64(CgModule *m, int64_t v);
+/* nounwind, target-cpu/-features (and 512-bit vectors on AVX-512). */
+void cg_add_fn_attrs(CgModule *m, LLVMValueRef fn);
+/* Marks a float instruction `reassoc contract` (kernel arithmetic only). */
+LLVMValueRef cg_fast(LLVMValueRef v);
+/* Reports an internal error and marks the kernel failed. */
+void cg_kernel_error(KernelCg *kc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- codegen_expr.c: expressions ---- */
+LLVMValueRef cg_ix(KernelCg *kc, const IExpr *e);        /* i64 */
+LLVMValueRef cg_ix_cond(KernelCg *kc, const IExpr *e);   /* i1: e != 0 */
+LLVMValueRef cg_vx(KernelCg *kc, const VExpr *e);        /* f32 or i32 by e->dtype */
+LLVMValueRef cg_convert(KernelCg *kc, LLVMValueRef v, DType from, DType to);
+/* Row-major linear index of idx[0..rank) over shape. */
+LLVMValueRef cg_linear(KernelCg *kc, LLVMValueRef const *idx, const int64_t *shape, int rank);
+LLVMTypeRef cg_dtype(CgModule *m, DType dt);
+
+/* ---- codegen_kernel.c: loop nests ---- */
+/* Emits the kernel's function (internal linkage, named k->name); NULL on error. */
+LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d);
+
+/* ---- vecmath.c: inline branch-free f32 math (vectorizable) ---- */
+LLVMValueRef vm_exp(CgModule *m, LLVMBuilderRef b, LLVMValueRef x);
+LLVMValueRef vm_expm1(CgModule *m, LLVMBuilderRef b, LLVMValueRef x);
+LLVMValueRef vm_log(CgModule *m, LLVMBuilderRef b, LLVMValueRef x);
+LLVMValueRef vm_tanh(CgModule *m, LLVMBuilderRef b, LLVMValueRef x);
+LLVMValueRef vm_sigmoid(CgModule *m, LLVMBuilderRef b, LLVMValueRef x);
+LLVMValueRef vm_pow(CgModule *m, LLVMBuilderRef b, LLVMValueRef x, LLVMValueRef y);
+/* x ** c for a constant c (small integers and halves specialised). */
+LLVMValueRef vm_pow_const(CgModule *m, LLVMBuilderRef b, LLVMValueRef x, float c);
+
+/* ---- debug hooks (tests) ---- */
+/* Loop-order strategy for RED_SUM kernels: 0 automatic (default), 1 never
+ * reorder, 2 reorder whenever legal. */
+void cg_debug_set_reorder(int mode);
+/* Whether the kernel would be lowered with the reordered (matmul) nest
+ * under the current mode. */
+bool cg_kernel_uses_reorder(const Program *p, const Kernel *k);
+
+#endif

@@ -1,0 +1,328 @@
+/* codegen.c — the CgModule: target machine selection, module set-up,
+ * entry functions (`<model>_<train|eval|infer>(void **bufs)`, which call the
+ * kernels in order, large ones through dlrt_parallel_for), the LLVM pass
+ * pipeline, and small helpers the other backend files share. Kernels
+ * themselves are lowered in codegen_kernel.c. */
+#include "backend/cg_internal.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <unistd.h>
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+/* A kernel doing more work than this (flops or elements) is split over
+ * threads by dlrt_parallel_for; a chunk gets at least PAR_GRAIN_WORK. */
+enum { PAR_MIN_WORK = 32768, PAR_GRAIN_WORK = 16384 };
+
+static char *xstrdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *r = malloc(n);
+  if (r) memcpy(r, s, n);
+  return r;
+}
+
+/* ---- shared helpers ---- */
+
+LLVMValueRef cg_f32(CgModule *m, double v) { return LLVMConstReal(m->t_f32, v); }
+LLVMValueRef cg_i32(CgModule *m, int64_t v) {
+  return LLVMConstInt(m->t_i32, (unsigned long long)v, 1);
+}
+LLVMValueRef cg_i64(CgModule *m, int64_t v) {
+  return LLVMConstInt(m->t_i64, (unsigned long long)v, 1);
+}
+
+LLVMValueRef cg_fast(LLVMValueRef v) {
+  if (LLVMIsAInstruction(v) && LLVMCanValueUseFastMathFlags(v))
+    LLVMSetFastMathFlags(v, LLVMFastMathAllowReassoc | LLVMFastMathAllowContract);
+  return v;
+}
+
+LLVMValueRef cg_intrinsic(CgModule *m, LLVMBuilderRef b, const char *name, LLVMTypeRef *ovl,
+                          unsigned novl, LLVMValueRef *args, unsigned nargs) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  DL_ASSERT(id != 0);
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(m->mod, id, ovl, novl);
+  LLVMTypeRef ty = LLVMIntrinsicGetType(m->ctx, id, ovl, novl);
+  return LLVMBuildCall2(b, ty, fn, args, nargs, "");
+}
+
+void cg_kernel_error(KernelCg *kc, const char *fmt, ...) {
+  char msg[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  diag_error(kc->d, kc->k->loc, "internal error: backend: kernel %s: %s", kc->k->name, msg);
+  kc->failed = true;
+}
+
+/* ---- target machine ---- */
+
+static void init_llvm_targets(void) {
+  /* Idempotent; cheap after the first call. */
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
+  LLVMInitializeNativeAsmParser();
+}
+
+static LLVMCodeGenOptLevel codegen_level(int opt) {
+  return opt <= 0 ? LLVMCodeGenLevelNone
+         : opt == 1 ? LLVMCodeGenLevelLess
+         : opt == 2 ? LLVMCodeGenLevelDefault
+                    : LLVMCodeGenLevelAggressive;
+}
+
+LLVMTargetMachineRef cg_make_target_machine(const char *triple, const char *cpu,
+                                            const char *features, int opt_level) {
+  LLVMTargetRef target = NULL;
+  char *err = NULL;
+  if (LLVMGetTargetFromTriple(triple, &target, &err)) {
+    LLVMDisposeMessage(err);
+    return NULL;
+  }
+  return LLVMCreateTargetMachine(target, triple, cpu, features, codegen_level(opt_level),
+                                 LLVMRelocPIC, LLVMCodeModelDefault);
+}
+
+/* Whether LLVM knows the CPU name. LLVM only warns on stderr about an
+ * unknown processor (and later aborts generating 64-bit code for it), so
+ * probe it by creating a target machine with stderr captured. */
+static bool cpu_is_known(const char *triple, const char *cpu) {
+  FILE *tmp = tmpfile();
+  if (!tmp) return true;
+  fflush(stderr);
+  int saved = dup(2);
+  if (saved < 0) {
+    fclose(tmp);
+    return true;
+  }
+  dup2(fileno(tmp), 2);
+  LLVMTargetMachineRef tm = cg_make_target_machine(triple, cpu, "", 0);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  char text[512] = {0};
+  rewind(tmp);
+  size_t n = fread(text, 1, sizeof text - 1, tmp);
+  text[n] = 0;
+  fclose(tmp);
+  if (tm) LLVMDisposeTargetMachine(tm);
+  return strstr(text, "not a recognized processor") == NULL;
+}
+
+/* Fills m->triple/cpu/features and m->tm from the options. */
+static bool setup_target(CgModule *m, const CgOptions *o, Diag *d) {
+  init_llvm_targets();
+  char *t = LLVMGetDefaultTargetTriple();
+  char *nt = LLVMNormalizeTargetTriple(t);
+  m->triple = xstrdup(nt);
+  LLVMDisposeMessage(nt);
+  LLVMDisposeMessage(t);
+  const char *cpu = o && o->cpu && *o->cpu ? o->cpu : "native";
+  if (strcmp(cpu, "native") == 0) {
+    char *hc = LLVMGetHostCPUName(), *hf = LLVMGetHostCPUFeatures();
+    m->cpu = xstrdup(hc);
+    m->features = xstrdup(hf);
+    LLVMDisposeMessage(hc);
+    LLVMDisposeMessage(hf);
+  } else {
+    if (!cpu_is_known(m->triple, cpu)) {
+      diag_error(d, (SrcLoc){0}, "unknown CPU '%s' (use native or an LLVM CPU name such as x86-64-v3)",
+                 cpu);
+      return false;
+    }
+    m->cpu = xstrdup(cpu);
+    m->features = xstrdup("");
+  }
+  m->tm = cg_make_target_machine(m->triple, m->cpu, m->features, m->opt_level);
+  if (!m->tm) {
+    diag_error(d, (SrcLoc){0}, "backend: no LLVM target for triple '%s' (cpu '%s')", m->triple,
+               m->cpu);
+    return false;
+  }
+  return true;
+}
+
+/* ---- entries ---- */
+
+static LLVMValueRef par_for_decl(CgModule *m) {
+  if (!m->fn_par_for) {
+    m->fn_par_for = LLVMAddFunction(m->mod, "dlrt_parallel_for", m->t_par_for);
+    LLVMSetLinkage(m->fn_par_for, LLVMExternalLinkage);
+  }
+  return m->fn_par_for;
+}
+
+static int64_t kernel_work(const Kernel *k) {
+  int64_t n = 1;
+  for (int i = 0; i < k->shape.rank; i++) n *= k->shape.d[i];
+  for (int i = 0; i < k->n_red; i++) n *= k->red_ext[i];
+  return k->flops > n ? k->flops : n;
+}
+
+static void emit_kernel_call(CgModule *m, LLVMBuilderRef b, LLVMValueRef kfn, LLVMValueRef bufs,
+                             const Kernel *k) {
+  int64_t n0 = k->shape.rank >= 1 ? k->shape.d[0] : 1;
+  int64_t work = kernel_work(k);
+  if (k->shape.rank >= 1 && work > PAR_MIN_WORK && n0 > 1) {
+    int64_t per_row = work / n0 > 0 ? work / n0 : 1;
+    int64_t grain = PAR_GRAIN_WORK / per_row;
+    if (grain < 1) grain = 1;
+    LLVMValueRef args[4] = {kfn, bufs, cg_i64(m, n0), cg_i64(m, grain)};
+    LLVMBuildCall2(b, m->t_par_for, par_for_decl(m), args, 4, "");
+  } else {
+    LLVMValueRef args[3] = {bufs, cg_i64(m, 0), cg_i64(m, n0)};
+    LLVMBuildCall2(b, m->t_kernel, kfn, args, 3, "");
+  }
+}
+
+static const char *const entry_suffix[ENTRY__COUNT] = {"train", "eval", "infer"};
+
+const char *cg_entry_symbol(Arena *a, const Program *p, EntryKind e) {
+  return arena_printf(a, "%s_%s", p->model, entry_suffix[e]);
+}
+
+void cg_add_fn_attrs(CgModule *m, LLVMValueRef fn) {
+  LLVMAttributeRef nounwind =
+      LLVMCreateEnumAttribute(m->ctx, LLVMGetEnumAttributeKindForName("nounwind", 8), 0);
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, nounwind);
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateStringAttribute(m->ctx, "target-cpu", 10, m->cpu,
+                                                    (unsigned)strlen(m->cpu)));
+  if (*m->features)
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(m->ctx, "target-features", 15, m->features,
+                                                      (unsigned)strlen(m->features)));
+  /* Use full 512-bit registers where the CPU has them (LLVM prefers 256). */
+  if (strstr(m->features, "+avx512f"))
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(m->ctx, "prefer-vector-width", 19, "512", 3));
+}
+
+
+static bool emit_entry(CgModule *m, const Program *p, EntryKind e, LLVMValueRef *kfns,
+                       Diag *d) {
+  char name[256];
+  snprintf(name, sizeof name, "%s_%s", p->model, entry_suffix[e]);
+  if (LLVMGetNamedFunction(m->mod, name)) {
+    diag_error(d, (SrcLoc){0}, "internal error: backend: duplicate symbol '%s'", name);
+    return false;
+  }
+  LLVMValueRef fn = LLVMAddFunction(m->mod, name, m->t_entry);
+  LLVMSetLinkage(fn, LLVMExternalLinkage);
+  cg_add_fn_attrs(m, fn);
+  LLVMBuilderRef b = LLVMCreateBuilderInContext(m->ctx);
+  LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(m->ctx, fn, "entry"));
+  const Entry *en = &p->entries[e];
+  for (int i = 0; i < en->n_kernels; i++) emit_kernel_call(m, b, kfns[i], LLVMGetParam(fn, 0), en->kernels[i]);
+  LLVMBuildRetVoid(b);
+  LLVMDisposeBuilder(b);
+  return true;
+}
+
+/* ---- the module ---- */
+
+CgModule *cg_build(const Program *p, const CgOptions *o, Diag *d) {
+  CgModule *m = calloc(1, sizeof *m);
+  if (!m) return NULL;
+  m->opt_level = o ? o->opt_level : 2;
+  if (m->opt_level < 0) m->opt_level = 0;
+  if (m->opt_level > 3) m->opt_level = 3;
+  m->tsc = LLVMOrcCreateNewThreadSafeContext();
+  m->ctx = LLVMOrcThreadSafeContextGetContext(m->tsc);
+  m->mod = LLVMModuleCreateWithNameInContext(p->model ? p->model : "dlc", m->ctx);
+  if (!setup_target(m, o, d)) {
+    cg_free(m);
+    return NULL;
+  }
+  LLVMSetTarget(m->mod, m->triple);
+  LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(m->tm);
+  LLVMSetModuleDataLayout(m->mod, dl);
+  LLVMDisposeTargetData(dl);
+
+  m->t_void = LLVMVoidTypeInContext(m->ctx);
+  m->t_i1 = LLVMInt1TypeInContext(m->ctx);
+  m->t_i32 = LLVMInt32TypeInContext(m->ctx);
+  m->t_i64 = LLVMInt64TypeInContext(m->ctx);
+  m->t_f32 = LLVMFloatTypeInContext(m->ctx);
+  m->t_ptr = LLVMPointerTypeInContext(m->ctx, 0);
+  LLVMTypeRef kp[3] = {m->t_ptr, m->t_i64, m->t_i64};
+  m->t_kernel = LLVMFunctionType(m->t_void, kp, 3, 0);
+  m->t_entry = LLVMFunctionType(m->t_void, &m->t_ptr, 1, 0);
+  LLVMTypeRef pp[4] = {m->t_ptr, m->t_ptr, m->t_i64, m->t_i64};
+  m->t_par_for = LLVMFunctionType(m->t_void, pp, 4, 0);
+
+  bool ok = true;
+  for (int e = 0; e < ENTRY__COUNT && ok; e++) {
+    const Entry *en = &p->entries[e];
+    if (!en->present) continue;
+    LLVMValueRef *kfns = calloc((size_t)en->n_kernels + 1, sizeof *kfns);
+    for (int i = 0; i < en->n_kernels && ok; i++) {
+      const Kernel *k = en->kernels[i];
+      kfns[i] = LLVMGetNamedFunction(m->mod, k->name);
+      if (!kfns[i]) kfns[i] = cg_kernel(m, p, k, d); /* a kernel shared by entries is built once */
+      if (!kfns[i]) ok = false;
+    }
+    if (ok) ok = emit_entry(m, p, (EntryKind)e, kfns, d);
+    free(kfns);
+  }
+  if (!ok) {
+    cg_free(m);
+    return NULL;
+  }
+  if (getenv("DLC_DEBUG") && atoi(getenv("DLC_DEBUG")) >= 3) {
+    fprintf(stderr, "; ---- LLVM IR (before optimisation) ----\n");
+    cg_emit_llvm(m, stderr);
+  }
+  return m;
+}
+
+int cg_optimize(CgModule *m, Diag *d) {
+  char *msg = NULL;
+  if (LLVMVerifyModule(m->mod, LLVMReturnStatusAction, &msg)) {
+    diag_error(d, (SrcLoc){0}, "internal error: backend produced an invalid LLVM module: %s",
+               msg ? msg : "(no message)");
+    LLVMDisposeMessage(msg);
+    return 1;
+  }
+  LLVMDisposeMessage(msg);
+  char pipeline[32];
+  snprintf(pipeline, sizeof pipeline, "default<O%d>", m->opt_level >= 2 ? 3 : m->opt_level);
+  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+  if (m->opt_level >= 2) {
+    LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
+    LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
+    LLVMPassBuilderOptionsSetLoopUnrolling(po, 1);
+    LLVMPassBuilderOptionsSetLoopInterleaving(po, 1);
+  }
+  LLVMErrorRef err = LLVMRunPasses(m->mod, pipeline, m->tm, po);
+  LLVMDisposePassBuilderOptions(po);
+  if (err) {
+    char *em = LLVMGetErrorMessage(err);
+    diag_error(d, (SrcLoc){0}, "internal error: LLVM pass pipeline failed: %s", em);
+    LLVMDisposeErrorMessage(em);
+    return 1;
+  }
+  m->optimized = true;
+  if (getenv("DLC_DEBUG") && atoi(getenv("DLC_DEBUG")) >= 3) {
+    fprintf(stderr, "; ---- LLVM IR (optimised) ----\n");
+    cg_emit_llvm(m, stderr);
+  }
+  return 0;
+}
+
+void cg_free(CgModule *m) {
+  if (!m) return;
+  if (m->mod) LLVMDisposeModule(m->mod);
+  if (m->tm) LLVMDisposeTargetMachine(m->tm);
+  if (m->tsc) LLVMOrcDisposeThreadSafeContext(m->tsc);
+  free(m->triple);
+  free(m->cpu);
+  free(m->features);
+  free(m);
+}

@@ -1,0 +1,707 @@
+/* lower.c — graph → kernels (see lower.h).
+ *
+ * 1. Decide which nodes get a buffer: leaves (shared by name), reductions,
+ *    contractions and neural ops, values with a role (output, metric, loss,
+ *    grad), and elementwise values that are expensive and used more than
+ *    once or read repeatedly by a contraction. Everything else is inlined.
+ * 2. Emit one kernel per materialised node in topological order; an inlined
+ *    operand contributes its expression tree with its loop variables
+ *    replaced by the consumer's indices (value_at).
+ * 3. Emit write-back kernels for updates (params, state, optimizer state)
+ *    in an order that never clobbers a value another update still reads. */
+#include "passes/lower.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+  const Graph *g;
+  Program *p;
+  Arena *a;
+  EntryKind e;
+  bool fuse;
+  int *buf;      /* node -> buffer or -1 (inline) */
+  int *cost;     /* compute ops in the inlined expression of a node */
+  int *uses;
+  bool *multiread;
+  int n_kernels;
+} L;
+
+static IExpr *V(L *l, int k) { return ix_var(l->a, k); }
+static IExpr *C(L *l, int64_t v) { return ix_const(l->a, v); }
+static IExpr *ADD(L *l, IExpr *x, IExpr *y) { return ix_bin(l->a, IX_ADD, x, y); }
+static IExpr *SUB(L *l, IExpr *x, IExpr *y) { return ix_bin(l->a, IX_SUB, x, y); }
+static IExpr *MUL(L *l, IExpr *x, int64_t c) { return ix_bin(l->a, IX_MUL, x, C(l, c)); }
+static IExpr *AND(L *l, IExpr *x, IExpr *y) {
+  if (!x) return y;
+  if (!y) return x;
+  return ix_bin(l->a, IX_AND, x, y);
+}
+/* 0 <= x < n */
+static IExpr *in_range(L *l, IExpr *x, int64_t n) {
+  return AND(l, ix_bin(l->a, IX_GE, x, C(l, 0)), ix_bin(l->a, IX_LT, x, C(l, n)));
+}
+
+static bool is_named_leaf(OpKind op) { return op == OP_INPUT || op == OP_LABEL || op == OP_PARAM || op == OP_STATE; }
+
+/* Consumers that read each operand element many times: inlining anything but
+ * index maps into them would recompute it. */
+static bool reads_repeatedly(OpKind op) {
+  return op_has(op, OPF_CONTRACTION) || op == OP_SOFTMAX || op == OP_LOG_SOFTMAX || op == OP_MAXPOOL2D ||
+         op == OP_MAXPOOL2D_ARGMAX || op == OP_AVGPOOL2D || op == OP_MAXPOOL2D_BWD || op == OP_AVGPOOL2D_BWD;
+}
+
+static bool inlinable(OpKind op) {
+  return op_has(op, OPF_ELEMWISE) || op_has(op, OPF_SHAPE) || op == OP_CONST || op == OP_DROPOUT_MASK ||
+         op == OP_ONEHOT;
+}
+
+static int new_temp(L *l, const Node *n) {
+  char name[64];
+  snprintf(name, sizeof name, "%%t%d", n->id);
+  return kir_buffer(l->p, name, BUF_TEMP, n->dtype, n->shape, (int)l->e);
+}
+
+static int leaf_buffer(L *l, const Node *n) {
+  BufRole role = BUF_INPUT;
+  switch (n->op) {
+    case OP_INPUT: role = BUF_INPUT; break;
+    case OP_LABEL: role = BUF_LABEL; break;
+    case OP_PARAM: role = BUF_PARAM; break;
+    case OP_STATE: role = n->attr.leaf.opt_state ? BUF_OPTSTATE : BUF_STATE; break;
+    default: DL_ASSERT(!"not a named leaf");
+  }
+  int b = kir_buffer(l->p, n->attr.leaf.name, role, n->dtype, n->shape, -1);
+  Buffer *bf = &l->p->bufs[b];
+  bf->init = n->attr.leaf.init;
+  return b;
+}
+
+/* ---- expressions ---- */
+static VExpr *value_at(L *l, int id, IExpr **idx, IExpr *guard);
+
+static void bcast_idx(L *l, const Shape *in, const Shape *out, IExpr **idx, IExpr **res) {
+  int off = out->rank - in->rank;
+  for (int k = 0; k < in->rank; k++) res[k] = in->d[k] == 1 ? C(l, 0) : idx[k + off];
+}
+
+static IExpr *linearize(L *l, const Shape *s, IExpr **idx) {
+  IExpr *lin = C(l, 0);
+  for (int k = 0; k < s->rank; k++) lin = ADD(l, MUL(l, lin, s->d[k]), idx[k]);
+  return lin;
+}
+
+static void delinearize(L *l, const Shape *s, IExpr *lin, IExpr **res) {
+  int64_t stride = 1;
+  for (int k = s->rank - 1; k >= 0; k--) {
+    IExpr *q = ix_bin(l->a, IX_DIV, lin, C(l, stride));
+    res[k] = k == 0 ? q : ix_bin(l->a, IX_MOD, q, C(l, s->d[k]));
+    stride *= s->d[k];
+  }
+}
+
+static VxOp vx_of(OpKind op) {
+  switch (op) {
+    case OP_NEG: return VX_NEG;
+    case OP_EXP: return VX_EXP;
+    case OP_LOG: return VX_LOG;
+    case OP_SQRT: return VX_SQRT;
+    case OP_ABS: return VX_ABS;
+    case OP_RELU: return VX_RELU;
+    case OP_SIGMOID: return VX_SIGMOID;
+    case OP_TANH: return VX_TANH;
+    case OP_ELU: return VX_ELU;
+    case OP_LEAKY_RELU: return VX_LEAKY;
+    case OP_POWS: return VX_POWS;
+    case OP_SIGN: return VX_SIGN;
+    case OP_STEP: return VX_STEP;
+    case OP_CAST: return VX_CAST;
+    case OP_ADD: return VX_ADD;
+    case OP_SUB: return VX_SUB;
+    case OP_MUL: return VX_MUL;
+    case OP_DIV: return VX_DIV;
+    case OP_POW: return VX_POW;
+    case OP_MAXIMUM: return VX_MAX;
+    case OP_MINIMUM: return VX_MIN;
+    case OP_GT: return VX_GT;
+    case OP_GE: return VX_GE;
+    case OP_EQ: return VX_EQ;
+    default: DL_ASSERT(!"no elementwise kernel op");
+  }
+  return VX_ADD;
+}
+
+static VExpr *to_f32(L *l, VExpr *x) {
+  if (x->dtype == DT_F32) return x;
+  VExpr *c = vx_un(l->a, VX_CAST, x);
+  c->dtype = DT_F32;
+  return c;
+}
+
+/* The value of node `id` computed inline at idx (its own op applied to its
+ * operands' values). Loads inside are guarded by `guard`. */
+static VExpr *compute_at(L *l, int id, IExpr **idx, IExpr *guard) {
+  const Graph *g = l->g;
+  const Node *n = g->nodes[id];
+  Arena *a = l->a;
+  IExpr *sub[IR_MAX_RANK];
+  if (n->op == OP_CONST) return vx_const(a, n->dtype, n->attr.scalar.v);
+  if (n->op == OP_DROPOUT_MASK) {
+    VExpr *r = ARENA_NEW(a, VExpr);
+    r->op = VX_RAND;
+    r->dtype = DT_F32;
+    r->buf = l->p->rng_buf;
+    r->ix = linearize(l, &n->shape, idx);
+    r->salt = n->attr.dropout.salt;
+    float p = n->attr.dropout.p;
+    VExpr *keep = vx_bin(a, VX_GE, r, vx_const(a, DT_F32, p));
+    return vx_select(a, keep, vx_const(a, DT_F32, p < 1.0f ? 1.0 / (1.0 - (double)p) : 0.0), vx_const(a, DT_F32, 0));
+  }
+  if (op_has(n->op, OPF_ELEMWISE)) {
+    VExpr *v[3];
+    for (int j = 0; j < n->nin; j++) {
+      const Node *o = g->nodes[n->in[j]];
+      bcast_idx(l, &o->shape, &n->shape, idx, sub);
+      v[j] = value_at(l, n->in[j], sub, guard);
+    }
+    if (n->op == OP_SELECT) return vx_select(a, v[0], v[1], v[2]);
+    VxOp op = vx_of(n->op);
+    if (n->nin == 1) {
+      VExpr *r = vx_un(a, op, v[0]);
+      r->f = n->attr.scalar.v;
+      if (n->op == OP_CAST) r->dtype = n->dtype;
+      return r;
+    }
+    VExpr *r = vx_bin(a, op, v[0], v[1]);
+    if (n->op == OP_GT || n->op == OP_GE || n->op == OP_EQ) return to_f32(l, r);
+    return r;
+  }
+  const Node *o = n->nin ? g->nodes[n->in[0]] : NULL;
+  switch (n->op) {
+    case OP_BROADCAST:
+      bcast_idx(l, &o->shape, &n->shape, idx, sub);
+      return value_at(l, n->in[0], sub, guard);
+    case OP_RESHAPE:
+      delinearize(l, &o->shape, linearize(l, &n->shape, idx), sub);
+      return value_at(l, n->in[0], sub, guard);
+    case OP_TRANSPOSE:
+      for (int k = 0; k < n->shape.rank; k++) sub[n->attr.perm.perm[k]] = idx[k];
+      return value_at(l, n->in[0], sub, guard);
+    case OP_SLICE:
+      for (int k = 0; k < n->shape.rank; k++)
+        sub[k] = ADD(l, C(l, n->attr.slice.start[k]), MUL(l, idx[k], n->attr.slice.step[k]));
+      return value_at(l, n->in[0], sub, guard);
+    case OP_UNSLICE: {
+      IExpr *cond = NULL;
+      for (int k = 0; k < n->shape.rank; k++) {
+        int64_t st = n->attr.slice.start[k], sp = n->attr.slice.step[k], cnt = o->shape.d[k];
+        IExpr *t = SUB(l, idx[k], C(l, st));
+        if (st == 0 && sp == 1 && cnt == n->shape.d[k]) {
+          sub[k] = idx[k];
+          continue;
+        }
+        cond = AND(l, cond, ix_bin(a, IX_GE, t, C(l, 0)));
+        if (sp != 1) cond = AND(l, cond, ix_bin(a, IX_EQ, ix_bin(a, IX_MOD, t, C(l, sp)), C(l, 0)));
+        sub[k] = ix_bin(a, IX_DIV, t, C(l, sp));
+        cond = AND(l, cond, ix_bin(a, IX_LT, sub[k], C(l, cnt)));
+      }
+      VExpr *v = value_at(l, n->in[0], sub, AND(l, guard, cond));
+      if (!cond) return v;
+      VExpr *c = ARENA_NEW(a, VExpr);
+      c->op = VX_INDEX;
+      c->dtype = DT_F32;
+      c->ix = cond;
+      return vx_select(a, c, v, vx_const(a, n->dtype, 0));
+    }
+    case OP_CONCAT: {
+      int ax = n->attr.axis.axis;
+      VExpr *r = NULL;
+      int64_t off = n->shape.d[ax];
+      for (int j = n->nin - 1; j >= 0; j--) {
+        const Node *oj = g->nodes[n->in[j]];
+        off -= oj->shape.d[ax];
+        for (int k = 0; k < n->shape.rank; k++) sub[k] = idx[k];
+        sub[ax] = SUB(l, idx[ax], C(l, off));
+        IExpr *cond = in_range(l, sub[ax], oj->shape.d[ax]);
+        VExpr *v = value_at(l, n->in[j], sub, AND(l, guard, cond));
+        if (!r) {
+          r = v;
+        } else {
+          VExpr *c = ARENA_NEW(a, VExpr);
+          c->op = VX_INDEX;
+          c->dtype = DT_F32;
+          c->ix = cond;
+          r = vx_select(a, c, v, r);
+        }
+      }
+      return r;
+    }
+    case OP_ONEHOT: {
+      int r = o->shape.rank;
+      VExpr *y = value_at(l, n->in[0], idx, guard);
+      VExpr *c = ARENA_NEW(a, VExpr);
+      c->op = VX_INDEX;
+      c->dtype = DT_I32;
+      c->ix = idx[r];
+      return to_f32(l, vx_bin(a, VX_EQ, y, c));
+    }
+    default:
+      DL_ASSERT(!"compute_at: op is not inlinable");
+  }
+  return NULL;
+}
+
+static VExpr *value_at(L *l, int id, IExpr **idx, IExpr *guard) {
+  const Node *n = l->g->nodes[id];
+  if (l->buf[id] >= 0) return vx_load(l->a, n->dtype, l->buf[id], n->shape.rank, idx, guard, 0.0f);
+  return compute_at(l, id, idx, guard);
+}
+
+/* ---- kernels ---- */
+static Kernel *new_kernel(L *l, const Node *n, int out_buf, const char *what) {
+  Kernel *k = ARENA_NEW(l->a, Kernel);
+  k->id = l->n_kernels++;
+  k->name = arena_printf(l->a, "k%d_%s_%s", k->id, (const char *[]){"train", "eval", "infer"}[l->e], what);
+  for (char *c = (char *)k->name; *c; c++)
+    if (*c == '.' || *c == '@' || *c == '%') *c = '_';
+  k->loc = n->loc;
+  k->ops = ir_op_names[n->op];
+  k->phase = n->phase;
+  k->out_buf = out_buf;
+  k->dtype = l->p->bufs[out_buf].dtype;
+  k->shape = l->p->bufs[out_buf].shape;
+  k->flops = shape_numel(&k->shape);
+  return k;
+}
+
+static void emit(L *l, Kernel *k) {
+  int64_t red = 1;
+  for (int i = 0; i < k->n_red; i++) red *= k->red_ext[i];
+  k->flops = shape_numel(&k->shape) * red * (k->red == RED_NONE ? 1 : 2);
+  kir_add_kernel(l->p, l->e, k);
+}
+
+static void vars(L *l, IExpr **v, int n) {
+  for (int i = 0; i < n; i++) v[i] = V(l, i);
+}
+
+static VExpr *acc(L *l) {
+  VExpr *e = ARENA_NEW(l->a, VExpr);
+  e->op = VX_ACC;
+  e->dtype = DT_F32;
+  return e;
+}
+
+static void lower_reduce(L *l, const Node *n, int out) {
+  const Node *x = l->g->nodes[n->in[0]];
+  Kernel *k = new_kernel(l, n, out, ir_op_names[n->op]);
+  int ro = n->shape.rank, pos = 0, nr = 0;
+  IExpr *idx[IR_MAX_RANK];
+  int64_t count = 1;
+  for (int i = 0; i < x->shape.rank; i++) {
+    if (n->attr.reduce.axes & (1u << i)) {
+      k->red_ext[nr] = x->shape.d[i];
+      count *= x->shape.d[i];
+      idx[i] = V(l, ro + nr++);
+      if (n->attr.reduce.keepdim) pos++;
+    } else {
+      idx[i] = V(l, pos++);
+    }
+  }
+  k->n_red = nr;
+  k->body = value_at(l, n->in[0], idx, NULL);
+  switch (n->op) {
+    case OP_SUM: k->red = RED_SUM; break;
+    case OP_MEAN:
+      k->red = RED_SUM;
+      k->epilogue = vx_bin(l->a, VX_DIV, acc(l), vx_const(l->a, DT_F32, (double)count));
+      break;
+    case OP_MAX: k->red = RED_MAX; break;
+    case OP_ARGMAX: k->red = RED_ARGMAX; break;
+    default: DL_ASSERT(!"not a reduction");
+  }
+  emit(l, k);
+}
+
+static void lower_matmul(L *l, const Node *n, int out) {
+  const Node *A = l->g->nodes[n->in[0]], *B = l->g->nodes[n->in[1]];
+  Kernel *k = new_kernel(l, n, out, "matmul");
+  int r = n->shape.rank;
+  IExpr *v[IR_MAX_RANK + 1], *ia[IR_MAX_RANK], *ib[IR_MAX_RANK];
+  vars(l, v, r + 1);
+  Shape ba = A->shape, bb = B->shape, bo = n->shape;
+  ba.rank -= 2;
+  bb.rank -= 2;
+  bo.rank -= 2;
+  bcast_idx(l, &ba, &bo, v, ia);
+  bcast_idx(l, &bb, &bo, v, ib);
+  ia[ba.rank] = v[r - 2];
+  ia[ba.rank + 1] = v[r];
+  ib[bb.rank] = v[r];
+  ib[bb.rank + 1] = v[r - 1];
+  k->red = RED_SUM;
+  k->n_red = 1;
+  k->red_ext[0] = A->shape.d[A->shape.rank - 1];
+  k->body = vx_bin(l->a, VX_MUL, value_at(l, n->in[0], ia, NULL), value_at(l, n->in[1], ib, NULL));
+  emit(l, k);
+}
+
+static void lower_softmax(L *l, const Node *n, int out) {
+  const Node *x = l->g->nodes[n->in[0]];
+  int ax = n->attr.axis.axis, r = n->shape.rank;
+  Shape ks = x->shape;
+  ks.d[ax] = 1;
+  int mb = kir_buffer(l->p, arena_printf(l->a, "%%t%d.max", n->id), BUF_TEMP, DT_F32, ks, (int)l->e);
+  int sb = kir_buffer(l->p, arena_printf(l->a, "%%t%d.sum", n->id), BUF_TEMP, DT_F32, ks, (int)l->e);
+  IExpr *v[IR_MAX_RANK + 1], *ix[IR_MAX_RANK], *kx[IR_MAX_RANK];
+  vars(l, v, r + 1);
+  for (int i = 0; i < r; i++) ix[i] = i == ax ? v[r] : v[i];
+  /* max over the axis */
+  Kernel *km = new_kernel(l, n, mb, "softmax_max");
+  km->red = RED_MAX;
+  km->n_red = 1;
+  km->red_ext[0] = x->shape.d[ax];
+  km->body = value_at(l, n->in[0], ix, NULL);
+  emit(l, km);
+  /* sum of exp(x - max) */
+  for (int i = 0; i < r; i++) kx[i] = i == ax ? C(l, 0) : v[i];
+  Kernel *ks_ = new_kernel(l, n, sb, "softmax_sum");
+  ks_->red = RED_SUM;
+  ks_->n_red = 1;
+  ks_->red_ext[0] = x->shape.d[ax];
+  ks_->body = vx_un(l->a, VX_EXP, vx_bin(l->a, VX_SUB, value_at(l, n->in[0], ix, NULL),
+                                         vx_load(l->a, DT_F32, mb, r, kx, NULL, 0)));
+  emit(l, ks_);
+  /* normalise */
+  Kernel *kf = new_kernel(l, n, out, ir_op_names[n->op]);
+  VExpr *d = vx_bin(l->a, VX_SUB, value_at(l, n->in[0], v, NULL), vx_load(l->a, DT_F32, mb, r, kx, NULL, 0));
+  VExpr *s = vx_load(l->a, DT_F32, sb, r, kx, NULL, 0);
+  kf->body = n->op == OP_SOFTMAX ? vx_bin(l->a, VX_DIV, vx_un(l->a, VX_EXP, d), s)
+                                 : vx_bin(l->a, VX_SUB, d, vx_un(l->a, VX_LOG, s));
+  emit(l, kf);
+}
+
+/* Input coordinate of an output position for conv/pool windows. */
+static IExpr *window_in(L *l, IExpr *o, IExpr *kk, int stride, int pad, int dil) {
+  return ADD(l, SUB(l, MUL(l, o, stride), C(l, pad)), MUL(l, kk, dil));
+}
+
+/* For the adjoint of a window: the output position that reads input t =
+ * h + pad - kk*dil, valid when divisible by stride and in [0, n_out). */
+static IExpr *window_out(L *l, IExpr *h, IExpr *kk, int stride, int pad, int dil, int64_t n_out, IExpr **cond) {
+  IExpr *t = SUB(l, ADD(l, h, C(l, pad)), MUL(l, kk, dil));
+  IExpr *c = ix_bin(l->a, IX_GE, t, C(l, 0));
+  if (stride != 1) c = AND(l, c, ix_bin(l->a, IX_EQ, ix_bin(l->a, IX_MOD, t, C(l, stride)), C(l, 0)));
+  IExpr *o = ix_bin(l->a, IX_DIV, t, C(l, stride));
+  *cond = AND(l, *cond, AND(l, c, ix_bin(l->a, IX_LT, o, C(l, n_out))));
+  return o;
+}
+
+static void lower_conv(L *l, const Node *n, int out) {
+  const ConvAttr *cv = &n->attr.conv;
+  Arena *a = l->a;
+  IExpr *v[8], *xi[4], *wi[4], *di[4];
+  vars(l, v, 7);
+  Kernel *k = new_kernel(l, n, out, ir_op_names[n->op]);
+  k->red = RED_SUM;
+  k->n_red = 3;
+  if (n->op == OP_CONV2D) {
+    const Node *x = l->g->nodes[n->in[0]], *w = l->g->nodes[n->in[1]];
+    int64_t O = w->shape.d[0], Cg = w->shape.d[1], Og = O / cv->groups;
+    k->red_ext[0] = Cg;
+    k->red_ext[1] = w->shape.d[2];
+    k->red_ext[2] = w->shape.d[3];
+    IExpr *guard = NULL;
+    xi[0] = v[0];
+    xi[1] = cv->groups == 1 ? v[4] : ADD(l, MUL(l, ix_bin(a, IX_DIV, v[1], C(l, Og)), Cg), v[4]);
+    xi[2] = window_in(l, v[2], v[5], cv->stride[0], cv->pad[0], cv->dil[0]);
+    xi[3] = window_in(l, v[3], v[6], cv->stride[1], cv->pad[1], cv->dil[1]);
+    if (cv->pad[0]) guard = AND(l, guard, in_range(l, xi[2], x->shape.d[2]));
+    if (cv->pad[1]) guard = AND(l, guard, in_range(l, xi[3], x->shape.d[3]));
+    wi[0] = v[1], wi[1] = v[4], wi[2] = v[5], wi[3] = v[6];
+    k->body = vx_bin(a, VX_MUL, value_at(l, n->in[0], xi, guard), value_at(l, n->in[1], wi, NULL));
+  } else if (n->op == OP_CONV2D_BWD_DATA) {
+    const Node *dy = l->g->nodes[n->in[0]], *w = l->g->nodes[n->in[1]];
+    int64_t O = w->shape.d[0], Cg = w->shape.d[1], Og = O / cv->groups;
+    k->red_ext[0] = Og;
+    k->red_ext[1] = w->shape.d[2];
+    k->red_ext[2] = w->shape.d[3];
+    IExpr *cond = NULL;
+    di[0] = v[0];
+    di[1] = cv->groups == 1 ? v[4] : ADD(l, MUL(l, ix_bin(a, IX_DIV, v[1], C(l, Cg)), Og), v[4]);
+    di[2] = window_out(l, v[2], v[5], cv->stride[0], cv->pad[0], cv->dil[0], dy->shape.d[2], &cond);
+    di[3] = window_out(l, v[3], v[6], cv->stride[1], cv->pad[1], cv->dil[1], dy->shape.d[3], &cond);
+    wi[0] = di[1];
+    wi[1] = cv->groups == 1 ? v[1] : ix_bin(a, IX_MOD, v[1], C(l, Cg));
+    wi[2] = v[5], wi[3] = v[6];
+    k->body = vx_bin(a, VX_MUL, value_at(l, n->in[0], di, cond), value_at(l, n->in[1], wi, NULL));
+  } else {
+    const Node *x = l->g->nodes[n->in[0]], *dy = l->g->nodes[n->in[1]];
+    int64_t O = n->shape.d[0], Cg = n->shape.d[1], Og = O / cv->groups;
+    k->red_ext[0] = dy->shape.d[0];
+    k->red_ext[1] = dy->shape.d[2];
+    k->red_ext[2] = dy->shape.d[3];
+    IExpr *guard = NULL;
+    xi[0] = v[4];
+    xi[1] = cv->groups == 1 ? v[1] : ADD(l, MUL(l, ix_bin(a, IX_DIV, v[0], C(l, Og)), Cg), v[1]);
+    xi[2] = window_in(l, v[5], v[2], cv->stride[0], cv->pad[0], cv->dil[0]);
+    xi[3] = window_in(l, v[6], v[3], cv->stride[1], cv->pad[1], cv->dil[1]);
+    if (cv->pad[0]) guard = AND(l, guard, in_range(l, xi[2], x->shape.d[2]));
+    if (cv->pad[1]) guard = AND(l, guard, in_range(l, xi[3], x->shape.d[3]));
+    di[0] = v[4], di[1] = v[0], di[2] = v[5], di[3] = v[6];
+    k->body = vx_bin(a, VX_MUL, value_at(l, n->in[0], xi, guard), value_at(l, n->in[1], di, NULL));
+  }
+  emit(l, k);
+}
+
+static void lower_pool(L *l, const Node *n, int out) {
+  const PoolAttr *pa = &n->attr.pool;
+  Arena *a = l->a;
+  IExpr *v[6], *xi[4];
+  vars(l, v, 6);
+  Kernel *k = new_kernel(l, n, out, ir_op_names[n->op]);
+  k->n_red = 2;
+  k->red_ext[0] = pa->k[0];
+  k->red_ext[1] = pa->k[1];
+  const Node *x = l->g->nodes[n->in[0]];
+  double area = (double)pa->k[0] * pa->k[1];
+  if (n->op == OP_MAXPOOL2D || n->op == OP_MAXPOOL2D_ARGMAX || n->op == OP_AVGPOOL2D) {
+    IExpr *guard = NULL;
+    xi[0] = v[0], xi[1] = v[1];
+    xi[2] = window_in(l, v[2], v[4], pa->stride[0], pa->pad[0], 1);
+    xi[3] = window_in(l, v[3], v[5], pa->stride[1], pa->pad[1], 1);
+    if (pa->pad[0]) guard = AND(l, guard, in_range(l, xi[2], x->shape.d[2]));
+    if (pa->pad[1]) guard = AND(l, guard, in_range(l, xi[3], x->shape.d[3]));
+    VExpr *body = value_at(l, n->in[0], xi, guard);
+    if (n->op == OP_AVGPOOL2D) {
+      k->red = RED_SUM;
+      k->epilogue = vx_bin(a, VX_DIV, acc(l), vx_const(a, DT_F32, area));
+    } else {
+      k->red = n->op == OP_MAXPOOL2D ? RED_MAX : RED_ARGMAX;
+      if (guard) {
+        /* padding is -inf for max pooling */
+        VExpr *c = ARENA_NEW(a, VExpr);
+        c->op = VX_INDEX;
+        c->dtype = DT_F32;
+        c->ix = guard;
+        body = vx_select(a, c, body, vx_const(a, DT_F32, -INFINITY));
+      }
+    }
+    k->body = body;
+  } else {
+    /* adjoints: sum over the windows that contain this input position */
+    const Node *dy = l->g->nodes[n->in[0]];
+    IExpr *cond = NULL, *di[4];
+    di[0] = v[0], di[1] = v[1];
+    di[2] = window_out(l, v[2], v[4], pa->stride[0], pa->pad[0], 1, dy->shape.d[2], &cond);
+    di[3] = window_out(l, v[3], v[5], pa->stride[1], pa->pad[1], 1, dy->shape.d[3], &cond);
+    VExpr *g = value_at(l, n->in[0], di, cond);
+    k->red = RED_SUM;
+    if (n->op == OP_AVGPOOL2D_BWD) {
+      k->body = g;
+      k->epilogue = vx_bin(a, VX_DIV, acc(l), vx_const(a, DT_F32, area));
+    } else {
+      VExpr *am = value_at(l, n->in[1], di, cond);
+      VExpr *pos = ARENA_NEW(a, VExpr);
+      pos->op = VX_INDEX;
+      pos->dtype = DT_I32;
+      pos->ix = ADD(l, MUL(l, v[4], pa->k[1]), v[5]);
+      VExpr *hit = to_f32(l, vx_bin(a, VX_EQ, am, pos));
+      if (cond) {
+        VExpr *c = ARENA_NEW(a, VExpr);
+        c->op = VX_INDEX;
+        c->dtype = DT_F32;
+        c->ix = cond;
+        hit = vx_bin(a, VX_MUL, hit, c);
+      }
+      k->body = vx_select(a, hit, g, vx_const(a, DT_F32, 0));
+    }
+  }
+  emit(l, k);
+}
+
+static void lower_node(L *l, const Node *n, int out) {
+  switch (n->op) {
+    case OP_SUM: case OP_MEAN: case OP_MAX: case OP_ARGMAX: lower_reduce(l, n, out); return;
+    case OP_MATMUL: lower_matmul(l, n, out); return;
+    case OP_SOFTMAX: case OP_LOG_SOFTMAX: lower_softmax(l, n, out); return;
+    case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_FILTER: lower_conv(l, n, out); return;
+    case OP_MAXPOOL2D: case OP_MAXPOOL2D_ARGMAX: case OP_MAXPOOL2D_BWD: case OP_AVGPOOL2D: case OP_AVGPOOL2D_BWD:
+      lower_pool(l, n, out);
+      return;
+    default: break;
+  }
+  DL_ASSERT(inlinable(n->op));
+  Kernel *k = new_kernel(l, n, out, ir_op_names[n->op]);
+  IExpr *v[IR_MAX_RANK];
+  vars(l, v, n->shape.rank);
+  k->body = compute_at(l, n->id, v, NULL);
+  emit(l, k);
+}
+
+/* A kernel copying (or computing inline) node `id` into buffer `out`. */
+static void emit_copy(L *l, int id, int out, const char *what) {
+  const Node *n = l->g->nodes[id];
+  Kernel *k = new_kernel(l, n, out, what);
+  k->ops = what;
+  IExpr *v[IR_MAX_RANK];
+  vars(l, v, n->shape.rank);
+  k->body = value_at(l, id, v, NULL);
+  emit(l, k);
+}
+
+static void collect_loads(const VExpr *e, bool *seen) {
+  if (!e) return;
+  if (e->op == VX_LOAD) seen[e->buf] = true;
+  collect_loads(e->a, seen);
+  collect_loads(e->b, seen);
+  collect_loads(e->c, seen);
+}
+
+static void lower_updates(L *l) {
+  const Graph *g = l->g;
+  int nu = g->n_updates;
+  if (!nu) return;
+  Arena *a = l->a;
+  VExpr **val = ARENA_ARRAY(a, VExpr *, nu);
+  int *target = ARENA_ARRAY(a, int, nu);
+  bool *done = ARENA_ARRAY(a, bool, nu);
+  bool **reads = ARENA_ARRAY(a, bool *, nu);
+  for (int i = 0; i < nu; i++) {
+    const Node *t = g->nodes[g->updates[i].target];
+    target[i] = l->buf[t->id];
+    IExpr *v[IR_MAX_RANK];
+    vars(l, v, t->shape.rank);
+    val[i] = value_at(l, g->updates[i].value, v, NULL);
+  }
+  for (int i = 0; i < nu; i++) {
+    reads[i] = ARENA_ARRAY(a, bool, l->p->n_bufs + 1);
+    collect_loads(val[i], reads[i]);
+  }
+  for (int left = nu; left > 0;) {
+    int pick = -1;
+    for (int i = 0; i < nu && pick < 0; i++) {
+      if (done[i]) continue;
+      bool ready = true; /* nobody pending still needs the old value of target[i] */
+      for (int j = 0; j < nu && ready; j++)
+        if (j != i && !done[j] && reads[j][target[i]]) ready = false;
+      if (ready) pick = i;
+    }
+    if (pick < 0) {
+      /* a cycle: compute one pending value into a temporary first */
+      for (int i = 0; i < nu && pick < 0; i++)
+        if (!done[i]) pick = i;
+      const Node *vn = g->nodes[g->updates[pick].value];
+      int tb = kir_buffer(l->p, arena_printf(a, "%%t%d.new", vn->id), BUF_TEMP, vn->dtype, vn->shape, (int)l->e);
+      Kernel *k = new_kernel(l, vn, tb, "update_value");
+      k->body = val[pick];
+      emit(l, k);
+      IExpr *v[IR_MAX_RANK];
+      vars(l, v, vn->shape.rank);
+      val[pick] = vx_load(a, vn->dtype, tb, vn->shape.rank, v, NULL, 0);
+      memset(reads[pick], 0, sizeof(bool) * (size_t)l->p->n_bufs);
+      reads[pick][tb] = true;
+      continue;
+    }
+    const Node *vn = g->nodes[g->updates[pick].value];
+    Kernel *k = new_kernel(l, vn, target[pick], "update");
+    k->ops = arena_printf(a, "update %s", g->nodes[g->updates[pick].target]->attr.leaf.name);
+    k->body = val[pick];
+    k->phase = PHASE_UPDATE;
+    emit(l, k);
+    done[pick] = true;
+    left--;
+  }
+}
+
+bool lower_graph(const Graph *g, Program *p, EntryKind e, const LowerOptions *o, Diag *d) {
+  (void)d;
+  L l;
+  memset(&l, 0, sizeof l);
+  l.g = g;
+  l.p = p;
+  l.a = p->arena;
+  l.e = e;
+  l.fuse = o ? o->fuse : true;
+  for (int i = 0; i < ENTRY__COUNT; i++) l.n_kernels += p->entries[i].n_kernels;
+  int n = g->n_nodes;
+  l.buf = ARENA_ARRAY(l.a, int, n);
+  l.cost = ARENA_ARRAY(l.a, int, n);
+  l.multiread = ARENA_ARRAY(l.a, bool, n);
+  l.uses = ir_use_counts(g, l.a);
+  p->entries[e].present = true;
+  for (int i = 0; i < n; i++) {
+    const Node *nd = g->nodes[i];
+    if (reads_repeatedly(nd->op))
+      for (int j = 0; j < nd->nin; j++) l.multiread[nd->in[j]] = true;
+    if (nd->op == OP_DROPOUT_MASK && p->rng_buf < 0) {
+      int64_t four = 4;
+      p->rng_buf = kir_buffer(p, "@rng", BUF_RNG, DT_I32, shape_make(1, &four), -1);
+    }
+  }
+  /* role buffers: the first role of a computed node becomes its buffer */
+  int *role_buf = ARENA_ARRAY(l.a, int, n);
+  for (int i = 0; i < n; i++) role_buf[i] = -1;
+  typedef struct { int node; int buf; } Copy;
+  Copy *copies = ARENA_ARRAY(l.a, Copy, g->n_outputs + g->n_metrics + g->n_grads + 1);
+  int ncopies = 0;
+#define CLAIM(node_, name_, role_)                                                                   \
+  do {                                                                                               \
+    const Node *nd_ = g->nodes[node_];                                                               \
+    int b_ = kir_buffer(p, name_, role_, nd_->dtype, nd_->shape, (int)e);                            \
+    if (role_buf[node_] < 0 && !is_named_leaf(nd_->op)) role_buf[node_] = b_;                        \
+    else copies[ncopies++] = (Copy){node_, b_};                                                      \
+  } while (0)
+  if (g->loss >= 0 && e != ENTRY_INFER) CLAIM(g->loss, g->loss_name ? g->loss_name : "loss", BUF_LOSS);
+  for (int i = 0; i < g->n_outputs; i++) CLAIM(g->outputs[i].node, g->outputs[i].name, BUF_OUTPUT);
+  if (e != ENTRY_INFER)
+    for (int i = 0; i < g->n_metrics; i++) CLAIM(g->metrics[i].node, g->metrics[i].name, BUF_METRIC);
+  for (int i = 0; i < g->n_grads; i++)
+    CLAIM(g->grads[i].grad, g->nodes[g->grads[i].param]->attr.leaf.name, BUF_GRAD);
+#undef CLAIM
+  bool *update_value = ARENA_ARRAY(l.a, bool, n);
+  for (int i = 0; i < g->n_updates; i++) update_value[g->updates[i].value] = true;
+
+  /* buffers and kernels in topological order */
+  for (int i = 0; i < n; i++) {
+    const Node *nd = g->nodes[i];
+    l.buf[i] = -1;
+    if (is_named_leaf(nd->op)) {
+      l.buf[i] = leaf_buffer(&l, nd);
+      continue;
+    }
+    int c = 0;
+    if (inlinable(nd->op)) {
+      c = op_has(nd->op, OPF_SHAPE) || nd->op == OP_CONST ? 0 : 1;
+      for (int j = 0; j < nd->nin; j++)
+        if (l.buf[nd->in[j]] < 0) c += l.cost[nd->in[j]];
+    }
+    l.cost[i] = c;
+    bool materialize = role_buf[i] >= 0 || !inlinable(nd->op) || !l.fuse;
+    if (!materialize && nd->op != OP_CONST && nd->op != OP_DROPOUT_MASK) {
+      if (l.multiread[i] && c > 0) materialize = true;
+      if (l.uses[i] > 1 && c > 2 && !update_value[i]) materialize = true;
+      if (c > 24) materialize = true;
+    }
+    if (!materialize) continue;
+    if (nd->op == OP_CONST && role_buf[i] < 0) continue;
+    int out = role_buf[i];
+    if (out < 0) {
+      const Node *src = g->nodes[nd->in ? nd->in[0] : 0];
+      if (nd->op == OP_RESHAPE && l.buf[src->id] >= 0 && l.fuse) {
+        /* a reshape of a buffer is a view of it */
+        out = kir_buffer(p, arena_printf(l.a, "%%t%d", i), BUF_TEMP, nd->dtype, nd->shape, (int)e);
+        int root = l.buf[src->id];
+        p->bufs[out].alias = p->bufs[root].alias >= 0 ? p->bufs[root].alias : root;
+        l.buf[i] = out;
+        continue;
+      }
+      out = new_temp(&l, nd);
+    }
+    lower_node(&l, nd, out);
+    l.buf[i] = out;
+  }
+  for (int i = 0; i < ncopies; i++) emit_copy(&l, copies[i].node, copies[i].buf, "copy");
+  if (e == ENTRY_TRAIN) lower_updates(&l);
+  return true;
+}

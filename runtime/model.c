@@ -1,0 +1,204 @@
+/* model.c — model instances: buffer allocation, initialisation, entry
+ * calls and checkpoints (see dlrt_model.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/dlrt_model.h"
+
+struct DlrtModel {
+  const DlrtModelDesc *desc;
+  void **bufs;
+  void **owned; /* allocations to free */
+  int n_owned;
+  uint64_t seed;
+};
+
+static int64_t desc_numel(const DlrtBufDesc *b) { return dlrt_numel(b->shape, b->rank); }
+
+DlrtModel *dlrt_model_new(const DlrtModelDesc *desc, uint64_t seed, char *err, size_t errlen) {
+  if (!desc || desc->n_bufs < 0) {
+    snprintf(err, errlen, "no model description");
+    return NULL;
+  }
+  DlrtModel *m = calloc(1, sizeof *m);
+  if (!m) goto oom;
+  m->desc = desc;
+  m->seed = seed;
+  m->bufs = calloc((size_t)desc->n_bufs + 1, sizeof(void *));
+  m->owned = calloc((size_t)desc->n_bufs + 2, sizeof(void *));
+  if (!m->bufs || !m->owned) goto oom;
+  char *arena = NULL;
+  if (desc->arena_bytes > 0) {
+    arena = dlrt_alloc((size_t)desc->arena_bytes);
+    if (!arena) goto oom;
+    m->owned[m->n_owned++] = arena;
+  }
+  for (int i = 0; i < desc->n_bufs; i++) {
+    const DlrtBufDesc *b = &desc->bufs[i];
+    if (b->alias >= 0) continue;
+    if (b->offset >= 0 && arena) {
+      m->bufs[i] = arena + b->offset;
+      continue;
+    }
+    size_t bytes = (size_t)desc_numel(b) * 4;
+    m->bufs[i] = dlrt_alloc(bytes);
+    if (!m->bufs[i]) goto oom;
+    m->owned[m->n_owned++] = m->bufs[i];
+  }
+  for (int i = 0; i < desc->n_bufs; i++) {
+    const DlrtBufDesc *b = &desc->bufs[i];
+    if (b->alias >= 0) m->bufs[i] = m->bufs[b->alias];
+    if (b->role == DLRT_ROLE_PARAM || b->role == DLRT_ROLE_STATE || b->role == DLRT_ROLE_OPTSTATE) {
+      if (b->dtype == DLRT_F32)
+        dlrt_init_tensor(m->bufs[i], b->shape, b->rank, b->init, dlrt_stream_seed(seed, b->name));
+      /* i32 state (the step counter) starts at zero */
+    }
+    if (b->role == DLRT_ROLE_RNG) {
+      uint64_t *r = m->bufs[i];
+      r[0] = dlrt_stream_seed(seed, "@rng");
+      r[1] = 0;
+    }
+  }
+  return m;
+oom:
+  snprintf(err, errlen, "out of memory while allocating the model's buffers");
+  dlrt_model_free(m);
+  return NULL;
+}
+
+void dlrt_model_free(DlrtModel *m) {
+  if (!m) return;
+  for (int i = 0; i < m->n_owned; i++) dlrt_free(m->owned[i]);
+  free(m->owned);
+  free(m->bufs);
+  free(m);
+}
+
+const DlrtModelDesc *dlrt_model_desc(const DlrtModel *m) { return m->desc; }
+
+int dlrt_model_find(const DlrtModel *m, const char *name, int role, int entry) {
+  for (int i = 0; i < m->desc->n_bufs; i++) {
+    const DlrtBufDesc *b = &m->desc->bufs[i];
+    if (b->role == role && b->entry == entry && strcmp(b->name, name) == 0) return i;
+  }
+  return -1;
+}
+
+int dlrt_model_find_role(const DlrtModel *m, int role, int entry) {
+  for (int i = 0; i < m->desc->n_bufs; i++) {
+    const DlrtBufDesc *b = &m->desc->bufs[i];
+    if (b->role == role && b->entry == entry) return i;
+  }
+  return -1;
+}
+
+void *dlrt_model_data(const DlrtModel *m, int buf) { return buf >= 0 && buf < m->desc->n_bufs ? m->bufs[buf] : NULL; }
+
+int64_t dlrt_model_numel(const DlrtModel *m, int buf) { return desc_numel(&m->desc->bufs[buf]); }
+
+int dlrt_model_run(DlrtModel *m, int entry) {
+  if (entry < 0 || entry >= DLRT_ENTRY_COUNT || !m->desc->entries[entry]) return 1;
+  m->desc->entries[entry](m->bufs);
+  if (entry == DLRT_ENTRY_TRAIN && m->desc->rng_buf >= 0) ((uint64_t *)m->bufs[m->desc->rng_buf])[1]++;
+  return 0;
+}
+
+static int is_checkpointed(int role) {
+  return role == DLRT_ROLE_PARAM || role == DLRT_ROLE_STATE || role == DLRT_ROLE_OPTSTATE;
+}
+
+int dlrt_model_save(const DlrtModel *m, const char *path, char *err, size_t errlen) {
+  DlrtTensorSet set;
+  memset(&set, 0, sizeof set);
+  for (int i = 0; i < m->desc->n_bufs; i++) {
+    const DlrtBufDesc *b = &m->desc->bufs[i];
+    if (!is_checkpointed(b->role)) continue;
+    if (!dlrt_st_add(&set, b->name, b->dtype, b->rank, b->shape, m->bufs[i])) {
+      dlrt_st_free(&set);
+      snprintf(err, errlen, "out of memory while saving %s", path);
+      return 1;
+    }
+  }
+  int rc = dlrt_st_write(path, &set, err, errlen);
+  dlrt_st_free(&set);
+  return rc;
+}
+
+static void append(char *err, size_t errlen, size_t *used, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void append(char *err, size_t errlen, size_t *used, const char *fmt, ...) {
+  if (*used >= errlen) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(err + *used, errlen - *used, fmt, ap);
+  va_end(ap);
+  if (k > 0) *used += (size_t)k;
+  if (*used >= errlen) *used = errlen;
+}
+
+static void shape_text(char *buf, size_t n, int32_t dtype, int rank, const int64_t *shape) {
+  size_t k = (size_t)snprintf(buf, n, "%s[", dtype == DLRT_I32 ? "i32" : "f32");
+  for (int i = 0; i < rank && k < n; i++) k += (size_t)snprintf(buf + k, n - k, i ? ",%lld" : "%lld", (long long)shape[i]);
+  if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+int dlrt_model_load_set(DlrtModel *m, const DlrtTensorSet *set, int require_all, int allow_unknown, char *err,
+                        size_t errlen) {
+  size_t used = 0;
+  int problems = 0;
+  if (errlen) err[0] = 0;
+  for (int t = 0; t < set->n; t++) {
+    const DlrtTensor *x = &set->t[t];
+    int found = -1;
+    for (int i = 0; i < m->desc->n_bufs && found < 0; i++)
+      if (is_checkpointed(m->desc->bufs[i].role) && strcmp(m->desc->bufs[i].name, x->name) == 0) found = i;
+    if (found < 0) {
+      if (!allow_unknown) {
+        append(err, errlen, &used, "%s%s: not a parameter or state of model %s", problems ? "\n" : "", x->name,
+               m->desc->model);
+        problems++;
+      }
+      continue;
+    }
+    const DlrtBufDesc *b = &m->desc->bufs[found];
+    int same = x->dtype == b->dtype && x->rank == b->rank;
+    for (int k = 0; same && k < b->rank; k++) same = x->shape[k] == b->shape[k];
+    if (!same) {
+      char want[128], got[128];
+      shape_text(want, sizeof want, b->dtype, b->rank, b->shape);
+      shape_text(got, sizeof got, x->dtype, x->rank, x->shape);
+      append(err, errlen, &used, "%s%s: the file has %s, the model expects %s", problems ? "\n" : "", x->name, got,
+             want);
+      problems++;
+    }
+  }
+  if (require_all) {
+    for (int i = 0; i < m->desc->n_bufs; i++) {
+      const DlrtBufDesc *b = &m->desc->bufs[i];
+      if ((b->role == DLRT_ROLE_PARAM || b->role == DLRT_ROLE_STATE) && !dlrt_st_find(set, b->name)) {
+        append(err, errlen, &used, "%s%s: missing", problems ? "\n" : "", b->name);
+        problems++;
+      }
+    }
+  }
+  if (problems) return 1;
+  for (int t = 0; t < set->n; t++) {
+    const DlrtTensor *x = &set->t[t];
+    for (int i = 0; i < m->desc->n_bufs; i++)
+      if (is_checkpointed(m->desc->bufs[i].role) && strcmp(m->desc->bufs[i].name, x->name) == 0)
+        memcpy(m->bufs[i], x->data, x->nbytes);
+  }
+  return 0;
+}
+
+int dlrt_model_load(DlrtModel *m, const char *path, int require_all, char *err, size_t errlen) {
+  DlrtTensorSet set;
+  memset(&set, 0, sizeof set);
+  if (dlrt_st_read(path, &set, err, errlen)) return 1;
+  char inner[2048];
+  int rc = dlrt_model_load_set(m, &set, require_all, 0, inner, sizeof inner);
+  if (rc) snprintf(err, errlen, "%s: checkpoint does not match the model:\n%s", path, inner);
+  dlrt_st_free(&set);
+  return rc;
+}

@@ -1,0 +1,812 @@
+/* test_backend.c — cmocka tests of the backend: small kernel Programs built
+ * by hand with the kir constructors, compiled with cg_build + cg_optimize +
+ * cg_jit and run against plain C references (elementwise with broadcasting,
+ * guarded loads, reductions, matmul in both loop orders, threads, the inline
+ * RNG, vector math accuracy in ulp, emission). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <math.h>
+
+#include "backend/backend.h"
+#include "backend/cg_internal.h"
+#include "runtime/dlrt.h"
+
+/* ---------------- helpers ---------------- */
+
+typedef struct {
+  Arena *a;
+  Program *p;
+  CgJit *jit;
+  CgEntryFn fn;
+  void *bufs[64];
+} T;
+
+static void t_init(T *t) {
+  memset(t, 0, sizeof *t);
+  t->a = arena_new();
+  t->p = kir_program_new(t->a, "t");
+}
+
+static void t_free(T *t) {
+  for (int i = 0; i < t->p->n_bufs; i++) dlrt_free(t->bufs[i]);
+  cg_jit_free(t->jit);
+  arena_free(t->a);
+}
+
+static Shape shp(int rank, ...) {
+  int64_t d[IR_MAX_RANK] = {0};
+  va_list ap;
+  va_start(ap, rank);
+  for (int i = 0; i < rank; i++) d[i] = va_arg(ap, int);
+  va_end(ap);
+  return shape_make(rank, d);
+}
+
+static int buf(T *t, const char *name, DType dt, Shape s) {
+  int i = kir_buffer(t->p, name, BUF_TEMP, dt, s, -1);
+  int64_t n = shape_numel(&s);
+  t->bufs[i] = dlrt_alloc((size_t)(n > 0 ? n : 1) * 4);
+  return i;
+}
+static float *F(T *t, int b) { return (float *)t->bufs[b]; }
+static int32_t *I(T *t, int b) { return (int32_t *)t->bufs[b]; }
+
+static IExpr *V(T *t, int v) { return ix_var(t->a, v); }
+static IExpr *C(T *t, int64_t v) { return ix_const(t->a, v); }
+static IExpr *IB(T *t, IxOp op, IExpr *x, IExpr *y) { return ix_bin(t->a, op, x, y); }
+
+/* load of buffer b (f32 unless the buffer is i32) at the given indices */
+static VExpr *ld(T *t, int b, ...) {
+  int rank = t->p->bufs[b].shape.rank;
+  IExpr *idx[IR_MAX_RANK];
+  va_list ap;
+  va_start(ap, b);
+  for (int i = 0; i < rank; i++) idx[i] = va_arg(ap, IExpr *);
+  va_end(ap);
+  return vx_load(t->a, t->p->bufs[b].dtype, b, rank, idx, NULL, 0.0f);
+}
+static VExpr *un(T *t, VxOp op, VExpr *x) { return vx_un(t->a, op, x); }
+static VExpr *bin(T *t, VxOp op, VExpr *x, VExpr *y) { return vx_bin(t->a, op, x, y); }
+static VExpr *kf(T *t, double v) { return vx_const(t->a, DT_F32, v); }
+
+static VExpr *acc_ref(T *t) {
+  VExpr *e = ARENA_NEW(t->a, VExpr);
+  e->op = VX_ACC;
+  e->dtype = DT_F32;
+  return e;
+}
+
+static Kernel *kern(T *t, const char *name, int out, VExpr *body) {
+  Kernel *k = ARENA_NEW(t->a, Kernel);
+  k->name = arena_strdup(t->a, name);
+  k->ops = "test";
+  k->out_buf = out;
+  k->dtype = t->p->bufs[out].dtype;
+  k->shape = t->p->bufs[out].shape;
+  k->body = body;
+  kir_add_kernel(t->p, ENTRY_INFER, k);
+  return k;
+}
+
+static void red(Kernel *k, RedKind r, int n, ...) {
+  k->red = r;
+  k->n_red = n;
+  va_list ap;
+  va_start(ap, n);
+  for (int i = 0; i < n; i++) k->red_ext[i] = va_arg(ap, int);
+  va_end(ap);
+}
+
+static const char *g_cpu = NULL; /* CPU for compile(): NULL = native */
+
+static void compile(T *t) {
+  Diag d;
+  diag_init(&d, stderr);
+  CgOptions o = {g_cpu, 3};
+  CgModule *m = cg_build(t->p, &o, &d);
+  assert_non_null(m);
+  assert_int_equal(cg_optimize(m, &d), 0);
+  t->jit = cg_jit(m, &d);
+  assert_non_null(t->jit);
+  t->fn = cg_jit_entry(t->jit, "t_infer");
+  assert_non_null(t->fn);
+  assert_int_equal(d.n_errors, 0);
+  diag_free(&d);
+}
+
+static void run(T *t) { t->fn(t->bufs); }
+
+static uint32_t rng_state = 12345;
+static float frand(float lo, float hi) {
+  rng_state = rng_state * 1664525u + 1013904223u;
+  return lo + (hi - lo) * (float)(rng_state >> 8) * (1.0f / 16777216.0f);
+}
+
+static int close_rel(double y, double ref, double tol) {
+  return fabs(y - ref) <= tol * (1.0 + fabs(ref));
+}
+
+/* whether the line of text containing `at` also contains `what` */
+static bool line_has(const char *text, const char *at, const char *what) {
+  const char *p = strstr(text, at);
+  assert_non_null(p);
+  const char *eol = strchr(p, '\n');
+  size_t n = eol ? (size_t)(eol - p) : strlen(p);
+  char *line = strndup(p, n);
+  bool r = strstr(line, what) != NULL;
+  free(line);
+  return r;
+}
+
+static char *module_ir(T *t) {
+  Diag d;
+  diag_init(&d, stderr);
+  CgOptions o = {NULL, 0};
+  CgModule *m = cg_build(t->p, &o, &d);
+  assert_non_null(m);
+  char *s = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&s, &n);
+  assert_int_equal(cg_emit_llvm(m, f), 0);
+  fclose(f);
+  cg_free(m);
+  diag_free(&d);
+  return s;
+}
+
+/* ---------------- elementwise ---------------- */
+
+/* out[i,j] = a[i,j] * b[j] + c[] — broadcasting loads */
+static void test_elementwise_broadcast(void **state) {
+  (void)state;
+  T t;
+  t_init(&t);
+  int M = 37, N = 19;
+  int a = buf(&t, "a", DT_F32, shp(2, M, N)), b = buf(&t, "b", DT_F32, shp(1, N)),
+      c = buf(&t, "c", DT_F32, shp(0)), o = buf(&t, "o", DT_F32, shp(2, M, N));
+  kern(&t, "k_ew", o, bin(&t, VX_ADD, bin(&t, VX_MUL, ld(&t, a, V(&t, 0), V(&t, 1)), ld(&t, b, V(&t, 1))), ld(&t, c)));
+  compile(&t);
+  for (int i = 0; i < M * N; i++) F(&t, a)[i] = frand(-3, 3);
+  for (int j = 0; j < N; j++) F(&t, b)[j] = frand(-2, 2);
+  F(&t, c)[0] = 0.625f;
+  run(&t);
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double ref = (double)F(&t, a)[i * N + j] * F(&t, b)[j] + 0.625;
+      assert_true(close_rel(F(&t, o)[i * N + j], ref, 1e-6));
+    }
+  t_free(&t);
+}
+
+/* A guarded (padding) load must not touch memory when its guard is 0:
+ * out[i] = (i-3 >= 0 && i-3 < 16) ? x[i-3] : -7. x is exactly 16 floats. */
+static void test_guarded_load(void **state) {
+  (void)state;
+  T t;
+  t_init(&t);
+  int x = buf(&t, "x", DT_F32, shp(1, 16)), o = buf(&t, "o", DT_F32, shp(1, 23));
+  IExpr *i3 = IB(&t, IX_SUB, V(&t, 0), C(&t, 3));
+  IExpr *g = IB(&t, IX_AND, IB(&t, IX_GE, i3, C(&t, 0)), IB(&t, IX_LT, i3, C(&t, 16)));
+  IExpr *idx[1] = {i3};
+  VExpr *l = vx_load(t.a, DT_F32, x, 1, idx, g, -7.0f);
+  kern(&t, "k_pad", o, bin(&t, VX_MUL, l, kf(&t, 2.0)));
+  compile(&t);
+  for (int i = 0; i < 16; i++) F(&t, x)[i] = (float)i + 0.5f;
+  run(&t);
+  for (int i = 0; i < 23; i++) {
+    float ref = (i - 3 >= 0 && i - 3 < 16) ? 2.0f * ((float)(i - 3) + 0.5f) : -14.0f;
+    assert_true(F(&t, o)[i] == ref);
+  }
+  t_free(&t);
+}
+
+/* Assorted element-wise ops against C (relu, sign, step, leaky, elu, abs,
+ * max/min with NaN, cast, select, comparisons, pows, i32 division). */
+static void test_misc_ops(void **state) {
+  (void)state;
+  T t;
+  t_init(&t);
+  enum { N = 11, NOPS = 14 };
+  static const float xs[N] = {-2.5f, -1.0f, -0.0f, 0.0f, 0.25f, 1.0f, 3.75f, 100.0f, -1e-6f, NAN, INFINITY};
+  int x = buf(&t, "x", DT_F32, shp(1, N)), y = buf(&t, "y", DT_F32, shp(1, N));
+  int o[NOPS];
+  char nm[32];
+  for (int i = 0; i < NOPS; i++) {
+    snprintf(nm, sizeof nm, "o%d", i);
+    o[i] = buf(&t, nm, i == 10 || i == 13 ? DT_I32 : DT_F32, shp(1, N));
+  }
+  VExpr *X = ld(&t, x, V(&t, 0)), *Y = ld(&t, y, V(&t, 0));
+  VExpr *e;
+  kern(&t, "k0", o[0], un(&t, VX_RELU, X));
+  kern(&t, "k1", o[1], un(&t, VX_SIGN, X));
+  kern(&t, "k2", o[2], un(&t, VX_STEP, X));
+  e = un(&t, VX_LEAKY, X); e->f = 0.1f; kern(&t, "k3", o[3], e);
+  e = un(&t, VX_ELU, X); e->f = 1.5f; kern(&t, "k4", o[4], e);
+  kern(&t, "k5", o[5], un(&t, VX_ABS, X));
+  kern(&t, "k6", o[6], bin(&t, VX_MAX, X, Y));
+  kern(&t, "k7", o[7], bin(&t, VX_MIN, X, Y));
+  kern(&t, "k8", o[8], vx_select(t.a, bin(&t, VX_GT, X, Y), X, kf(&t, 42)));
+  e = un(&t, VX_POWS, X); e->f = 2.0f; kern(&t, "k9", o[9], e);
+  e = un(&t, VX_CAST, X); e->dtype = DT_I32; kern(&t, "k10", o[10], e);
+  e = un(&t, VX_POWS, X); e->f = 1.5f; kern(&t, "k11", o[11], e);
+  kern(&t, "k12", o[12], bin(&t, VX_POW, Y, X));
+  /* i32: (cast x) / 2 (division by 0 gives 0) */
+  VExpr *xi = un(&t, VX_CAST, X); xi->dtype = DT_I32;
+  VExpr *yi = un(&t, VX_CAST, bin(&t, VX_SUB, Y, Y)); yi->dtype = DT_I32; /* 0 (NaN -> 0) */
+  kern(&t, "k13", o[13], bin(&t, VX_ADD, bin(&t, VX_DIV, xi, vx_const(t.a, DT_I32, 2)), bin(&t, VX_DIV, xi, yi)));
+  compile(&t);
+  for (int i = 0; i < N; i++) {
+    F(&t, x)[i] = xs[i];
+    F(&t, y)[i] = i == 3 ? NAN : 0.5f;
+  }
+  run(&t);
+  for (int i = 0; i < N; i++) {
+    float v = xs[i], w = F(&t, y)[i];
+    float r;
+#define EQF(got, want) assert_true(((isnan(want) && isnan(got)) || (got) == (want)))
+    r = F(&t, o[0])[i]; EQF(r, (v < 0 ? 0.0f : v));
+    r = F(&t, o[1])[i]; EQF(r, (v > 0 ? 1.0f : v < 0 ? -1.0f : 0.0f));
+    r = F(&t, o[2])[i]; EQF(r, (v > 0 ? 1.0f : 0.0f));
+    r = F(&t, o[3])[i]; EQF(r, (v > 0 ? v : 0.1f * v));
+    r = F(&t, o[4])[i];
+    float elu = v > 0 ? v : (float)(1.5 * expm1((double)v));
+    assert_true((isnan(elu) && isnan(r)) || r == elu || close_rel(r, elu, 1e-6) || fabs(r - elu) <= 4e-7 * fabs(elu));
+    r = F(&t, o[5])[i]; EQF(r, fabsf(v));
+    r = F(&t, o[6])[i]; EQF(r, ((isnan(v) || isnan(w)) ? NAN : fmaxf(v, w)));
+    r = F(&t, o[7])[i]; EQF(r, ((isnan(v) || isnan(w)) ? NAN : fminf(v, w)));
+    r = F(&t, o[8])[i]; EQF(r, (v > w ? v : 42.0f));
+    r = F(&t, o[9])[i]; EQF(r, v * v);
+    if (!isnan(v) && !isinf(v)) assert_int_equal(I(&t, o[10])[i], (int32_t)v);
+    r = F(&t, o[11])[i];
+    float pw = powf(v, 1.5f);
+    assert_true((isnan(pw) && isnan(r)) || r == pw || close_rel(r, pw, 1e-5));
+    r = F(&t, o[12])[i];
+    pw = powf(w, v);
+    assert_true((isnan(pw) && isnan(r)) || r == pw || close_rel(r, pw, 1e-5));
+    if (!isnan(v) && !isinf(v)) assert_int_equal(I(&t, o[13])[i], (int32_t)v / 2);
+  }
+  t_free(&t);
+}
+
+/* out[i] += x[i] */
+static void test_accumulate(void **state) {
+  (void)state;
+  T t;
+  t_init(&t);
+  int x = buf(&t, "x", DT_F32, shp(1, 100)), o = buf(&t, "o", DT_F32, shp(1, 100));
+  Kernel *k = kern(&t, "k_acc", o, ld(&t, x, V(&t, 0)));
+  k->accumulate = true;
+  compile(&t);
+  for (int i = 0; i < 100; i++) {
+    F(&t, x)[i] = (float)i;
+    F(&t, o)[i] = 1000.0f;
+  }
+  run(&t);
+  run(&t);
+  for (int i = 0; i < 100; i++) assert_true(F(&t, o)[i] == 1000.0f + 2.0f * (float)i);
+  t_free(&t);
+}
+
+/* Views (Buffer.alias) read their root's slot; a kernel writing a buffer
+ * that it also reads through a view gets no noalias. */
+static void test_views(void **state) {
+  (void)state;
+  T t;
+  t_init(&t);
+  int x = buf(&t, "x", DT_F32, shp(2, 6, 4));
+  int xv = kir_buffer(t.p, "xv", BUF_TEMP, DT_F32, shp(1, 24), -1);
+  t.p->bufs[xv].alias = x; /* bufs[xv] stays NULL */
+  int o = buf(&t, "o", DT_F32, shp(1, 24));
+  kern(&t, "k_view", o, bin(&t, VX_MUL, ld(&t, xv, V(&t, 0)), kf(&t, 2.0)));
+  /* in place through the view: x[i,j] = xv[i*4+j] + 1 */
+  kern(&t, "k_inplace", x, bin(&t, VX_ADD, ld(&t, xv, IB(&t, IX_ADD, IB(&t, IX_MUL, V(&t, 0), C(&t, 4)), V(&t, 1))), kf(&t, 1.0)));
+  char *ir = module_ir(&t);
+  assert_false(line_has(ir, "@k_inplace.body(", "noalias"));
+  assert_true(line_has(ir, "@k_view.body(", "noalias"));
+  free(ir);
+  compile(&t);
+  for (int i = 0; i < 24; i++) F(&t, x)[i] = (float)i;
+  run(&t);
+  for (int i = 0; i < 24; i++) {
+    assert_true(F(&t, o)[i] == 2.0f * (float)i);
+    assert_true(F(&t, x)[i] == (float)i + 1.0f);
+  }
+  t_free(&t);
+}
+
+/* ---------------- reductions ---------------- */
+
+static void test_reductions(void **state) {
+  (void)state;
+  T t;
+  t_init(&t);
+  int R = 9, Cc = 23;
+  int x = buf(&t, "x", DT_F32, shp(2, R, Cc));
+  int mean = buf(&t, "mean", DT_F32, shp(1, R));
+  int colmax = buf(&t, "colmax", DT_F32, shp(1, Cc));
+  int amax = buf(&t, "amax", DT_I32, shp(1, R));
+  int total = buf(&t, "total", DT_F32, shp(0));
+  /* mean over axis 1 with epilogue acc * (1/C) */
+  Kernel *k = kern(&t, "k_mean", mean, ld(&t, x, V(&t, 0), V(&t, 1)));
+  red(k, RED_SUM, 1, Cc);
+  k->epilogue = bin(&t, VX_MUL, acc_ref(&t), kf(&t, 1.0 / Cc));
+  /* max over axis 0: loop var 1 is the reduction (rows) */
+  k = kern(&t, "k_colmax", colmax, ld(&t, x, V(&t, 1), V(&t, 0)));
+  red(k, RED_MAX, 1, R);
+  /* argmax over axis 1 */
+  k = kern(&t, "k_argmax", amax, ld(&t, x, V(&t, 0), V(&t, 1)));
+  red(k, RED_ARGMAX, 1, Cc);
+  /* total over both axes: 2 reduction dims, epilogue sqrt(acc) */
+  k = kern(&t, "k_total", total, un(&t, VX_ABS, ld(&t, x, V(&t, 0), V(&t, 1))));
+  red(k, RED_SUM, 2, R, Cc);
+  k->epilogue = un(&t, VX_SQRT, acc_ref(&t));
+  compile(&t);
+  for (int i = 0; i < R * Cc; i++) F(&t, x)[i] = (float)((i * 37) % 11) - 5.0f; /* ties */
+  F(&t, x)[4 * Cc + 7] = NAN;   /* row 4: NaN is the argmax, the max is NaN */
+  F(&t, x)[4 * Cc + 9] = NAN;
+  for (int j = 0; j < Cc; j++) F(&t, x)[6 * Cc + j] = -INFINITY; /* row 6: all -inf -> 0 */
+  run(&t);
+  double tot = 0;
+  for (int i = 0; i < R; i++) {
+    if (i == 6) {
+      assert_int_equal(I(&t, amax)[i], 0);
+      continue;
+    }
+    double s = 0;
+    int best = 0;
+    for (int j = 0; j < Cc; j++) {
+      float v = F(&t, x)[i * Cc + j];
+      s += v;
+      tot += fabs(v);
+      float bv = F(&t, x)[i * Cc + best];
+      if ((v > bv) || (isnan(v) && !isnan(bv))) best = j;
+    }
+    if (i == 4) assert_true(isnan(F(&t, mean)[i]));
+    else assert_true(close_rel(F(&t, mean)[i], s / Cc, 1e-6));
+    assert_int_equal(I(&t, amax)[i], best);
+  }
+  for (int j = 0; j < Cc; j++) {
+    float mx = -INFINITY;
+    int nan = 0;
+    for (int i = 0; i < R; i++) {
+      float v = F(&t, x)[i * Cc + j];
+      if (isnan(v)) nan = 1;
+      else if (v > mx) mx = v;
+    }
+    if (nan) assert_true(isnan(F(&t, colmax)[j]));
+    else assert_true(F(&t, colmax)[j] == mx);
+  }
+  assert_true(isinf(F(&t, total)[0]) || isnan(F(&t, total)[0])); /* has inf and NaN */
+  (void)tot;
+  t_free(&t);
+}
+
+/* ---------------- matmul, both loop orders ---------------- */
+
+/* out[i,j] = relu(sum_k a[i,k] * b[k,j] + bias[j]); transposed: b given as bt[j,k] */
+static void matmul_case(int M, int K, int N, int mode, bool transposed) {
+  T t;
+  t_init(&t);
+  int a = buf(&t, "a", DT_F32, shp(2, M, K));
+  int b = transposed ? buf(&t, "bt", DT_F32, shp(2, N, K)) : buf(&t, "b", DT_F32, shp(2, K, N));
+  int bias = buf(&t, "bias", DT_F32, shp(1, N));
+  int o = buf(&t, "o", DT_F32, shp(2, M, N));
+  VExpr *bl = transposed ? ld(&t, b, V(&t, 1), V(&t, 2)) : ld(&t, b, V(&t, 2), V(&t, 1));
+  Kernel *k = kern(&t, "k_mm", o, bin(&t, VX_MUL, ld(&t, a, V(&t, 0), V(&t, 2)), bl));
+  red(k, RED_SUM, 1, K);
+  k->epilogue = un(&t, VX_RELU, bin(&t, VX_ADD, acc_ref(&t), ld(&t, bias, V(&t, 1))));
+  k->flops = 2LL * M * N * K;
+  cg_debug_set_reorder(mode);
+  bool reorder = cg_kernel_uses_reorder(t.p, k);
+  if (mode == 0 && N > 1) assert_true(reorder == !transposed); /* auto: reorder exactly the k-strided case */
+  if (mode == 1) assert_false(reorder);
+  if (mode == 2) assert_true(reorder);
+  compile(&t);
+  cg_debug_set_reorder(0);
+  for (int i = 0; i < M * K; i++) F(&t, a)[i] = frand(-1, 1);
+  for (int i = 0; i < K * N; i++) F(&t, b)[i] = frand(-1, 1);
+  for (int j = 0; j < N; j++) F(&t, bias)[j] = frand(-0.5f, 0.5f);
+  for (int i = 0; i < M * N; i++) F(&t, o)[i] = NAN; /* must be overwritten */
+  run(&t);
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double s = 0, sa = 0;
+      for (int kk = 0; kk < K; kk++) {
+        double bv = transposed ? F(&t, b)[j * K + kk] : F(&t, b)[kk * N + j];
+        s += (double)F(&t, a)[i * K + kk] * bv;
+        sa += fabs((double)F(&t, a)[i * K + kk] * bv);
+      }
+      s += F(&t, bias)[j];
+      double ref = s < 0 ? 0 : s;
+      double got = F(&t, o)[i * N + j];
+      assert_true(fabs(got - ref) <= 1e-5 * (sa + 1.0));
+    }
+  t_free(&t);
+}
+
+static void test_matmul_orders(void **state) {
+  (void)state;
+  for (int mode = 0; mode <= 2; mode++)
+    for (int tr = 0; tr <= 1; tr++) {
+      matmul_case(7, 13, 5, mode, tr);
+      matmul_case(64, 96, 128, mode, tr);
+      matmul_case(1, 3, 1, mode, tr);
+    }
+}
+
+/* column sums: rank-1 output, reordered (row = [begin, end) of dim 0) */
+static void test_column_sum_reordered(void **state) {
+  (void)state;
+  for (int mode = 1; mode <= 2; mode++) {
+    T t;
+    t_init(&t);
+    int R = 300, Cc = 257;
+    int x = buf(&t, "x", DT_F32, shp(2, R, Cc)), o = buf(&t, "o", DT_F32, shp(1, Cc));
+    Kernel *k = kern(&t, "k_colsum", o, ld(&t, x, V(&t, 1), V(&t, 0)));
+    red(k, RED_SUM, 1, R);
+    cg_debug_set_reorder(0);
+    assert_true(cg_kernel_uses_reorder(t.p, k));
+    cg_debug_set_reorder(mode);
+    compile(&t);
+    cg_debug_set_reorder(0);
+    for (int i = 0; i < R * Cc; i++) F(&t, x)[i] = frand(-1, 1);
+    run(&t);
+    for (int j = 0; j < Cc; j++) {
+      double s = 0;
+      for (int i = 0; i < R; i++) s += F(&t, x)[i * Cc + j];
+      assert_true(fabs(F(&t, o)[j] - s) <= 1e-4);
+    }
+    t_free(&t);
+  }
+}
+
+/* ---------------- threads ---------------- */
+
+static void test_parallel_bit_identical(void **state) {
+  (void)state;
+  T t;
+  t_init(&t);
+  int M = 97, K = 64, N = 130;
+  int a = buf(&t, "a", DT_F32, shp(2, M, K)), b = buf(&t, "b", DT_F32, shp(2, K, N));
+  int h = buf(&t, "h", DT_F32, shp(2, M, K)), o = buf(&t, "o", DT_F32, shp(2, M, N));
+  int s = buf(&t, "s", DT_F32, shp(1, M));
+  Kernel *k = kern(&t, "k_tanh", h, un(&t, VX_TANH, ld(&t, a, V(&t, 0), V(&t, 1))));
+  k->flops = 20LL * M * K * 10;
+  k = kern(&t, "k_mm", o, bin(&t, VX_MUL, ld(&t, h, V(&t, 0), V(&t, 2)), ld(&t, b, V(&t, 2), V(&t, 1))));
+  red(k, RED_SUM, 1, K);
+  k->flops = 2LL * M * N * K;
+  k = kern(&t, "k_rowsum", s, un(&t, VX_EXP, ld(&t, o, V(&t, 0), V(&t, 1))));
+  red(k, RED_SUM, 1, N);
+  k->flops = 40000;
+  char *ir = module_ir(&t);
+  assert_non_null(strstr(ir, "dlrt_parallel_for"));
+  free(ir);
+  compile(&t);
+  for (int i = 0; i < M * K; i++) F(&t, a)[i] = frand(-2, 2);
+  for (int i = 0; i < K * N; i++) F(&t, b)[i] = frand(-0.2f, 0.2f);
+  float *ref_o = malloc(sizeof(float) * (size_t)(M * N)), *ref_s = malloc(sizeof(float) * (size_t)M);
+  for (int th = 1; th <= 3; th++) {
+    dlrt_set_threads(th);
+    memset(F(&t, o), 0, sizeof(float) * (size_t)(M * N));
+    run(&t);
+    if (th == 1) {
+      memcpy(ref_o, F(&t, o), sizeof(float) * (size_t)(M * N));
+      memcpy(ref_s, F(&t, s), sizeof(float) * (size_t)M);
+    } else {
+      assert_memory_equal(ref_o, F(&t, o), sizeof(float) * (size_t)(M * N));
+      assert_memory_equal(ref_s, F(&t, s), sizeof(float) * (size_t)M);
+    }
+  }
+  dlrt_set_threads(0);
+  /* and it is right */
+  for (int i = 0; i < M; i += 7) {
+    double rs = 0;
+    for (int j = 0; j < N; j++) {
+      double acc = 0;
+      for (int kk = 0; kk < K; kk++) acc += tanh((double)F(&t, a)[i * K + kk]) * F(&t, b)[kk * N + j];
+      assert_true(fabs(ref_o[i * N + j] - acc) <= 1e-4);
+      rs += exp((double)ref_o[i * N + j]);
+    }
+    assert_true(close_rel(ref_s[i], rs, 1e-5));
+  }
+  free(ref_o);
+  free(ref_s);
+  t_free(&t);
+}
+
+/* ---------------- RNG ---------------- */
+
+static void test_rand(void **state) {
+  (void)state;
+  T t;
+  t_init(&t);
+  int rng = kir_buffer(t.p, "@rng", BUF_RNG, DT_I32, shp(1, 4), -1);
+  t.bufs[rng] = dlrt_alloc(16);
+  t.p->rng_buf = rng;
+  int M = 33, N = 65;
+  int o = buf(&t, "o", DT_F32, shp(2, M, N));
+  VExpr *r = ARENA_NEW(t.a, VExpr);
+  r->op = VX_RAND;
+  r->dtype = DT_F32;
+  r->buf = rng;
+  r->salt = 0xDEADBEEF12345ull;
+  r->ix = IB(&t, IX_ADD, IB(&t, IX_MUL, V(&t, 0), C(&t, N)), V(&t, 1));
+  /* dropout-style mask: u >= 0.3 ? 1/0.7 : 0, plus the raw value in a second kernel */
+  int mask = buf(&t, "mask", DT_F32, shp(2, M, N));
+  kern(&t, "k_rand", o, r);
+  kern(&t, "k_mask", mask, vx_select(t.a, bin(&t, VX_GE, r, kf(&t, 0.3)), kf(&t, 1.0 / 0.7), kf(&t, 0.0)));
+  compile(&t);
+  uint64_t seeds[2][2] = {{42, 0}, {0x123456789abcdefull, 977}};
+  for (int s = 0; s < 2; s++) {
+    memcpy(t.bufs[rng], seeds[s], 16);
+    run(&t);
+    uint64_t sd = dlrt_mix64(seeds[s][0] ^ r->salt, seeds[s][1]);
+    for (int i = 0; i < M * N; i++) {
+      float u = dlrt_uniform01(sd, (uint64_t)i);
+      assert_true(F(&t, o)[i] == u);
+      assert_true(F(&t, mask)[i] == (u >= 0.3f ? (float)(1.0 / 0.7) : 0.0f));
+    }
+  }
+  t_free(&t);
+}
+
+/* ---------------- vector math accuracy ---------------- */
+
+/* error of y in ulps of the float nearest to ref (inf counts as 2^128) */
+static double ulp_err(float y, double ref) {
+  if (isnan(ref)) return isnan(y) ? 0.0 : INFINITY;
+  if (isnan(y)) return INFINITY;
+  if (isinf((float)ref)) return (isinf(y) && (y > 0) == (ref > 0)) ? 0.0 : INFINITY;
+  double yd = isinf(y) ? copysign(ldexp(1.0, 128), y) : (double)y;
+  int e;
+  frexp(ref, &e);
+  int ue = e - 24;
+  if (ue < -149) ue = -149;
+  return fabs(yd - ref) / ldexp(1.0, ue);
+}
+
+typedef double (*RefFn)(double);
+static double ref_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+static double ref_elu(double x) { return x > 0 ? x : expm1(x); }
+
+static double check_fn(VxOp op, RefFn ref, const float *xs, int n, const char *name) {
+  T t;
+  t_init(&t);
+  int x = buf(&t, "x", DT_F32, shp(1, n)), o = buf(&t, "o", DT_F32, shp(1, n));
+  VExpr *e = un(&t, op, ld(&t, x, V(&t, 0)));
+  e->f = 1.0f; /* elu alpha */
+  kern(&t, "k_fn", o, e);
+  compile(&t);
+  memcpy(t.bufs[x], xs, sizeof(float) * (size_t)n);
+  run(&t);
+  double mx = 0;
+  float worst = 0;
+  for (int i = 0; i < n; i++) {
+    double err = ulp_err(F(&t, o)[i], ref((double)xs[i]));
+    if (err > mx) {
+      mx = err;
+      worst = xs[i];
+    }
+  }
+  print_message("  %-10s %-10s max error %.3f ulp (at x = %a) over %d inputs\n", g_cpu ? g_cpu : "native", name, mx, (double)worst, n);
+  t_free(&t);
+  return mx;
+}
+
+static float bits_to_float(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+static float *make_inputs(double lo, double hi, int n_lin, int *n_out) {
+  static const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1.0f, -1.0f,
+                                  0x1p-149f, -0x1p-149f, 0x1p-126f, 1e-30f, -1e-30f, 1e-7f, -1e-7f,
+                                  88.72f, 88.7228f, 88.73f, 89.0f, 100.0f, 1e30f, -87.33f, -103.0f,
+                                  -103.97f, -104.0f, -150.0f, -1e30f, 0.625f, -0.625f, 0.6249f, 9.0f, -9.01f};
+  int ns = (int)(sizeof special / sizeof special[0]);
+  int n_rand = 200000;
+  float *xs = malloc(sizeof(float) * (size_t)(n_lin + ns + n_rand));
+  int n = 0;
+  for (int i = 0; i < ns; i++) xs[n++] = special[i];
+  for (int i = 0; i < n_lin; i++) xs[n++] = (float)(lo + (hi - lo) * i / (n_lin - 1));
+  for (int i = 0; i < n_rand; i++) { /* random bit patterns: every magnitude, both signs */
+    rng_state = rng_state * 1664525u + 1013904223u;
+    xs[n++] = bits_to_float(rng_state);
+  }
+  *n_out = n;
+  return xs;
+}
+
+static void vecmath_accuracy(void) {
+  int n;
+  float *xs = make_inputs(-110.0, 95.0, 1000000, &n);
+  double e_exp = check_fn(VX_EXP, exp, xs, n, "exp");
+  free(xs);
+  xs = make_inputs(-20.0, 20.0, 1000000, &n);
+  double e_tanh = check_fn(VX_TANH, tanh, xs, n, "tanh");
+  free(xs);
+  xs = make_inputs(-120.0, 40.0, 1000000, &n);
+  double e_sig = check_fn(VX_SIGMOID, ref_sigmoid, xs, n, "sigmoid");
+  free(xs);
+  xs = make_inputs(-30.0, 2.0, 1000000, &n);
+  double e_elu = check_fn(VX_ELU, ref_elu, xs, n, "elu(expm1)");
+  free(xs);
+  /* log: a sweep of bit patterns over all positive floats (subnormals too) */
+  int nl;
+  float *ls = make_inputs(0.0, 4.0, 200000, &nl);
+  int cap = nl + (0x7f800000 / 2003) + 2;
+  ls = realloc(ls, sizeof(float) * (size_t)cap);
+  for (uint32_t u = 1; u < 0x7f800000u && nl < cap; u += 2003) ls[nl++] = bits_to_float(u);
+  double e_log = check_fn(VX_LOG, log, ls, nl, "log");
+  free(ls);
+  assert_true(e_exp <= 3.0);
+  assert_true(e_log <= 3.0);
+  assert_true(e_tanh <= 4.0);
+  assert_true(e_sig <= 4.0);
+  assert_true(e_elu <= 4.0);
+}
+
+/* native (FMA here) and baseline x86-64 (llvm.fmuladd as mul + add) */
+static void test_vecmath_accuracy(void **state) {
+  (void)state;
+  g_cpu = NULL;
+  vecmath_accuracy();
+  g_cpu = "x86-64";
+  vecmath_accuracy();
+  g_cpu = NULL;
+}
+
+/* the special values exactly */
+static void test_vecmath_special(void **state) {
+  (void)state;
+  T t;
+  t_init(&t);
+  enum { N = 12 };
+  static const float xs[N] = {INFINITY, -INFINITY, NAN, 0.0f, -0.0f, -1.0f, 100.0f, -110.0f, 1e-30f, -1e-30f, 89.0f, -1e30f};
+  int x = buf(&t, "x", DT_F32, shp(1, N));
+  int oe = buf(&t, "oe", DT_F32, shp(1, N)), ol = buf(&t, "ol", DT_F32, shp(1, N)),
+      ot = buf(&t, "ot", DT_F32, shp(1, N)), os = buf(&t, "os", DT_F32, shp(1, N));
+  kern(&t, "k_e", oe, un(&t, VX_EXP, ld(&t, x, V(&t, 0))));
+  kern(&t, "k_l", ol, un(&t, VX_LOG, ld(&t, x, V(&t, 0))));
+  kern(&t, "k_t", ot, un(&t, VX_TANH, ld(&t, x, V(&t, 0))));
+  kern(&t, "k_s", os, un(&t, VX_SIGMOID, ld(&t, x, V(&t, 0))));
+  compile(&t);
+  memcpy(t.bufs[x], xs, sizeof xs);
+  run(&t);
+  float *e = F(&t, oe), *l = F(&t, ol), *th = F(&t, ot), *s = F(&t, os);
+  assert_true(isinf(e[0]) && e[0] > 0);
+  assert_true(e[1] == 0.0f);
+  assert_true(isnan(e[2]));
+  assert_true(e[3] == 1.0f && e[4] == 1.0f);
+  assert_true(isinf(e[6]));           /* overflow */
+  assert_true(e[7] == 0.0f);          /* underflow */
+  assert_true(isinf(e[10]));
+  assert_true(e[11] == 0.0f);
+  assert_true(isinf(l[0]) && l[0] > 0);
+  assert_true(isnan(l[1]) && isnan(l[2]) && isnan(l[5]) && isnan(l[9]) && isnan(l[11]));
+  assert_true(isinf(l[3]) && l[3] < 0 && isinf(l[4]) && l[4] < 0);
+  assert_true(fabs(l[8] - log(1e-30)) < 1e-5);
+  assert_true(th[0] == 1.0f && th[1] == -1.0f && isnan(th[2]));
+  assert_true(th[3] == 0.0f && signbit(th[4]) && th[4] == 0.0f);
+  assert_true(th[8] == 1e-30f && th[9] == -1e-30f && th[6] == 1.0f && th[7] == -1.0f);
+  assert_true(s[0] == 1.0f && s[1] == 0.0f && isnan(s[2]) && s[3] == 0.5f && s[4] == 0.5f);
+  assert_true(s[6] == 1.0f && s[7] == 0.0f /* e^-110 underflows */ && s[11] == 0.0f);
+  t_free(&t);
+}
+
+/* ---------------- emission and errors ---------------- */
+
+static void build_small(T *t) {
+  t_init(t);
+  int x = buf(t, "x", DT_F32, shp(1, 64)), o = buf(t, "o", DT_F32, shp(1, 64));
+  kern(t, "k_small", o, un(t, VX_EXP, ld(t, x, V(t, 0))));
+}
+
+static void test_emit(void **state) {
+  (void)state;
+  T t;
+  build_small(&t);
+  Diag d;
+  diag_init(&d, stderr);
+  CgOptions o = {"x86-64-v3", 2};
+  CgModule *m = cg_build(t.p, &o, &d);
+  assert_non_null(m);
+  assert_int_equal(cg_optimize(m, &d), 0);
+  char *s = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&s, &n);
+  assert_int_equal(cg_emit_llvm(m, f), 0);
+  fclose(f);
+  assert_non_null(strstr(s, "define void @t_infer(ptr"));
+  free(s);
+  s = NULL;
+  f = open_memstream(&s, &n);
+  assert_int_equal(cg_emit_asm(m, f, &d), 0);
+  fclose(f);
+  assert_true(n > 100);
+  assert_non_null(strstr(s, "t_infer"));
+  assert_non_null(strstr(s, "ymm")); /* AVX2 for x86-64-v3 */
+  free(s);
+  char path[] = "/tmp/dlc_test_backend_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  assert_int_equal(cg_emit_object(m, path, &d), 0);
+  FILE *of = fopen(path, "rb");
+  assert_non_null(of);
+  fseek(of, 0, SEEK_END);
+  assert_true(ftell(of) > 100);
+  unsigned char magic[4] = {0};
+  fseek(of, 0, SEEK_SET);
+  assert_int_equal(fread(magic, 1, 4, of), 4);
+  assert_true(magic[0] == 0x7f && magic[1] == 'E');
+  fclose(of);
+  remove(path);
+  assert_string_equal(cg_entry_symbol(t.a, t.p, ENTRY_TRAIN), "t_train");
+  assert_string_equal(cg_entry_symbol(t.a, t.p, ENTRY_INFER), "t_infer");
+  cg_free(m);
+  assert_int_equal(d.n_errors, 0);
+  diag_free(&d);
+  t_free(&t);
+}
+
+static void test_bad_kernel_reported(void **state) {
+  (void)state;
+  T t;
+  t_init(&t);
+  int o = buf(&t, "o", DT_F32, shp(1, 8));
+  IExpr *idx[1] = {V(&t, 0)};
+  kern(&t, "k_bad", o, vx_load(t.a, DT_F32, 99, 1, idx, NULL, 0));
+  Diag d;
+  diag_init(&d, NULL);
+  CgOptions opt = {NULL, 2};
+  assert_null(cg_build(t.p, &opt, &d));
+  assert_true(d.n_errors > 0);
+  assert_non_null(strstr(d.first, "internal error"));
+  diag_free(&d);
+  t_free(&t);
+}
+
+static void test_unknown_cpu(void **state) {
+  (void)state;
+  T t;
+  build_small(&t);
+  Diag d;
+  diag_init(&d, NULL);
+  CgOptions o = {"no-such-cpu", 2};
+  assert_null(cg_build(t.p, &o, &d));
+  assert_true(d.n_errors == 1);
+  assert_non_null(strstr(d.first, "no-such-cpu"));
+  diag_free(&d);
+  t_free(&t);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_elementwise_broadcast),
+      cmocka_unit_test(test_guarded_load),
+      cmocka_unit_test(test_misc_ops),
+      cmocka_unit_test(test_accumulate),
+      cmocka_unit_test(test_views),
+      cmocka_unit_test(test_reductions),
+      cmocka_unit_test(test_matmul_orders),
+      cmocka_unit_test(test_column_sum_reordered),
+      cmocka_unit_test(test_parallel_bit_identical),
+      cmocka_unit_test(test_rand),
+      cmocka_unit_test(test_vecmath_accuracy),
+      cmocka_unit_test(test_vecmath_special),
+      cmocka_unit_test(test_emit),
+      cmocka_unit_test(test_bad_kernel_reported),
+      cmocka_unit_test(test_unknown_cpu),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

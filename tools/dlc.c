@@ -1,0 +1,134 @@
+/* dlc.c — the compiler's command line (SPEC §5): argument parsing only; the
+ * pipeline lives in driver.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/aot.h"
+#include "tools/driver.h"
+
+static void usage(FILE *out) {
+  fputs("usage: dlc MODEL.dl [-o OUT] [-D NAME=VALUE]... [--emit=ast|ir|grad|opt|llvm|asm|stats]\n"
+        "           [-O0|-O1|-O2] [--time-passes] [--verify-each] [--cpu=native|NAME]\n",
+        out);
+}
+
+static int bad_usage(const char *fmt, const char *arg) {
+  fprintf(stderr, "dlc: error: ");
+  fprintf(stderr, fmt, arg);
+  fputc('\n', stderr);
+  usage(stderr);
+  return DRV_USAGE;
+}
+
+static void print_stats(const DrvModel *m, FILE *out) {
+  const Program *p = m->prog;
+  static const char *const names[] = {"train", "eval", "infer"};
+  int64_t bytes[BUF_RNG + 1] = {0};
+  for (int i = 0; i < p->n_bufs; i++) {
+    const Buffer *b = &p->bufs[i];
+    if (b->alias >= 0) continue;
+    bytes[b->role] += shape_numel(&b->shape) * 4;
+  }
+  fprintf(out, "model %s\n", p->model);
+  for (int e = 0; e < ENTRY__COUNT; e++) {
+    const Entry *en = &p->entries[e];
+    if (!en->present) continue;
+    int64_t fl = 0;
+    for (int k = 0; k < en->n_kernels; k++) fl += en->kernels[k]->flops;
+    fprintf(out, "entry %-5s  kernels %4d  flops %lld\n", names[e], en->n_kernels, (long long)fl);
+  }
+  fprintf(out, "params %lld bytes, state %lld, optimizer state %lld, grads %lld, temporaries %lld\n",
+          (long long)bytes[BUF_PARAM], (long long)bytes[BUF_STATE], (long long)bytes[BUF_OPTSTATE],
+          (long long)bytes[BUF_GRAD], (long long)bytes[BUF_TEMP]);
+  fprintf(out, "arena %lld bytes\n", (long long)p->arena_bytes);
+}
+
+int main(int argc, char **argv) {
+  const char *model = NULL, *out = NULL, *emit = NULL;
+  ConstDef defs[64];
+  DrvOptions o = {.defs = defs, .opt_level = 2, .cpu = "native"};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "-o")) {
+      if (++i >= argc) return bad_usage("%s needs an argument", a);
+      out = argv[i];
+    } else if (!strncmp(a, "-D", 2)) {
+      const char *def = a[2] ? a + 2 : (++i < argc ? argv[i] : NULL);
+      if (!def) return bad_usage("%s needs NAME=VALUE", "-D");
+      if (o.ndefs >= 64 || !drv_parse_define(def, &defs[o.ndefs])) return bad_usage("-D %s: expected NAME=VALUE", def);
+      o.ndefs++;
+    } else if (!strncmp(a, "--emit=", 7)) {
+      emit = a + 7;
+    } else if (!strcmp(a, "-O0") || !strcmp(a, "-O1") || !strcmp(a, "-O2")) {
+      o.opt_level = a[2] - '0';
+    } else if (!strcmp(a, "--time-passes")) {
+      o.time_passes = true;
+    } else if (!strcmp(a, "--verify-each")) {
+      o.verify_each = true;
+    } else if (!strncmp(a, "--cpu=", 6)) {
+      o.cpu = a + 6;
+    } else if (a[0] == '-' && a[1]) {
+      return bad_usage("unknown option %s", a);
+    } else if (model) {
+      return bad_usage("more than one model given (%s)", a);
+    } else {
+      model = a;
+    }
+  }
+  if (!model) return bad_usage("%s", "no model given");
+  static const char *const kinds[] = {"ast", "ir", "grad", "opt", "llvm", "asm", "stats"};
+  DrvStage stage = DRV_STAGE_LLVM;
+  int kind = -1;
+  if (emit) {
+    for (int k = 0; k < 7; k++)
+      if (!strcmp(emit, kinds[k])) kind = k;
+    if (kind < 0) return bad_usage("unknown --emit kind '%s'", emit);
+    static const DrvStage stages[] = {DRV_STAGE_AST, DRV_STAGE_IR, DRV_STAGE_GRAD, DRV_STAGE_KERNELS,
+                                      DRV_STAGE_LLVM, DRV_STAGE_LLVM, DRV_STAGE_KERNELS};
+    stage = stages[kind];
+  } else if (!out) {
+    return bad_usage("%s", "nothing to do: give -o OUT or --emit=KIND");
+  }
+  Diag d;
+  diag_init(&d, stderr);
+  DrvModel m;
+  int rc = drv_compile(&m, model, &o, stage, &d);
+  if (rc == DRV_OK) {
+    FILE *f = stdout;
+    if (out && kind >= 0) {
+      f = fopen(out, "w");
+      if (!f) {
+        fprintf(stderr, "dlc: error: cannot write %s\n", out);
+        rc = DRV_USER_ERROR;
+      }
+    }
+    if (f) {
+      switch (kind) {
+        case 0: fe_print_ast(m.ast, f); break;
+        case 1: case 2:
+          for (int e = 0; e < ENTRY__COUNT; e++)
+            if (m.graph[e] && (kind == 2 ? e == ENTRY_TRAIN || !m.graph[ENTRY_TRAIN] : true)) {
+              ir_print(m.graph[e], f);
+              if (kind == 2) break;
+            }
+          break;
+        case 3: kir_print(m.prog, f); break;
+        case 4: cg_emit_llvm(m.mod, f); break;
+        case 5: if (cg_emit_asm(m.mod, f, &d)) rc = DRV_INTERNAL; break;
+        case 6: print_stats(&m, f); break;
+        default: rc = aot_write(&m, out, &d); break;
+      }
+      if (f != stdout) fclose(f);
+    }
+    if (o.time_passes)
+      fprintf(stderr, "time: frontend %.3f ms, passes %.3f ms, llvm %.3f ms\n", m.t_frontend * 1e3,
+              m.t_passes * 1e3, m.t_llvm * 1e3);
+  }
+  drv_free(&m);
+  diag_free(&d);
+  return rc;
+}

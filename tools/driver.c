@@ -1,0 +1,202 @@
+/* driver.c — the compilation pipeline (see driver.h). */
+#include "tools/driver.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "passes/lower.h"
+#include "passes/passes.h"
+
+double drv_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+char *drv_read_file(Arena *a, const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap);
+  if (!buf) {
+    fclose(f);
+    return NULL;
+  }
+  for (;;) {
+    if (n + 4096 > cap) {
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) {
+        free(buf);
+        fclose(f);
+        return NULL;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+    size_t k = fread(buf + n, 1, cap - n - 1, f);
+    n += k;
+    if (k == 0) break;
+  }
+  bool bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    free(buf);
+    return NULL;
+  }
+  char *out = arena_strndup(a, buf, n);
+  free(buf);
+  if (len) *len = n;
+  return out;
+}
+
+bool drv_parse_define(const char *arg, ConstDef *out) {
+  const char *eq = strchr(arg, '=');
+  if (!eq || eq == arg) return false;
+  static char names[64][64];
+  static int next;
+  char *name = names[next++ % 64];
+  snprintf(name, 64, "%.*s", (int)(eq - arg), arg);
+  out->name = name;
+  out->value = eq + 1;
+  return true;
+}
+
+static bool verify(Graph *g, const char *after, Diag *d) {
+  if (ir_verify(g, d)) return true;
+  diag_error(d, (SrcLoc){0}, "internal error: the graph is invalid after %s", after);
+  return false;
+}
+
+static void fill_desc(DrvModel *m) {
+  Program *p = m->prog;
+  m->bufs = ARENA_ARRAY(m->arena, DlrtBufDesc, p->n_bufs + 1);
+  for (int i = 0; i < p->n_bufs; i++) {
+    const Buffer *b = &p->bufs[i];
+    DlrtBufDesc *o = &m->bufs[i];
+    o->name = b->name;
+    o->role = (int32_t)b->role;
+    o->dtype = (int32_t)b->dtype;
+    o->rank = b->shape.rank;
+    for (int k = 0; k < b->shape.rank; k++) o->shape[k] = b->shape.d[k];
+    o->init = b->init;
+    o->entry = b->entry;
+    o->alias = b->alias;
+    o->offset = b->offset;
+  }
+  DlrtModelDesc *d = &m->desc;
+  d->model = p->model;
+  d->n_bufs = p->n_bufs;
+  d->bufs = m->bufs;
+  d->arena_bytes = p->arena_bytes;
+  d->rng_buf = p->rng_buf;
+  for (int e = 0; e < ENTRY__COUNT; e++) {
+    int64_t f = 0;
+    for (int k = 0; k < p->entries[e].n_kernels; k++) f += p->entries[e].kernels[k]->flops;
+    d->flops[e] = f;
+  }
+  const Graph *g = m->graph[ENTRY_TRAIN];
+  if (g) {
+    const Optimizer *o = &g->opt;
+    switch (o->kind) {
+      case OPT_SGD:
+        d->optimizer = arena_printf(m->arena, "sgd(lr=%g, momentum=%g, weight_decay=%g%s)", o->lr, o->momentum,
+                                    o->weight_decay, o->nesterov ? ", nesterov=true" : "");
+        break;
+      case OPT_ADAM: case OPT_ADAMW:
+        d->optimizer = arena_printf(m->arena, "%s(lr=%g, beta1=%g, beta2=%g, eps=%g, weight_decay=%g)",
+                                    o->kind == OPT_ADAM ? "adam" : "adamw", o->lr, o->beta1, o->beta2, o->eps,
+                                    o->weight_decay);
+        break;
+      case OPT_NONE: d->optimizer = "none"; break;
+    }
+  }
+}
+
+int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage stage, Diag *d) {
+  memset(m, 0, sizeof *m);
+  m->arena = arena_new();
+  m->path = path;
+  double t0 = drv_now();
+  size_t len = 0;
+  char *text = drv_read_file(m->arena, path, &len);
+  if (!text) {
+    diag_error(d, (SrcLoc){0}, "cannot read %s: %s", path, strerror(errno ? errno : EIO));
+    return DRV_USER_ERROR;
+  }
+  diag_add_source(d, path, text);
+  m->ast = fe_parse(m->arena, path, text, d);
+  if (!m->ast) return DRV_USER_ERROR;
+  m->model = fe_model_name(m->ast);
+  if (stage == DRV_STAGE_AST) return DRV_OK;
+
+  /* the three modes; the train graph exists when the model trains */
+  static const GraphMode modes[ENTRY__COUNT] = {MODE_TRAIN, MODE_EVAL, MODE_INFER};
+  for (int e = 0; e < ENTRY__COUNT; e++) {
+    Graph *g = fe_build_graph(m->arena, m->ast, modes[e], o->defs, o->ndefs, d);
+    if (!g) return DRV_USER_ERROR;
+    if (e == ENTRY_TRAIN && (g->loss < 0 || g->opt.kind == OPT_NONE)) continue;
+    if (e == ENTRY_EVAL && g->loss < 0 && g->n_metrics == 0) continue;
+    if (e == ENTRY_INFER && g->n_outputs == 0) continue;
+    m->graph[e] = g;
+    if (o->verify_each && !verify(g, "sema", d)) return DRV_INTERNAL;
+  }
+  if (!m->graph[ENTRY_TRAIN] && !m->graph[ENTRY_EVAL] && !m->graph[ENTRY_INFER]) {
+    diag_error(d, (SrcLoc){path, 1, 1}, "the model has no `output`, `metric` or `train` statement: nothing to compute");
+    return DRV_USER_ERROR;
+  }
+  m->t_frontend = drv_now() - t0;
+  if (stage == DRV_STAGE_IR) return DRV_OK;
+
+  t0 = drv_now();
+  Graph *tg = m->graph[ENTRY_TRAIN];
+  if (tg) {
+    if (!pass_autodiff(tg, d)) return DRV_USER_ERROR;
+    if (o->verify_each && !verify(tg, "autodiff", d)) return DRV_INTERNAL;
+    if (!pass_optimizer(tg, d)) return DRV_USER_ERROR;
+    if (o->verify_each && !verify(tg, "optimizer", d)) return DRV_INTERNAL;
+  }
+  if (stage == DRV_STAGE_GRAD) return DRV_OK;
+
+  m->prog = kir_program_new(m->arena, m->model);
+  LowerOptions lo = {.fuse = o->opt_level > 0};
+  for (int e = 0; e < ENTRY__COUNT; e++)
+    if (m->graph[e] && !lower_graph(m->graph[e], m->prog, (EntryKind)e, &lo, d)) return DRV_INTERNAL;
+  m->t_passes = drv_now() - t0;
+  fill_desc(m);
+  if (stage == DRV_STAGE_KERNELS) return DRV_OK;
+
+  t0 = drv_now();
+  CgOptions co = {.cpu = o->cpu, .opt_level = o->opt_level >= 2 ? 3 : o->opt_level};
+  m->mod = cg_build(m->prog, &co, d);
+  if (!m->mod) return DRV_INTERNAL;
+  if (cg_optimize(m->mod, d)) return DRV_INTERNAL;
+  m->t_llvm = drv_now() - t0;
+  if (stage == DRV_STAGE_LLVM) return DRV_OK;
+
+  t0 = drv_now();
+  CgModule *mod = m->mod;
+  m->mod = NULL;
+  m->jit = cg_jit(mod, d);
+  if (!m->jit) return DRV_INTERNAL;
+  m->desc.set_threads = dlrt_set_threads;
+  for (int e = 0; e < ENTRY__COUNT; e++) {
+    if (!m->prog->entries[e].present) continue;
+    m->desc.entries[e] = (DlrtEntryFn)cg_jit_entry(m->jit, cg_entry_symbol(m->arena, m->prog, (EntryKind)e));
+    if (!m->desc.entries[e]) {
+      diag_error(d, (SrcLoc){0}, "internal error: JIT entry %s not found",
+                 cg_entry_symbol(m->arena, m->prog, (EntryKind)e));
+      return DRV_INTERNAL;
+    }
+  }
+  m->t_jit = drv_now() - t0;
+  return DRV_OK;
+}
+
+void drv_free(DrvModel *m) {
+  if (m->jit) cg_jit_free(m->jit);
+  if (m->mod) cg_free(m->mod);
+  arena_free(m->arena);
+  memset(m, 0, sizeof *m);
+}

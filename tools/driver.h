@@ -1,0 +1,54 @@
+/* driver.h — the compilation pipeline shared by dlc and dlrun: read and
+ * parse a model, build the graphs of its three modes (train, eval, infer),
+ * differentiate and add the optimizer update, lower to kernels, generate
+ * LLVM code and JIT it into a runnable model description. Each stage can be
+ * stopped after (for --emit). */
+#ifndef TOOLS_DRIVER_H
+#define TOOLS_DRIVER_H
+
+#include <stdbool.h>
+
+#include "backend/backend.h"
+#include "frontend/frontend.h"
+#include "ir/kernel.h"
+#include "runtime/dlrt_model.h"
+
+/* Exit statuses (SPEC §5). */
+enum { DRV_OK = 0, DRV_USER_ERROR = 1, DRV_USAGE = 2, DRV_INTERNAL = 3 };
+
+typedef struct {
+  const ConstDef *defs;
+  int ndefs;
+  int opt_level;     /* 0..2 */
+  const char *cpu;   /* NULL or "native": the host */
+  bool verify_each;  /* verify the graph after every pass */
+  bool time_passes;
+} DrvOptions;
+
+typedef struct {
+  Arena *arena;
+  const char *path;
+  const char *model;
+  Ast *ast;
+  Graph *graph[ENTRY__COUNT]; /* NULL where the model has no such entry */
+  Program *prog;
+  CgModule *mod;
+  CgJit *jit;
+  DlrtBufDesc *bufs;
+  DlrtModelDesc desc;
+  double t_frontend, t_passes, t_llvm, t_jit; /* seconds */
+} DrvModel;
+
+typedef enum { DRV_STAGE_AST, DRV_STAGE_IR, DRV_STAGE_GRAD, DRV_STAGE_KERNELS, DRV_STAGE_LLVM, DRV_STAGE_JIT } DrvStage;
+
+/* Runs the pipeline up to and including `stage`. Returns a DRV_* status;
+ * errors go to d. */
+int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage stage, Diag *d);
+void drv_free(DrvModel *m);
+/* Reads a whole file into the arena (NUL-terminated); NULL on error. */
+char *drv_read_file(Arena *a, const char *path, size_t *len);
+/* Parses "-D NAME=VALUE" text into a ConstDef; false if malformed. */
+bool drv_parse_define(const char *arg, ConstDef *out);
+double drv_now(void);
+
+#endif

@@ -1,0 +1,30 @@
+/* runner.h — what dlrun does with a runnable model (SPEC §6): train on a
+ * dataset with per-epoch reports, evaluate, run one step from safetensors
+ * files, predict, and benchmark. Independent of how the model was compiled
+ * (JIT from .dl or loaded from an AOT library). */
+#ifndef TOOLS_RUNNER_H
+#define TOOLS_RUNNER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runtime/dlrt_model.h"
+
+typedef struct {
+  const char *data, *data_dir;
+  int epochs;
+  uint64_t seed;
+  const char *save, *load, *log;
+  const char *params, *feed, *grads_out, *params_out, *out; /* step / predict */
+  int steps;                                                /* bench */
+  bool quiet;
+} RunOptions;
+
+/* Each returns 0 on success or 1 after printing `dlrun: error: ...`. */
+int run_train(DlrtModel *m, const RunOptions *o);
+int run_eval(DlrtModel *m, const RunOptions *o);
+int run_step(DlrtModel *m, const RunOptions *o);
+int run_predict(DlrtModel *m, const RunOptions *o);
+int run_bench(DlrtModel *m, const RunOptions *o);
+
+#endif
