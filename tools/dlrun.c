@@ -12,6 +12,7 @@
 static void usage(FILE *out) {
   fputs("usage: dlrun train   MODEL --data DATASET [--epochs N] [--seed S] [--threads N]\n"
         "                     [--save CKPT] [--load CKPT] [--log metrics.csv] [--data-dir DIR]\n"
+        "                     [--max-steps N]  (at most N steps per epoch)\n"
         "       dlrun eval    MODEL --data DATASET --load CKPT\n"
         "       dlrun predict MODEL --load CKPT --feed FEED.safetensors --out OUT.safetensors\n"
         "       dlrun step    MODEL --params P.safetensors --feed F.safetensors\n"
@@ -73,14 +74,16 @@ int main(int argc, char **argv) {
       *sval = argv[i];
       continue;
     }
-    if (!strcmp(a, "--epochs") || !strcmp(a, "--seed") || !strcmp(a, "--threads") || !strcmp(a, "--steps")) {
+    if (!strcmp(a, "--epochs") || !strcmp(a, "--seed") || !strcmp(a, "--threads") || !strcmp(a, "--steps") ||
+        !strcmp(a, "--max-steps")) {
       long long v;
       if (++i >= argc) return bad_usage("%s needs an argument", a);
       if (!parse_int(argv[i], !strcmp(a, "--seed") ? 0 : 1, &v)) return bad_usage("bad number '%s'", argv[i]);
       if (!strcmp(a, "--epochs")) ro.epochs = (int)v;
       else if (!strcmp(a, "--seed")) ro.seed = (uint64_t)v;
       else if (!strcmp(a, "--threads")) threads = (int)v;
-      else ro.steps = (int)v;
+      else if (!strcmp(a, "--steps")) ro.steps = (int)v;
+      else ro.max_steps = (int)v;
     } else if (!strncmp(a, "-D", 2)) {
       const char *def = a[2] ? a + 2 : (++i < argc ? argv[i] : NULL);
       if (!def) return bad_usage("%s needs NAME=VALUE", "-D");

@@ -164,7 +164,8 @@ int run_train(DlrtModel *m, const RunOptions *o) {
     fputs(",samples_per_s,seconds\n", log);
   }
   int64_t B = b.batch, n = ds.train.n, steps = n / B;
-  if (steps == 0) {
+  if (o->max_steps > 0 && o->max_steps < steps) steps = o->max_steps;
+  if (n / B == 0) {
     dlrt_dataset_free(&ds);
     if (log) fclose(log);
     return fail("dataset %s has %lld training samples, fewer than the batch size %lld", ds.name, (long long)n,

@@ -17,6 +17,7 @@ typedef struct {
   const char *save, *load, *log;
   const char *params, *feed, *grads_out, *params_out, *out; /* step / predict */
   int steps;                                                /* bench */
+  int max_steps;                                            /* train: steps per epoch at most */
   bool quiet;
 } RunOptions;
 
