@@ -135,6 +135,13 @@ void ir_print(const Graph *g, FILE *out) {
     ir_print_ref(g, g->loss, out);
     fputc('\n', out);
   }
+  const Optimizer *o = &g->opt;
+  if (o->kind == OPT_SGD)
+    fprintf(out, "  optimizer sgd(lr=%.9g, momentum=%.9g, weight_decay=%.9g, nesterov=%s)\n", o->lr, o->momentum,
+            o->weight_decay, o->nesterov ? "true" : "false");
+  else if (o->kind == OPT_ADAM || o->kind == OPT_ADAMW)
+    fprintf(out, "  optimizer %s(lr=%.9g, beta1=%.9g, beta2=%.9g, eps=%.9g, weight_decay=%.9g)\n",
+            o->kind == OPT_ADAM ? "adam" : "adamw", o->lr, o->beta1, o->beta2, o->eps, o->weight_decay);
   for (int i = 0; i < g->n_grads; i++) {
     fprintf(out, "  grad %s = ", g->nodes[g->grads[i].param]->attr.leaf.name);
     ir_print_ref(g, g->grads[i].grad, out);

@@ -8,6 +8,7 @@
 
 #include "passes/lower.h"
 #include "passes/passes.h"
+#include "passes/pipeline.h"
 
 double drv_now(void) {
   struct timespec ts;
@@ -158,11 +159,16 @@ int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage sta
     if (o->verify_each && !verify(tg, "optimizer", d)) return DRV_INTERNAL;
   }
   if (stage == DRV_STAGE_GRAD) return DRV_OK;
+  PipelineOptions po = {.opt_level = o->opt_level, .verify_each = o->verify_each, .print_after = o->print_after,
+                        .time_passes = o->time_passes};
+  for (int e = 0; e < ENTRY__COUNT; e++)
+    if (m->graph[e] && !pipeline_run_graph(m->graph[e], &po, d)) return DRV_INTERNAL;
 
   m->prog = kir_program_new(m->arena, m->model);
   LowerOptions lo = {.fuse = o->opt_level > 0};
   for (int e = 0; e < ENTRY__COUNT; e++)
     if (m->graph[e] && !lower_graph(m->graph[e], m->prog, (EntryKind)e, &lo, d)) return DRV_INTERNAL;
+  if (!pipeline_run_kernels(m->prog, &po, d)) return DRV_INTERNAL;
   m->t_passes = drv_now() - t0;
   fill_desc(m);
   if (stage == DRV_STAGE_KERNELS) return DRV_OK;

@@ -23,6 +23,7 @@ typedef struct {
   const char *cpu;   /* NULL or "native": the host */
   bool verify_each;  /* verify the graph after every pass */
   bool time_passes;
+  const char *print_after; /* --print-after=PASS|all */
 } DrvOptions;
 
 typedef struct {
