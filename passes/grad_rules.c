@@ -99,7 +99,9 @@ void grad_rule(GradCtx *c, const Node *n, int gy) {
     case OP_LOG: acc(b, x, bin(b, OP_DIV, gy, x)); return;
     case OP_SQRT: acc(b, x, bin(b, OP_DIV, gy, bin(b, OP_MUL, sc(b, 2.0f), y))); return;
     case OP_ABS: acc(b, x, bin(b, OP_MUL, gy, un(b, OP_SIGN, x))); return;
-    case OP_RELU: acc(b, x, bin(b, OP_MUL, gy, un(b, OP_STEP, x))); return;
+    case OP_RELU: /* relu(x) > 0 exactly when x > 0: mask from the output, so the input can fuse away */
+      acc(b, x, bin(b, OP_MUL, gy, un(b, OP_STEP, y)));
+      return;
     case OP_SIGMOID: /* grad * (1 - y) * y */
       acc(b, x, bin(b, OP_MUL, bin(b, OP_MUL, gy, bin(b, OP_SUB, sc(b, 1.0f), y)), y));
       return;
