@@ -33,7 +33,7 @@ static void write_desc_c(const DrvModel *m, FILE *f) {
     const Buffer *b = &p->bufs[i];
     fprintf(f, "  {\"%s\", %d, %d, %d, {", b->name, (int)b->role, (int)b->dtype, b->shape.rank);
     for (int k = 0; k < b->shape.rank; k++) fprintf(f, "%s%lld", k ? ", " : "", (long long)b->shape.d[k]);
-    fprintf(f, "}, {%d, %.9gf, %.9gf}, %d, %d, %lld}, /* %s */\n", (int)b->init.kind, b->init.a, b->init.b,
+    fprintf(f, "}, {%d, %.9ef, %.9ef}, %d, %d, %lld}, /* %s */\n", (int)b->init.kind, b->init.a, b->init.b,
             b->entry, b->alias, (long long)b->offset, role_names[b->role]);
   }
   fprintf(f, "};\n\nstatic const DlrtModelDesc desc = {\n  \"%s\", %d, bufs,\n  {", M, p->n_bufs);
@@ -51,7 +51,7 @@ static void write_desc_c(const DrvModel *m, FILE *f) {
           "const char *%s_error(const DlcModel *m) { return dlc_api_error(m); }\n"
           "int %s_num_tensors(void) { return dlc_api_num_tensors(&desc); }\n"
           "int %s_tensor_info(int i, DlcTensorInfo *out) { return dlc_api_tensor_info(&desc, i, out); }\n"
-          "int %s_infer(DlcModel *m, const void *const *inputs, void *const *outputs) {\n"
+          "int %s_predict(DlcModel *m, const void *const *inputs, void *const *outputs) {\n"
           "  return dlc_api_infer(m, inputs, outputs);\n}\n"
           "int %s_train_step(DlcModel *m, const void *const *inputs, const void *const *labels, float *loss) {\n"
           "  return dlc_api_train_step(m, inputs, labels, loss);\n}\n"
@@ -85,7 +85,7 @@ static void write_header(const DrvModel *m, FILE *f) {
           " * %s_create is released by %s_destroy; data pointers passed in are only\n"
           " * used during the call. */\n#ifndef %s\n#define %s\n\n#include <stdint.h>\n\n",
           M, M, M, guard, guard);
-  fputs("#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n#ifndef DLRT_API_H\n"
+  fputs("#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n#if !defined(DLRT_API_H) && !defined(DLC_MODEL_TYPES)\n#define DLC_MODEL_TYPES\n"
         "typedef struct DlcModel DlcModel;\n"
         "typedef struct { int32_t role; const char *name; int32_t dtype; int32_t rank; const int64_t *shape; } "
         "DlcTensorInfo;\n"
@@ -106,7 +106,7 @@ static void write_header(const DrvModel *m, FILE *f) {
           "int %s_num_tensors(void);\n"
           "int %s_tensor_info(int i, DlcTensorInfo *out);\n"
           "/* inputs: one pointer per input in declaration order; outputs: one per output. */\n"
-          "int %s_infer(DlcModel *m, const void *const *inputs, void *const *outputs);\n"
+          "int %s_predict(DlcModel *m, const void *const *inputs, void *const *outputs);\n"
           "/* One training step: updates params and optimizer state; *loss before the update. */\n"
           "int %s_train_step(DlcModel *m, const void *const *inputs, const void *const *labels, float *loss);\n"
           "/* Loss and metrics (one float per metric, in declaration order) without updating. */\n"
@@ -173,9 +173,12 @@ int aot_write(DrvModel *m, const char *out, Diag *d) {
     char *argv[] = {(char *)cc, "-c", "-O2", "-fPIC", inc, cfile, "-o", cobj, NULL};
     if (run(argv, d)) rc = DRV_INTERNAL;
   }
+  char soname[600];
+  const char *base = strrchr(out, '/') ? strrchr(out, '/') + 1 : out;
+  snprintf(soname, sizeof soname, "-Wl,-soname,%s", base);
   if (!rc && so) {
     char *argv[] = {(char *)cc, "-shared", "-fPIC", "-o", (char *)out, kobj, cobj, DLC_RUNTIME_LIB, "-fopenmp", "-lm",
-                    "-Wl,--exclude-libs,ALL", NULL};
+                    "-Wl,--exclude-libs,ALL", soname, NULL};
     if (run(argv, d)) rc = DRV_USER_ERROR;
   } else if (!rc) {
     char *argv[] = {"ld", "-r", "-o", (char *)out, kobj, cobj, NULL};

@@ -5,11 +5,19 @@
 #include <string.h>
 
 #include "tools/aot.h"
+#include "passes/pipeline.h"
 #include "tools/driver.h"
 
 static void usage(FILE *out) {
   fputs("usage: dlc MODEL.dl [-o OUT] [-D NAME=VALUE]... [--emit=ast|ir|grad|opt|llvm|asm|stats]\n"
-        "           [-O0|-O1|-O2] [--time-passes] [--verify-each] [--cpu=native|NAME]\n",
+        "           [-O0|-O1|-O2] [--time-passes] [--verify-each] [--print-after=PASS|all]\n"
+        "           [--cpu=native|NAME]\n"
+        "  -O0 runs no optimisation pass; -O1 and -O2 run simplify, cse, dce, fuse_epilogue, memplan\n"
+        "  --print-after=PASS  the IR after PASS (simplify, cse, dce, fuse_epilogue, memplan, or the\n"
+        "                      phases autodiff, optimizer, lower; all: after each) on stderr\n"
+        "  --time-passes       a table of the time of every phase and pass on stderr\n"
+        "  --verify-each       verify the graph after every pass\n"
+        "  DLC_DEBUG=1|2|3     pass names and timings | and IR after every pass that changed it | and LLVM IR\n",
         out);
 }
 
@@ -69,6 +77,9 @@ int main(int argc, char **argv) {
       o.time_passes = true;
     } else if (!strcmp(a, "--verify-each")) {
       o.verify_each = true;
+    } else if (!strncmp(a, "--print-after=", 14)) {
+      if (!pipeline_is_pass_name(a + 14)) return bad_usage("--print-after: unknown pass '%s'", a + 14);
+      o.print_after = a + 14;
     } else if (!strncmp(a, "--cpu=", 6)) {
       o.cpu = a + 6;
     } else if (a[0] == '-' && a[1]) {
@@ -118,15 +129,23 @@ int main(int argc, char **argv) {
           break;
         case 3: kir_print(m.prog, f); break;
         case 4: cg_emit_llvm(m.mod, f); break;
-        case 5: if (cg_emit_asm(m.mod, f, &d)) rc = DRV_INTERNAL; break;
+        case 5: {
+          double t0 = drv_now();
+          if (cg_emit_asm(m.mod, f, &d)) rc = DRV_INTERNAL;
+          pipeline_time_phase("asm emission", drv_now() - t0);
+          break;
+        }
         case 6: print_stats(&m, f); break;
-        default: rc = aot_write(&m, out, &d); break;
+        default: {
+          double t0 = drv_now();
+          rc = aot_write(&m, out, &d);
+          pipeline_time_phase("object emission", drv_now() - t0);
+          break;
+        }
       }
       if (f != stdout) fclose(f);
     }
-    if (o.time_passes)
-      fprintf(stderr, "time: frontend %.3f ms, passes %.3f ms, llvm %.3f ms\n", m.t_frontend * 1e3,
-              m.t_passes * 1e3, m.t_llvm * 1e3);
+    if (o.time_passes) pipeline_print_times(stderr);
   }
   drv_free(&m);
   diag_free(&d);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <dlfcn.h>
 
+#include "passes/pipeline.h"
 #include "tools/aot.h"
 #include "tools/driver.h"
 #include "tools/runner.h"
@@ -18,7 +19,8 @@ static void usage(FILE *out) {
         "       dlrun step    MODEL --params P.safetensors --feed F.safetensors\n"
         "                     [--grads G.safetensors] [--out-params P2.safetensors] [--out O.safetensors]\n"
         "       dlrun bench   MODEL [--steps N] [--threads N]\n"
-        "every subcommand also takes -D NAME=VALUE, -O0|-O1|-O2, --cpu=NAME\n"
+        "every subcommand also takes -D NAME=VALUE, -O0|-O1|-O2, --cpu=NAME, --verify-each,\n"
+        "  --print-after=PASS|all (the IR after a pass or phase, on stderr) and --time-passes\n"
         "datasets: fashion-mnist, mnist (--data-dir), xor, spiral, linreg\n",
         out);
 }
@@ -97,6 +99,11 @@ int main(int argc, char **argv) {
       ro.quiet = true;
     } else if (!strcmp(a, "--verify-each")) {
       o.verify_each = true;
+    } else if (!strcmp(a, "--time-passes")) {
+      o.time_passes = true;
+    } else if (!strncmp(a, "--print-after=", 14)) {
+      if (!pipeline_is_pass_name(a + 14)) return bad_usage("--print-after: unknown pass '%s'", a + 14);
+      o.print_after = a + 14;
     } else if (a[0] == '-' && a[1]) {
       return bad_usage("unknown option %s", a);
     } else if (model) {
@@ -127,6 +134,7 @@ int main(int argc, char **argv) {
   } else {
     rc = drv_compile(&dm, model, &o, DRV_STAGE_JIT, &d);
     desc = &dm.desc;
+    if (o.time_passes) pipeline_print_times(stderr);
   }
   if (rc == DRV_OK) {
     char err[512];

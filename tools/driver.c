@@ -118,6 +118,9 @@ static void fill_desc(DrvModel *m) {
 int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage stage, Diag *d) {
   memset(m, 0, sizeof *m);
   m->arena = arena_new();
+  pipeline_reset_times();
+  PipelineOptions po = {.opt_level = o->opt_level, .verify_each = o->verify_each, .print_after = o->print_after,
+                        .time_passes = o->time_passes};
   m->path = path;
   double t0 = drv_now();
   size_t len = 0;
@@ -148,26 +151,31 @@ int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage sta
     return DRV_USER_ERROR;
   }
   m->t_frontend = drv_now() - t0;
+  pipeline_time_phase("frontend", m->t_frontend);
   if (stage == DRV_STAGE_IR) return DRV_OK;
 
   t0 = drv_now();
   Graph *tg = m->graph[ENTRY_TRAIN];
   if (tg) {
+    double tp = drv_now();
     if (!pass_autodiff(tg, d)) return DRV_USER_ERROR;
+    pipeline_after_graph_phase(&po, "autodiff", tg, drv_now() - tp);
     if (o->verify_each && !verify(tg, "autodiff", d)) return DRV_INTERNAL;
+    tp = drv_now();
     if (!pass_optimizer(tg, d)) return DRV_USER_ERROR;
+    pipeline_after_graph_phase(&po, "optimizer", tg, drv_now() - tp);
     if (o->verify_each && !verify(tg, "optimizer", d)) return DRV_INTERNAL;
   }
   if (stage == DRV_STAGE_GRAD) return DRV_OK;
-  PipelineOptions po = {.opt_level = o->opt_level, .verify_each = o->verify_each, .print_after = o->print_after,
-                        .time_passes = o->time_passes};
   for (int e = 0; e < ENTRY__COUNT; e++)
     if (m->graph[e] && !pipeline_run_graph(m->graph[e], &po, d)) return DRV_INTERNAL;
 
   m->prog = kir_program_new(m->arena, m->model);
   LowerOptions lo = {.fuse = o->opt_level > 0};
+  double tl = drv_now();
   for (int e = 0; e < ENTRY__COUNT; e++)
     if (m->graph[e] && !lower_graph(m->graph[e], m->prog, (EntryKind)e, &lo, d)) return DRV_INTERNAL;
+  pipeline_after_kernel_phase(&po, "lower", m->prog, drv_now() - tl);
   if (!pipeline_run_kernels(m->prog, &po, d)) return DRV_INTERNAL;
   m->t_passes = drv_now() - t0;
   fill_desc(m);
@@ -177,8 +185,11 @@ int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage sta
   CgOptions co = {.cpu = o->cpu, .opt_level = o->opt_level >= 2 ? 3 : o->opt_level};
   m->mod = cg_build(m->prog, &co, d);
   if (!m->mod) return DRV_INTERNAL;
+  double tc = drv_now();
+  pipeline_time_phase("llvm codegen", tc - t0);
   if (cg_optimize(m->mod, d)) return DRV_INTERNAL;
   m->t_llvm = drv_now() - t0;
+  pipeline_time_phase("llvm optimisation", drv_now() - tc);
   if (stage == DRV_STAGE_LLVM) return DRV_OK;
 
   t0 = drv_now();
@@ -197,6 +208,7 @@ int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage sta
     }
   }
   m->t_jit = drv_now() - t0;
+  pipeline_time_phase("jit", m->t_jit);
   return DRV_OK;
 }
 
