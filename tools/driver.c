@@ -184,7 +184,7 @@ int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage sta
   t0 = drv_now();
   CgOptions co = {.cpu = o->cpu, .opt_level = o->opt_level >= 2 ? 3 : o->opt_level};
   m->mod = cg_build(m->prog, &co, d);
-  if (!m->mod) return DRV_INTERNAL;
+  if (!m->mod) return strstr(d->first, "unknown CPU") ? DRV_USAGE : DRV_INTERNAL;
   double tc = drv_now();
   pipeline_time_phase("llvm codegen", tc - t0);
   if (cg_optimize(m->mod, d)) return DRV_INTERNAL;
