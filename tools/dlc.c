@@ -7,6 +7,7 @@
 #include "tools/aot.h"
 #include "passes/pipeline.h"
 #include "tools/driver.h"
+#include "tools/stats.h"
 
 static void usage(FILE *out) {
   fputs("usage: dlc MODEL.dl [-o OUT] [-D NAME=VALUE]... [--emit=ast|ir|grad|opt|llvm|asm|stats]\n"
@@ -27,29 +28,6 @@ static int bad_usage(const char *fmt, const char *arg) {
   fputc('\n', stderr);
   usage(stderr);
   return DRV_USAGE;
-}
-
-static void print_stats(const DrvModel *m, FILE *out) {
-  const Program *p = m->prog;
-  static const char *const names[] = {"train", "eval", "infer"};
-  int64_t bytes[BUF_RNG + 1] = {0};
-  for (int i = 0; i < p->n_bufs; i++) {
-    const Buffer *b = &p->bufs[i];
-    if (b->alias >= 0) continue;
-    bytes[b->role] += shape_numel(&b->shape) * 4;
-  }
-  fprintf(out, "model %s\n", p->model);
-  for (int e = 0; e < ENTRY__COUNT; e++) {
-    const Entry *en = &p->entries[e];
-    if (!en->present) continue;
-    int64_t fl = 0;
-    for (int k = 0; k < en->n_kernels; k++) fl += en->kernels[k]->flops;
-    fprintf(out, "entry %-5s  kernels %4d  flops %lld\n", names[e], en->n_kernels, (long long)fl);
-  }
-  fprintf(out, "params %lld bytes, state %lld, optimizer state %lld, grads %lld, temporaries %lld\n",
-          (long long)bytes[BUF_PARAM], (long long)bytes[BUF_STATE], (long long)bytes[BUF_OPTSTATE],
-          (long long)bytes[BUF_GRAD], (long long)bytes[BUF_TEMP]);
-  fprintf(out, "arena %lld bytes\n", (long long)p->arena_bytes);
 }
 
 int main(int argc, char **argv) {
@@ -135,7 +113,7 @@ int main(int argc, char **argv) {
           pipeline_time_phase("asm emission", drv_now() - t0);
           break;
         }
-        case 6: print_stats(&m, f); break;
+        case 6: stats_print(&m, f); break;
         default: {
           double t0 = drv_now();
           rc = aot_write(&m, out, &d);
