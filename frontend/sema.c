@@ -221,11 +221,11 @@ static void exec_decl(Sema *S, const Stmt *s) {
   }
   bool name_ok;
   const char *full = sema_leaf_name(S, s->name, s->name_loc, &name_ok);
+  if (s->decl == DECL_INPUT) S->has_input = true; /* even when malformed: no second error */
   if (!ok || !name_ok) {
     assign(S, s->name, v_err(), s->name_loc);
     return;
   }
-  if (s->decl == DECL_INPUT) S->has_input = true;
   if (s->decl == DECL_LABEL && S->mode == MODE_INFER) {
     Value v = v_skip();
     v.has_shape = true;
