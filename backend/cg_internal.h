@@ -77,6 +77,30 @@ LLVMTypeRef cg_dtype(CgModule *m, DType dt);
 /* Emits the kernel's function (internal linkage, named k->name); NULL on error. */
 LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d);
 
+/* ---- codegen_gemm.c: matmul-like sums as packed, register-blocked GEMM ---- */
+typedef struct {
+  int nb, ni, nj;            /* output dims: [0,nb) batch, then ni I dims, then nj J dims */
+  int64_t batch, M, N, K;    /* flattened extents */
+  const VExpr *P, *Q;        /* body = P * Q; P reads no J var, Q no I var */
+  int64_t VW, MR, NR;        /* vector width (floats), micro-tile MR x NR */
+  int64_t KC, MC, NC;        /* cache blocking */
+  bool by_batch;             /* units = batch entries (else MR-row tiles of M) */
+  int64_t units;             /* the kernel's [begin, end) ranges over these */
+} GemmPlan;
+/* Whether k is lowered as a GEMM (fills g); deterministic in its inputs. */
+bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan *g);
+/* Emits the GEMM nest for units [begin, end) at the builder's position
+ * (the body function's entry block: the scratch allocas go there). */
+void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end);
+/* 0 automatic (default), 1 never use the GEMM path. */
+void cg_debug_set_gemm(int mode);
+
+/* ---- codegen_kernel.c: analysis shared with codegen_gemm.c ---- */
+/* A plain sum whose output memory can hold partial sums (see reorder_legal). */
+bool cg_sum_in_output_legal(const Program *p, const Kernel *k);
+/* Every load of e moves by 0 or 1 element along loop var v, and one by 1. */
+bool cg_unit_stride_along(const Program *p, const VExpr *e, int v);
+
 /* ---- vecmath.c: inline branch-free f32 math (vectorizable) ---- */
 LLVMValueRef vm_exp(CgModule *m, LLVMBuilderRef b, LLVMValueRef x);
 LLVMValueRef vm_expm1(CgModule *m, LLVMBuilderRef b, LLVMValueRef x);

@@ -18,6 +18,8 @@
 /* A kernel doing more work than this (flops or elements) is split over
  * threads by dlrt_parallel_for; a chunk gets at least PAR_GRAIN_WORK. */
 enum { PAR_MIN_WORK = 32768, PAR_GRAIN_WORK = 16384 };
+/* GEMM kernels: a chunk gets at least this many flops. */
+enum { GEMM_GRAIN_FLOPS = 150000 };
 
 static char *xstrdup(const char *s) {
   size_t n = strlen(s) + 1;
@@ -165,8 +167,24 @@ static int64_t kernel_work(const Kernel *k) {
   return k->flops > n ? k->flops : n;
 }
 
-static void emit_kernel_call(CgModule *m, LLVMBuilderRef b, LLVMValueRef kfn, LLVMValueRef bufs,
-                             const Kernel *k) {
+static void emit_kernel_call(CgModule *m, const Program *p, LLVMBuilderRef b, LLVMValueRef kfn,
+                             LLVMValueRef bufs, const Kernel *k) {
+  GemmPlan g;
+  if (cg_gemm_plan(m, p, k, &g)) {
+    /* [begin, end) ranges over the plan's units; a chunk gets at least
+     * GEMM_GRAIN_FLOPS of work, and small products run serially */
+    int64_t flops = 2 * g.batch * g.M * g.N * g.K;
+    int64_t per_unit = flops / g.units > 0 ? flops / g.units : 1;
+    int64_t grain = (GEMM_GRAIN_FLOPS + per_unit - 1) / per_unit;
+    if (flops > 2 * GEMM_GRAIN_FLOPS && g.units > 1) {
+      LLVMValueRef args[4] = {kfn, bufs, cg_i64(m, g.units), cg_i64(m, grain)};
+      LLVMBuildCall2(b, m->t_par_for, par_for_decl(m), args, 4, "");
+    } else {
+      LLVMValueRef args[3] = {bufs, cg_i64(m, 0), cg_i64(m, g.units)};
+      LLVMBuildCall2(b, m->t_kernel, kfn, args, 3, "");
+    }
+    return;
+  }
   int64_t n0 = k->shape.rank >= 1 ? k->shape.d[0] : 1;
   int64_t work = kernel_work(k);
   if (k->shape.rank >= 1 && work > PAR_MIN_WORK && n0 > 1) {
@@ -219,7 +237,7 @@ static bool emit_entry(CgModule *m, const Program *p, EntryKind e, LLVMValueRef 
   LLVMBuilderRef b = LLVMCreateBuilderInContext(m->ctx);
   LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(m->ctx, fn, "entry"));
   const Entry *en = &p->entries[e];
-  for (int i = 0; i < en->n_kernels; i++) emit_kernel_call(m, b, kfns[i], LLVMGetParam(fn, 0), en->kernels[i]);
+  for (int i = 0; i < en->n_kernels; i++) emit_kernel_call(m, p, b, kfns[i], LLVMGetParam(fn, 0), en->kernels[i]);
   LLVMBuildRetVoid(b);
   LLVMDisposeBuilder(b);
   return true;

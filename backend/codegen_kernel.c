@@ -237,6 +237,13 @@ static bool reorder_profitable(const Program *p, const Kernel *k) {
   return j.all_ok && j.has_unit && !r.all_ok;
 }
 
+bool cg_sum_in_output_legal(const Program *p, const Kernel *k) { return reorder_legal(p, k); }
+
+bool cg_unit_stride_along(const Program *p, const VExpr *e, int v) {
+  StrideScan s = scan_strides(p, e, v);
+  return s.all_ok && s.has_unit;
+}
+
 bool cg_kernel_uses_reorder(const Program *p, const Kernel *k) {
   if (g_reorder_mode == 1 || !reorder_legal(p, k)) return false;
   return g_reorder_mode == 2 || reorder_profitable(p, k);
@@ -550,7 +557,9 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   slots.idx = LLVMBuildAlloca(kc.b, m->t_i32, "idx.slot");
   LLVMValueRef begin = LLVMGetParam(body, (unsigned)nparams);
   LLVMValueRef end = LLVMGetParam(body, (unsigned)nparams + 1);
+  GemmPlan gp;
   if (k->shape.rank == 0) emit_point(&kc, &slots);
+  else if (cg_gemm_plan(m, p, k, &gp)) cg_emit_gemm(&kc, &gp, begin, end);
   else if (cg_kernel_uses_reorder(p, k)) emit_reordered_nest(&kc, begin, end);
   else emit_standard_nest(&kc, &slots, begin, end);
   LLVMBuildRetVoid(kc.b);

@@ -1,0 +1,544 @@
+/* codegen_gemm.c — GEMM lowering of matmul-like sums (matmul in every
+ * transposition, batched matmul, and the convolutions with implicit im2col).
+ *
+ * A RED_SUM kernel whose body is mul(P, Q) is a GEMM when its output dims
+ * split into [batch..., I..., J...] such that P never reads a J var and Q
+ * never reads an I var (P and Q are arbitrary expressions: loads, guarded
+ * window loads, fused index maps). With M = prod(I), N = prod(J), K =
+ * prod(reduction extents):
+ *
+ *   C[b, i, j] = epilogue(sum_k P(b, i, k) * Q(b, k, j))
+ *
+ * Code shape (BLIS-style, all extents constant):
+ *   for b in batch (or the unit range of M tiles):
+ *     for jc in N step NC:
+ *       for pc in K step KC:
+ *         pack Q[pc.., jc..] into Bp: panels of NR columns, [panel][k][NR]
+ *         for ic in M step MC:
+ *           pack P[ic.., pc..] into Ap: panels of MR rows, [panel][k][MR]
+ *           for each NR panel, for each MR panel: the micro-kernel:
+ *             MR x (NR/VW) vector accumulators (<VW x float>, llvm.fma),
+ *             one broadcast of Ap and NR/VW vector loads of Bp per k;
+ *             accumulators start at 0 (first K block) or C (later blocks);
+ *             edge tiles go through a small tile buffer;
+ *           after the last K block the epilogue runs over the tile in C.
+ * Packing evaluates P and Q with the generic expression code at clamped
+ * (always in-bounds) indices and writes 0 outside [M, N): remainders cost
+ * no special micro-kernels. Scratch panels live on the stack (bounded by
+ * the blocking constants).
+ *
+ * Threads: the kernel's [begin, end) is a range of "units": batch entries
+ * when there are batch dims, else MR-row tiles of M. Every output element
+ * is the same FMA chain over k in the same fixed K blocks whatever the
+ * unit range, so results are identical for any thread count. */
+#include "backend/cg_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int g_gemm_mode = 0; /* 0 auto, 1 never */
+void cg_debug_set_gemm(int mode) { g_gemm_mode = mode; }
+
+/* ---------------- matching ---------------- */
+
+static bool ix_uses_var(const IExpr *e, int v) {
+  if (!e) return false;
+  if (e->op == IX_VAR) return e->var == v;
+  if (e->op == IX_CONST) return false;
+  return ix_uses_var(e->a, v) || ix_uses_var(e->b, v);
+}
+
+/* Whether e reads loop var v anywhere; *bad on ops the GEMM cannot pack. */
+static bool vx_uses_var(const VExpr *e, int v, bool *bad) {
+  if (!e) return false;
+  switch (e->op) {
+  case VX_ACC:
+  case VX_RAND: *bad = true; return false;
+  case VX_LOAD: {
+    bool u = ix_uses_var(e->guard, v);
+    for (int d = 0; d < e->rank; d++) u = u || ix_uses_var(e->idx[d], v);
+    return u;
+  }
+  case VX_INDEX: return ix_uses_var(e->ix, v);
+  default: break;
+  }
+  bool a = vx_uses_var(e->a, v, bad), b = vx_uses_var(e->b, v, bad), c = vx_uses_var(e->c, v, bad);
+  return a || b || c;
+}
+
+static bool has_avx512(const CgModule *m) {
+  if (m && m->features && strstr(m->features, "+avx512f")) return true;
+  static const char *const cpus[] = {"znver4", "znver5", "skylake-avx512", "cascadelake", "cooperlake",
+                                     "icelake-client", "icelake-server", "tigerlake", "rocketlake",
+                                     "sapphirerapids", "graniterapids", "emeraldrapids", "x86-64-v4",
+                                     "cannonlake", "alderlake-avx512"};
+  if (m && m->cpu)
+    for (size_t i = 0; i < sizeof cpus / sizeof cpus[0]; i++)
+      if (strcmp(m->cpu, cpus[i]) == 0) return !(m->features && strstr(m->features, "-avx512f"));
+  return false;
+}
+
+static bool plan_split(const Kernel *k, const VExpr *P, const VExpr *Q, GemmPlan *g) {
+  int rank = k->shape.rank;
+  bool bad = false;
+  bool uP[IR_MAX_RANK], uQ[IR_MAX_RANK];
+  for (int d = 0; d < rank; d++) {
+    uP[d] = vx_uses_var(P, d, &bad);
+    uQ[d] = vx_uses_var(Q, d, &bad);
+  }
+  for (int r = 0; r < k->n_red; r++) {
+    vx_uses_var(P, rank + r, &bad);
+    vx_uses_var(Q, rank + r, &bad);
+  }
+  if (bad) return false;
+  int j0 = rank;
+  while (j0 > 0 && !uP[j0 - 1]) j0--;
+  if (j0 == rank) return false; /* no J dims */
+  int i0 = j0;
+  while (i0 > 0 && !uQ[i0 - 1]) i0--;
+  if (i0 == j0) return false; /* no I dims */
+  /* a J dim Q never reads (broadcast) is fine; an I dim P never reads too */
+  g->nb = i0;
+  g->ni = j0 - i0;
+  g->nj = rank - j0;
+  g->P = P;
+  g->Q = Q;
+  return true;
+}
+
+bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan *g) {
+  memset(g, 0, sizeof *g);
+  if (g_gemm_mode == 1) return false;
+  if (k->red != RED_SUM || k->accumulate || k->dtype != DT_F32 || k->shape.rank < 2 || k->n_red < 1 ||
+      !k->body || k->body->op != VX_MUL || k->body->dtype != DT_F32 || k->body->a->dtype != DT_F32 ||
+      k->body->b->dtype != DT_F32)
+    return false;
+  if (k->epilogue && k->epilogue->dtype != DT_F32 && k->epilogue->dtype != DT_I32) return false;
+  if (!cg_sum_in_output_legal(p, k)) return false;
+  if (!plan_split(k, k->body->a, k->body->b, g) && !plan_split(k, k->body->b, k->body->a, g)) return false;
+  g->batch = g->M = g->N = g->K = 1;
+  for (int d = 0; d < g->nb; d++) g->batch *= k->shape.d[d];
+  for (int d = g->nb; d < g->nb + g->ni; d++) g->M *= k->shape.d[d];
+  for (int d = g->nb + g->ni; d < k->shape.rank; d++) g->N *= k->shape.d[d];
+  for (int r = 0; r < k->n_red; r++) g->K *= k->red_ext[r];
+  if (g->M <= 0 || g->N <= 0 || g->K <= 0 || g->batch <= 0) return false;
+  /* tiny products: the plain nests do as well without packing */
+  if (g->M * g->N * g->K < 2048 || g->N < 4 || g->M < 2) return false;
+
+  g->VW = has_avx512(m) ? 16 : 8;
+  g->MR = 6;
+  g->NR = 2 * g->VW;
+  /* K blocks: one block up to 512, else equal blocks of at most 384 */
+  int64_t nk = g->K <= 512 ? 1 : (g->K + 383) / 384;
+  g->KC = (g->K + nk - 1) / nk;
+  /* N block: the packed Q block stays within ~320 KiB */
+  int64_t npad = (g->N + g->NR - 1) / g->NR * g->NR;
+  int64_t ncmax = (320 * 1024 / 4) / g->KC / g->NR * g->NR;
+  if (ncmax < g->NR) ncmax = g->NR;
+  g->NC = npad < ncmax ? npad : ncmax;
+  /* M block: ~72 rows (multiple of MR) */
+  g->MC = 12 * g->MR;
+  if (g->nb > 0 && g->batch > 1) {
+    g->by_batch = true;
+    g->units = g->batch;
+  } else {
+    g->by_batch = false;
+    g->units = (g->M + g->MR - 1) / g->MR;
+  }
+  return true;
+}
+
+/* ---------------- IR helpers ---------------- */
+
+typedef struct {
+  LLVMBasicBlockRef header, exit;
+  LLVMValueRef iv, step;
+} GLoop;
+
+/* for (iv = lo; iv < hi; iv += step) */
+static LLVMValueRef gloop_begin(KernelCg *kc, GLoop *L, LLVMValueRef lo, LLVMValueRef hi, int64_t step,
+                                const char *name) {
+  LLVMContextRef c = kc->m->ctx;
+  LLVMBuilderRef b = kc->b;
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(b);
+  L->header = LLVMAppendBasicBlockInContext(c, kc->fn, name);
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c, kc->fn, name);
+  L->exit = LLVMAppendBasicBlockInContext(c, kc->fn, name);
+  L->step = cg_i64(kc->m, step);
+  LLVMBuildBr(b, L->header);
+  LLVMPositionBuilderAtEnd(b, L->header);
+  L->iv = LLVMBuildPhi(b, kc->m->t_i64, name);
+  LLVMAddIncoming(L->iv, &lo, &pre, 1);
+  LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, L->iv, hi, ""), body, L->exit);
+  LLVMPositionBuilderAtEnd(b, body);
+  return L->iv;
+}
+
+static void gloop_end(KernelCg *kc, GLoop *L) {
+  LLVMBuilderRef b = kc->b;
+  LLVMValueRef next = LLVMBuildNSWAdd(b, L->iv, L->step, "");
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
+  LLVMBuildBr(b, L->header);
+  LLVMAddIncoming(L->iv, &next, &latch, 1);
+  LLVMPositionBuilderAtEnd(b, L->exit);
+}
+
+static LLVMValueRef I64(KernelCg *kc, int64_t v) { return cg_i64(kc->m, v); }
+static LLVMValueRef ADD(KernelCg *kc, LLVMValueRef x, LLVMValueRef y) { return LLVMBuildNSWAdd(kc->b, x, y, ""); }
+static LLVMValueRef SUB(KernelCg *kc, LLVMValueRef x, LLVMValueRef y) { return LLVMBuildNSWSub(kc->b, x, y, ""); }
+static LLVMValueRef MUL(KernelCg *kc, LLVMValueRef x, int64_t c) {
+  return c == 1 ? x : LLVMBuildNSWMul(kc->b, x, I64(kc, c), "");
+}
+static LLVMValueRef MIN(KernelCg *kc, LLVMValueRef x, LLVMValueRef y) {
+  return LLVMBuildSelect(kc->b, LLVMBuildICmp(kc->b, LLVMIntSLT, x, y, ""), x, y, "");
+}
+static LLVMValueRef LT(KernelCg *kc, LLVMValueRef x, LLVMValueRef y) {
+  return LLVMBuildICmp(kc->b, LLVMIntSLT, x, y, "");
+}
+static LLVMValueRef GEPF(KernelCg *kc, LLVMValueRef base, LLVMValueRef idx) {
+  return LLVMBuildInBoundsGEP2(kc->b, kc->m->t_f32, base, &idx, 1, "");
+}
+
+/* Sets kc->var[first .. first+n) from the row-major flat index f over ext. */
+static void set_vars(KernelCg *kc, int first, int n, const int64_t *ext, LLVMValueRef f) {
+  for (int d = n - 1; d >= 0; d--) {
+    if (d == 0) {
+      kc->var[first + d] = f;
+    } else {
+      kc->var[first + d] = LLVMBuildURem(kc->b, f, I64(kc, ext[d]), "");
+      f = LLVMBuildUDiv(kc->b, f, I64(kc, ext[d]), "");
+    }
+  }
+}
+
+typedef struct {
+  KernelCg *kc;
+  const GemmPlan *g;
+  LLVMValueRef bidx;  /* flat batch index */
+  LLVMValueRef Ap, Bp, tile;
+  LLVMTypeRef vt;     /* <VW x float> */
+} GemmCg;
+
+static void set_batch_vars(GemmCg *G) {
+  const Kernel *k = G->kc->k;
+  if (G->g->nb > 0) set_vars(G->kc, 0, G->g->nb, k->shape.d, G->bidx);
+}
+static void set_i_vars(GemmCg *G, LLVMValueRef i) {
+  const Kernel *k = G->kc->k;
+  set_vars(G->kc, G->g->nb, G->g->ni, k->shape.d + G->g->nb, i);
+}
+static void set_j_vars(GemmCg *G, LLVMValueRef j) {
+  const Kernel *k = G->kc->k;
+  int j0 = G->g->nb + G->g->ni;
+  set_vars(G->kc, j0, G->g->nj, k->shape.d + j0, j);
+}
+static void set_k_vars(GemmCg *G, LLVMValueRef kk) {
+  const Kernel *k = G->kc->k;
+  set_vars(G->kc, k->shape.rank, k->n_red, k->red_ext, kk);
+}
+
+/* Whether e's innermost reduction var walks its loads contiguously (the
+ * transposed-operand case): then packing loops run k innermost. */
+static bool k_contiguous(const Program *p, const Kernel *k, const VExpr *e) {
+  return cg_unit_stride_along(p, e, k->shape.rank + k->n_red - 1);
+}
+
+/* Packs Q[pc .. pc+kc_cur, jc .. jc+nc_cur) into Bp as [panel][k][NR] (0 beyond N). */
+static void pack_q(GemmCg *G, LLVMValueRef jc, LLVMValueRef pc, LLVMValueRef kc_cur, LLVMValueRef nc_cur) {
+  KernelCg *kc = G->kc;
+  const GemmPlan *g = G->g;
+  LLVMBuilderRef b = kc->b;
+  int64_t NR = g->NR;
+  LLVMValueRef npan = LLVMBuildUDiv(b, ADD(kc, nc_cur, I64(kc, NR - 1)), I64(kc, NR), "");
+  GLoop Lp, Lk, Lj;
+  bool kin = k_contiguous(kc->p, kc->k, g->Q);
+  LLVMValueRef jp = gloop_begin(kc, &Lp, I64(kc, 0), npan, 1, "qp");
+  LLVMValueRef kl, jj;
+  if (kin) {
+    jj = gloop_begin(kc, &Lj, I64(kc, 0), I64(kc, NR), 1, "qj");
+    kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "qk");
+  } else {
+    kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "qk");
+    jj = gloop_begin(kc, &Lj, I64(kc, 0), I64(kc, NR), 1, "qj");
+  }
+  LLVMValueRef j = ADD(kc, ADD(kc, jc, MUL(kc, jp, NR)), jj);
+  LLVMValueRef jcl = MIN(kc, j, I64(kc, g->N - 1));
+  set_batch_vars(G);
+  set_j_vars(G, jcl);
+  set_k_vars(G, ADD(kc, pc, kl));
+  set_i_vars(G, I64(kc, 0));
+  LLVMValueRef v = cg_vx(kc, g->Q);
+  if (g->N % NR) v = LLVMBuildSelect(b, LT(kc, j, I64(kc, g->N)), v, cg_f32(kc->m, 0.0), "");
+  LLVMValueRef at = ADD(kc, MUL(kc, ADD(kc, MUL(kc, jp, g->KC), kl), NR), jj);
+  LLVMBuildStore(b, v, GEPF(kc, G->Bp, at));
+  if (kin) {
+    gloop_end(kc, &Lk);
+    gloop_end(kc, &Lj);
+  } else {
+    gloop_end(kc, &Lj);
+    gloop_end(kc, &Lk);
+  }
+  gloop_end(kc, &Lp);
+}
+
+/* Packs P[ic .. ic+mc_cur, pc .. pc+kc_cur) into Ap as [panel][k][MR] (0 beyond m_hi). */
+static void pack_p(GemmCg *G, LLVMValueRef ic, LLVMValueRef mc_cur, LLVMValueRef m_hi, LLVMValueRef pc,
+                   LLVMValueRef kc_cur) {
+  KernelCg *kc = G->kc;
+  const GemmPlan *g = G->g;
+  LLVMBuilderRef b = kc->b;
+  int64_t MR = g->MR;
+  LLVMValueRef npan = LLVMBuildUDiv(b, ADD(kc, mc_cur, I64(kc, MR - 1)), I64(kc, MR), "");
+  GLoop Lp, Lk, Lr;
+  bool kin = k_contiguous(kc->p, kc->k, g->P);
+  LLVMValueRef ip = gloop_begin(kc, &Lp, I64(kc, 0), npan, 1, "pp");
+  LLVMValueRef kl, r;
+  if (kin) {
+    r = gloop_begin(kc, &Lr, I64(kc, 0), I64(kc, MR), 1, "pr");
+    kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "pk");
+  } else {
+    kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "pk");
+    r = gloop_begin(kc, &Lr, I64(kc, 0), I64(kc, MR), 1, "pr");
+  }
+  LLVMValueRef i = ADD(kc, ADD(kc, ic, MUL(kc, ip, MR)), r);
+  LLVMValueRef icl = MIN(kc, i, SUB(kc, m_hi, I64(kc, 1)));
+  set_batch_vars(G);
+  set_i_vars(G, icl);
+  set_k_vars(G, ADD(kc, pc, kl));
+  set_j_vars(G, I64(kc, 0));
+  LLVMValueRef v = cg_vx(kc, g->P);
+  v = LLVMBuildSelect(b, LT(kc, i, m_hi), v, cg_f32(kc->m, 0.0), "");
+  LLVMValueRef at = ADD(kc, MUL(kc, ADD(kc, MUL(kc, ip, g->KC), kl), MR), r);
+  LLVMBuildStore(b, v, GEPF(kc, G->Ap, at));
+  if (kin) {
+    gloop_end(kc, &Lk);
+    gloop_end(kc, &Lr);
+  } else {
+    gloop_end(kc, &Lr);
+    gloop_end(kc, &Lk);
+  }
+  gloop_end(kc, &Lp);
+}
+
+static LLVMValueRef vload(GemmCg *G, LLVMValueRef ptr, unsigned align) {
+  LLVMValueRef v = LLVMBuildLoad2(G->kc->b, G->vt, ptr, "");
+  LLVMSetAlignment(v, align);
+  return v;
+}
+static void vstore(GemmCg *G, LLVMValueRef v, LLVMValueRef ptr, unsigned align) {
+  LLVMValueRef s = LLVMBuildStore(G->kc->b, v, ptr);
+  LLVMSetAlignment(s, align);
+}
+
+/* The micro-kernel for the tile at C rows i0.. (rows valid), cols j0.. (cols valid). */
+static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef bp, LLVMValueRef kc_cur, LLVMValueRef cbase,
+                       LLVMValueRef i0, LLVMValueRef rows, LLVMValueRef j0, LLVMValueRef cols, LLVMValueRef first,
+                       LLVMValueRef last) {
+  KernelCg *kc = G->kc;
+  CgModule *m = kc->m;
+  LLVMBuilderRef b = kc->b;
+  const GemmPlan *g = G->g;
+  const Kernel *k = kc->k;
+  enum { MAXACC = 64 };
+  int MR = (int)g->MR, NV = (int)(g->NR / g->VW), VW = (int)g->VW;
+  int64_t NR = g->NR, N = g->N;
+  LLVMValueRef C = kc->buf[k->out_buf];
+  LLVMValueRef zero = LLVMConstNull(G->vt);
+  LLVMContextRef ctx = m->ctx;
+  LLVMValueRef fn = kc->fn;
+
+  LLVMValueRef full = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntEQ, rows, I64(kc, MR), ""),
+                                   LLVMBuildICmp(b, LLVMIntEQ, cols, I64(kc, NR), ""), "full");
+  LLVMBasicBlockRef bb_full = LLVMAppendBasicBlockInContext(ctx, fn, "tile.full");
+  LLVMBasicBlockRef bb_edge = LLVMAppendBasicBlockInContext(ctx, fn, "tile.edge");
+  LLVMBasicBlockRef bb_pre = LLVMAppendBasicBlockInContext(ctx, fn, "tile.pre");
+  /* row r of the tile in C starts at cbase + (i0 + r) * N + j0 */
+  LLVMValueRef crow0 = ADD(kc, ADD(kc, cbase, MUL(kc, i0, N)), j0);
+  LLVMBuildCondBr(b, full, bb_full, bb_edge);
+  LLVMValueRef init_full[MAXACC], init_edge[MAXACC];
+  LLVMPositionBuilderAtEnd(b, bb_full);
+  for (int r = 0; r < MR; r++)
+    for (int v = 0; v < NV; v++) {
+      LLVMValueRef p = GEPF(kc, C, ADD(kc, crow0, I64(kc, r * N + v * VW)));
+      LLVMValueRef x = vload(G, p, 4);
+      init_full[r * NV + v] = LLVMBuildSelect(b, first, zero, x, "");
+    }
+  LLVMBasicBlockRef bb_full_end = LLVMGetInsertBlock(b);
+  LLVMBuildBr(b, bb_pre);
+
+  LLVMPositionBuilderAtEnd(b, bb_edge);
+  {
+    /* tile buffer = C's valid part (or 0), zeros elsewhere */
+    GLoop Lr, Lc;
+    LLVMValueRef r = gloop_begin(kc, &Lr, I64(kc, 0), I64(kc, MR), 1, "er");
+    LLVMValueRef c = gloop_begin(kc, &Lc, I64(kc, 0), I64(kc, NR), 1, "ec");
+    LLVMValueRef valid = LLVMBuildAnd(b, LT(kc, r, rows), LT(kc, c, cols), "");
+    valid = LLVMBuildAnd(b, valid, LLVMBuildNot(b, first, ""), "");
+    LLVMValueRef cidx = ADD(kc, ADD(kc, crow0, MUL(kc, r, N)), c);
+    cidx = LLVMBuildSelect(b, valid, cidx, I64(kc, 0), "");
+    LLVMValueRef x = LLVMBuildLoad2(b, m->t_f32, GEPF(kc, C, cidx), "");
+    x = LLVMBuildSelect(b, valid, x, cg_f32(m, 0.0), "");
+    LLVMBuildStore(b, x, GEPF(kc, G->tile, ADD(kc, MUL(kc, r, NR), c)));
+    gloop_end(kc, &Lc);
+    gloop_end(kc, &Lr);
+    for (int r2 = 0; r2 < MR; r2++)
+      for (int v = 0; v < NV; v++)
+        init_edge[r2 * NV + v] = vload(G, GEPF(kc, G->tile, I64(kc, r2 * NR + v * VW)), (unsigned)(VW * 4));
+  }
+  LLVMBasicBlockRef bb_edge_end = LLVMGetInsertBlock(b);
+  LLVMBuildBr(b, bb_pre);
+
+  /* the k loop: do { ... } while (++kl < kc_cur)  (kc_cur >= 1) */
+  LLVMPositionBuilderAtEnd(b, bb_pre);
+  LLVMValueRef init[MAXACC];
+  for (int a = 0; a < MR * NV; a++) {
+    init[a] = LLVMBuildPhi(b, G->vt, "");
+    LLVMValueRef vals[2] = {init_full[a], init_edge[a]};
+    LLVMBasicBlockRef bbs[2] = {bb_full_end, bb_edge_end};
+    LLVMAddIncoming(init[a], vals, bbs, 2);
+  }
+  LLVMBasicBlockRef bb_k = LLVMAppendBasicBlockInContext(ctx, fn, "kloop");
+  LLVMBasicBlockRef bb_kx = LLVMAppendBasicBlockInContext(ctx, fn, "kloop.exit");
+  LLVMBuildBr(b, bb_k);
+  LLVMPositionBuilderAtEnd(b, bb_k);
+  LLVMValueRef kl = LLVMBuildPhi(b, m->t_i64, "kl");
+  LLVMValueRef acc[MAXACC];
+  for (int a = 0; a < MR * NV; a++) acc[a] = LLVMBuildPhi(b, G->vt, "acc");
+  LLVMValueRef bv[4];
+  LLVMValueRef boff = MUL(kc, kl, NR);
+  for (int v = 0; v < NV; v++) bv[v] = vload(G, GEPF(kc, bp, ADD(kc, boff, I64(kc, v * VW))), (unsigned)(VW * 4));
+  LLVMValueRef aoff = MUL(kc, kl, MR);
+  LLVMTypeRef vt = G->vt;
+  LLVMValueRef nacc[MAXACC];
+  LLVMValueRef mask = LLVMConstNull(LLVMVectorType(m->t_i32, (unsigned)VW));
+  for (int r = 0; r < MR; r++) {
+    LLVMValueRef s = LLVMBuildLoad2(b, m->t_f32, GEPF(kc, ap, ADD(kc, aoff, I64(kc, r))), "");
+    LLVMValueRef one = LLVMBuildInsertElement(b, LLVMGetUndef(vt), s, cg_i32(m, 0), "");
+    LLVMValueRef sp = LLVMBuildShuffleVector(b, one, LLVMGetUndef(vt), mask, "");
+    for (int v = 0; v < NV; v++) {
+      LLVMValueRef args[3] = {sp, bv[v], acc[r * NV + v]};
+      nacc[r * NV + v] = cg_intrinsic(m, b, "llvm.fma", &vt, 1, args, 3);
+    }
+  }
+  LLVMValueRef kn = ADD(kc, kl, I64(kc, 1));
+  LLVMBasicBlockRef bb_k_end = LLVMGetInsertBlock(b);
+  LLVMBuildCondBr(b, LT(kc, kn, kc_cur), bb_k, bb_kx);
+  LLVMValueRef z64 = I64(kc, 0);
+  LLVMAddIncoming(kl, &z64, &bb_pre, 1);
+  LLVMAddIncoming(kl, &kn, &bb_k_end, 1);
+  for (int a = 0; a < MR * NV; a++) {
+    LLVMAddIncoming(acc[a], &init[a], &bb_pre, 1);
+    LLVMAddIncoming(acc[a], &nacc[a], &bb_k_end, 1);
+  }
+
+  /* store */
+  LLVMPositionBuilderAtEnd(b, bb_kx);
+  LLVMBasicBlockRef bs_full = LLVMAppendBasicBlockInContext(ctx, fn, "st.full");
+  LLVMBasicBlockRef bs_edge = LLVMAppendBasicBlockInContext(ctx, fn, "st.edge");
+  LLVMBasicBlockRef bs_done = LLVMAppendBasicBlockInContext(ctx, fn, "st.done");
+  LLVMBuildCondBr(b, full, bs_full, bs_edge);
+  LLVMPositionBuilderAtEnd(b, bs_full);
+  for (int r = 0; r < MR; r++)
+    for (int v = 0; v < NV; v++)
+      vstore(G, nacc[r * NV + v], GEPF(kc, C, ADD(kc, crow0, I64(kc, r * N + v * VW))), 4);
+  LLVMBuildBr(b, bs_done);
+  LLVMPositionBuilderAtEnd(b, bs_edge);
+  for (int r = 0; r < MR; r++)
+    for (int v = 0; v < NV; v++)
+      vstore(G, nacc[r * NV + v], GEPF(kc, G->tile, I64(kc, r * NR + v * VW)), (unsigned)(VW * 4));
+  {
+    GLoop Lr, Lc;
+    LLVMValueRef r = gloop_begin(kc, &Lr, I64(kc, 0), rows, 1, "sr");
+    LLVMValueRef c = gloop_begin(kc, &Lc, I64(kc, 0), cols, 1, "sc");
+    LLVMValueRef x = LLVMBuildLoad2(b, m->t_f32, GEPF(kc, G->tile, ADD(kc, MUL(kc, r, NR), c)), "");
+    LLVMBuildStore(b, x, GEPF(kc, C, ADD(kc, ADD(kc, crow0, MUL(kc, r, N)), c)));
+    gloop_end(kc, &Lc);
+    gloop_end(kc, &Lr);
+  }
+  LLVMBuildBr(b, bs_done);
+  LLVMPositionBuilderAtEnd(b, bs_done);
+
+  /* epilogue over the tile, after the last K block */
+  if (k->epilogue) {
+    LLVMBasicBlockRef be = LLVMAppendBasicBlockInContext(ctx, fn, "epi");
+    LLVMBasicBlockRef bd = LLVMAppendBasicBlockInContext(ctx, fn, "epi.done");
+    LLVMBuildCondBr(b, last, be, bd);
+    LLVMPositionBuilderAtEnd(b, be);
+    GLoop Lr, Lc;
+    LLVMValueRef r = gloop_begin(kc, &Lr, I64(kc, 0), rows, 1, "xr");
+    LLVMValueRef c = gloop_begin(kc, &Lc, I64(kc, 0), cols, 1, "xc");
+    LLVMValueRef p = GEPF(kc, C, ADD(kc, ADD(kc, crow0, MUL(kc, r, N)), c));
+    LLVMValueRef x = LLVMBuildLoad2(b, m->t_f32, p, "");
+    set_batch_vars(G);
+    set_i_vars(G, ADD(kc, i0, r));
+    set_j_vars(G, ADD(kc, j0, c));
+    for (int rr = 0; rr < k->n_red; rr++) kc->var[k->shape.rank + rr] = NULL;
+    kc->acc = x;
+    LLVMValueRef y = cg_vx(kc, k->epilogue);
+    kc->acc = NULL;
+    y = cg_convert(kc, y, k->epilogue->dtype, DT_F32);
+    LLVMBuildStore(b, y, p);
+    gloop_end(kc, &Lc);
+    gloop_end(kc, &Lr);
+    LLVMBuildBr(b, bd);
+    LLVMPositionBuilderAtEnd(b, bd);
+  }
+}
+
+void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end) {
+  CgModule *m = kc->m;
+  LLVMBuilderRef b = kc->b;
+  GemmCg G = {0};
+  G.kc = kc;
+  G.g = g;
+  G.vt = LLVMVectorType(m->t_f32, (unsigned)g->VW);
+  /* scratch (entry block: static allocas) */
+  LLVMTypeRef tb = LLVMArrayType2(m->t_f32, (uint64_t)(g->KC * g->NC));
+  LLVMTypeRef ta = LLVMArrayType2(m->t_f32, (uint64_t)(g->KC * g->MC));
+  LLVMTypeRef tt = LLVMArrayType2(m->t_f32, (uint64_t)(g->MR * g->NR));
+  G.Bp = LLVMBuildAlloca(b, tb, "Bp");
+  LLVMSetAlignment(G.Bp, 64);
+  G.Ap = LLVMBuildAlloca(b, ta, "Ap");
+  LLVMSetAlignment(G.Ap, 64);
+  G.tile = LLVMBuildAlloca(b, tt, "tile");
+  LLVMSetAlignment(G.tile, 64);
+
+  LLVMValueRef m_lo, m_hi, b_lo, b_hi;
+  if (g->by_batch) {
+    b_lo = begin;
+    b_hi = end;
+    m_lo = I64(kc, 0);
+    m_hi = I64(kc, g->M);
+  } else {
+    b_lo = I64(kc, 0);
+    b_hi = I64(kc, 1);
+    m_lo = MUL(kc, begin, g->MR);
+    m_hi = MIN(kc, MUL(kc, end, g->MR), I64(kc, g->M));
+  }
+  GLoop Lb, Ljc, Lpc, Lic, Ljr, Lir;
+  G.bidx = gloop_begin(kc, &Lb, b_lo, b_hi, 1, "gb");
+  LLVMValueRef cbase = MUL(kc, G.bidx, g->M * g->N);
+  LLVMValueRef jc = gloop_begin(kc, &Ljc, I64(kc, 0), I64(kc, g->N), g->NC, "jc");
+  LLVMValueRef nc_cur = MIN(kc, I64(kc, g->NC), SUB(kc, I64(kc, g->N), jc));
+  LLVMValueRef pc = gloop_begin(kc, &Lpc, I64(kc, 0), I64(kc, g->K), g->KC, "pc");
+  LLVMValueRef kc_cur = MIN(kc, I64(kc, g->KC), SUB(kc, I64(kc, g->K), pc));
+  LLVMValueRef first = LLVMBuildICmp(b, LLVMIntEQ, pc, I64(kc, 0), "first");
+  LLVMValueRef last = LLVMBuildICmp(b, LLVMIntSGE, ADD(kc, pc, I64(kc, g->KC)), I64(kc, g->K), "last");
+  pack_q(&G, jc, pc, kc_cur, nc_cur);
+  LLVMValueRef ic = gloop_begin(kc, &Lic, m_lo, m_hi, g->MC, "ic");
+  LLVMValueRef mc_cur = MIN(kc, I64(kc, g->MC), SUB(kc, m_hi, ic));
+  pack_p(&G, ic, mc_cur, m_hi, pc, kc_cur);
+  LLVMValueRef jr = gloop_begin(kc, &Ljr, I64(kc, 0), nc_cur, g->NR, "jr");
+  LLVMValueRef cols = MIN(kc, I64(kc, g->NR), SUB(kc, nc_cur, jr));
+  LLVMValueRef bp = GEPF(kc, G.Bp, MUL(kc, LLVMBuildUDiv(b, jr, I64(kc, g->NR), ""), g->KC * g->NR));
+  LLVMValueRef ir = gloop_begin(kc, &Lir, I64(kc, 0), mc_cur, g->MR, "ir");
+  LLVMValueRef rows = MIN(kc, I64(kc, g->MR), SUB(kc, mc_cur, ir));
+  LLVMValueRef ap = GEPF(kc, G.Ap, MUL(kc, LLVMBuildUDiv(b, ir, I64(kc, g->MR), ""), g->KC * g->MR));
+  micro_tile(&G, ap, bp, kc_cur, cbase, ADD(kc, ic, ir), rows, ADD(kc, jc, jr), cols, first, last);
+  gloop_end(kc, &Lir);
+  gloop_end(kc, &Ljr);
+  gloop_end(kc, &Lic);
+  gloop_end(kc, &Lpc);
+  gloop_end(kc, &Ljc);
+  gloop_end(kc, &Lb);
+}
