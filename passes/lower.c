@@ -25,6 +25,10 @@ typedef struct {
   int *uses;
   bool *multiread;
   int n_kernels;
+  /* im2col buffers by (input node, convolution geometry), shared by a
+   * convolution and the filter gradient of the same input */
+  struct { int x; ConvAttr cv; int64_t kh, kw; int buf; } cols[64];
+  int n_cols;
 } L;
 
 static IExpr *V(L *l, int k) { return ix_var(l->a, k); }
@@ -397,7 +401,146 @@ static IExpr *window_out(L *l, IExpr *h, IExpr *kk, int stride, int pad, int dil
   return o;
 }
 
+/* ---- convolution as im2col + matrix product (groups == 1) ----
+ * cols[n, r, oh, ow] = x[n, c, oh*s - p + kh*d, ow*s - p + kw*d] with
+ * r = (c*KH + kh)*KW + kw (zero outside the input). Then
+ *   conv2d:        y[n, o, oh, ow]    = sum_r  W[o, r] * cols[n, r, oh, ow]
+ *   filter grad:  dW[o, c, kh, kw]    = sum_{n,oh,ow} dy[n, o, oh, ow] * cols[n, r, oh, ow]
+ *   data grad:  dcols[n, r, oh, ow]   = sum_o  W[o, r] * dy[n, o, oh, ow]
+ *                  dx[n, c, h, w]     = sum_{kh,kw} dcols[n, r, (h+p-kh*d)/s, (w+p-kw*d)/s]  (col2im)
+ * W is read through an [O, C*KH*KW] view of its buffer. A 1x1 convolution
+ * with stride 1 and no padding needs neither cols nor col2im. */
+static bool conv_is_pointwise(const ConvAttr *cv, int64_t kh, int64_t kw) {
+  return kh == 1 && kw == 1 && cv->stride[0] == 1 && cv->stride[1] == 1 && cv->pad[0] == 0 && cv->pad[1] == 0;
+}
+
+static int view_of(L *l, int buf, Shape s) {
+  Program *p = l->p;
+  int root = p->bufs[buf].alias >= 0 ? p->bufs[buf].alias : buf;
+  char name[96];
+  snprintf(name, sizeof name, "%s.view%lldx%lld", p->bufs[root].name, (long long)s.d[0], (long long)s.d[1]);
+  int b = kir_buffer(p, name, p->bufs[root].role == BUF_TEMP ? BUF_TEMP : BUF_TEMP, p->bufs[root].dtype, s,
+                     p->bufs[root].entry >= 0 ? p->bufs[root].entry : (int)l->e);
+  p->bufs[b].alias = root;
+  return b;
+}
+
+/* The cols buffer of input x for this geometry (made on first use). */
+static int im2col(L *l, const Node *conv, int x_id, const ConvAttr *cv, int64_t KH, int64_t KW, const Shape *yshape) {
+  for (int i = 0; i < l->n_cols; i++)
+    if (l->cols[i].x == x_id && l->cols[i].kh == KH && l->cols[i].kw == KW &&
+        !memcmp(&l->cols[i].cv, cv, sizeof *cv))
+      return l->cols[i].buf;
+  const Node *x = l->g->nodes[x_id];
+  int64_t d[4] = {x->shape.d[0], x->shape.d[1] * KH * KW, yshape->d[2], yshape->d[3]};
+  int b = kir_buffer(l->p, arena_printf(l->a, "%%t%d.cols%d", x_id, l->n_cols), BUF_TEMP, DT_F32, shape_make(4, d),
+                     (int)l->e);
+  Kernel *k = new_kernel(l, conv, b, "im2col");
+  k->ops = "im2col";
+  IExpr *v[4], *xi[4], *guard = NULL;
+  vars(l, v, 4);
+  Arena *a = l->a;
+  IExpr *c = ix_bin(a, IX_DIV, v[1], C(l, KH * KW));
+  IExpr *kh = ix_bin(a, IX_MOD, ix_bin(a, IX_DIV, v[1], C(l, KW)), C(l, KH));
+  IExpr *kw = ix_bin(a, IX_MOD, v[1], C(l, KW));
+  xi[0] = v[0];
+  xi[1] = c;
+  xi[2] = window_in(l, v[2], kh, cv->stride[0], cv->pad[0], cv->dil[0]);
+  xi[3] = window_in(l, v[3], kw, cv->stride[1], cv->pad[1], cv->dil[1]);
+  if (cv->pad[0]) guard = AND(l, guard, in_range(l, xi[2], x->shape.d[2]));
+  if (cv->pad[1]) guard = AND(l, guard, in_range(l, xi[3], x->shape.d[3]));
+  k->body = value_at(l, x_id, xi, guard);
+  emit(l, k);
+  if (l->n_cols < 64) {
+    l->cols[l->n_cols].x = x_id;
+    l->cols[l->n_cols].cv = *cv;
+    l->cols[l->n_cols].kh = KH;
+    l->cols[l->n_cols].kw = KW;
+    l->cols[l->n_cols].buf = b;
+    l->n_cols++;
+  }
+  return b;
+}
+
+static bool lower_conv_gemm(L *l, const Node *n, int out) {
+  const ConvAttr *cv = &n->attr.conv;
+  if (cv->groups != 1) return false;
+  Arena *a = l->a;
+  IExpr *v[8];
+  vars(l, v, 7);
+  if (n->op == OP_CONV2D || n->op == OP_CONV2D_BWD_DATA) {
+    const Node *w = l->g->nodes[n->in[1]];
+    if (l->buf[w->id] < 0) return false;
+    int64_t O = w->shape.d[0], C_ = w->shape.d[1], KH = w->shape.d[2], KW = w->shape.d[3], R = C_ * KH * KW;
+    int64_t wd[2] = {O, R};
+    int wv = view_of(l, l->buf[w->id], shape_make(2, wd));
+    IExpr *wi[2], *ci[4];
+    if (n->op == OP_CONV2D) {
+      bool pw = conv_is_pointwise(cv, KH, KW);
+      int cols = pw ? -1 : im2col(l, n, n->in[0], cv, KH, KW, &n->shape);
+      Kernel *k = new_kernel(l, n, out, "conv2d");
+      k->red = RED_SUM;
+      k->n_red = 1;
+      k->red_ext[0] = R;
+      wi[0] = v[1], wi[1] = v[4];
+      ci[0] = v[0], ci[1] = v[4], ci[2] = v[2], ci[3] = v[3];
+      VExpr *xs = pw ? value_at(l, n->in[0], ci, NULL) : vx_load(a, DT_F32, cols, 4, ci, NULL, 0);
+      k->body = vx_bin(a, VX_MUL, vx_load(a, DT_F32, wv, 2, wi, NULL, 0), xs);
+      emit(l, k);
+      return true;
+    }
+    /* data gradient: dcols = W^T dy, then col2im */
+    const Node *dy = l->g->nodes[n->in[0]];
+    bool pw = conv_is_pointwise(cv, KH, KW);
+    int64_t dd[4] = {n->shape.d[0], R, dy->shape.d[2], dy->shape.d[3]};
+    int dcols = pw ? out
+                   : kir_buffer(l->p, arena_printf(a, "%%t%d.dcols", n->id), BUF_TEMP, DT_F32, shape_make(4, dd),
+                                (int)l->e);
+    Kernel *k = new_kernel(l, n, dcols, pw ? "conv2d_bwd_data" : "conv2d_bwd_data_gemm");
+    k->red = RED_SUM;
+    k->n_red = 1;
+    k->red_ext[0] = O;
+    wi[0] = v[4], wi[1] = v[1];
+    IExpr *di[4] = {v[0], v[4], v[2], v[3]};
+    k->body = vx_bin(a, VX_MUL, vx_load(a, DT_F32, wv, 2, wi, NULL, 0), value_at(l, dy->id, di, NULL));
+    emit(l, k);
+    if (pw) return true;
+    Kernel *c2 = new_kernel(l, n, out, "col2im");
+    c2->ops = "col2im";
+    c2->red = RED_SUM;
+    c2->n_red = 2;
+    c2->red_ext[0] = KH;
+    c2->red_ext[1] = KW;
+    IExpr *cond = NULL, *si[4];
+    si[0] = v[0];
+    si[1] = ADD(l, MUL(l, ADD(l, MUL(l, v[1], KH), v[4]), KW), v[5]);
+    si[2] = window_out(l, v[2], v[4], cv->stride[0], cv->pad[0], cv->dil[0], dy->shape.d[2], &cond);
+    si[3] = window_out(l, v[3], v[5], cv->stride[1], cv->pad[1], cv->dil[1], dy->shape.d[3], &cond);
+    c2->body = vx_load(a, DT_F32, dcols, 4, si, cond, 0);
+    emit(l, c2);
+    return true;
+  }
+  /* filter gradient */
+  const Node *x = l->g->nodes[n->in[0]], *dy = l->g->nodes[n->in[1]];
+  int64_t KH = n->shape.d[2], KW = n->shape.d[3];
+  bool pw = conv_is_pointwise(cv, KH, KW);
+  int cols = pw ? -1 : im2col(l, n, x->id, cv, KH, KW, &dy->shape);
+  Kernel *k = new_kernel(l, n, out, "conv2d_bwd_filter");
+  k->red = RED_SUM;
+  k->n_red = 3;
+  k->red_ext[0] = dy->shape.d[0];
+  k->red_ext[1] = dy->shape.d[2];
+  k->red_ext[2] = dy->shape.d[3];
+  IExpr *di[4] = {v[4], v[0], v[5], v[6]};
+  IExpr *ci[4] = {v[4], ADD(l, MUL(l, ADD(l, MUL(l, v[1], KH), v[2]), KW), v[3]), v[5], v[6]};
+  VExpr *xs = pw ? value_at(l, x->id, ci, NULL) : vx_load(a, DT_F32, cols, 4, ci, NULL, 0);
+  k->body = vx_bin(a, VX_MUL, value_at(l, dy->id, di, NULL), xs);
+  emit(l, k);
+  return true;
+}
+
 static void lower_conv(L *l, const Node *n, int out) {
+  if (lower_conv_gemm(l, n, out)) return;
   const ConvAttr *cv = &n->attr.conv;
   Arena *a = l->a;
   IExpr *v[8], *xi[4], *wi[4], *di[4];
