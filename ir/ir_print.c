@@ -6,17 +6,85 @@
 #include <string.h>
 
 #include "ir/ir.h"
+#include "ir/ir_parse.h"
 
-static const char *init_name(int k) {
+const char *ir_init_name(int k) {
   static const char *const names[] = {"zeros", "ones", "constant", "normal", "uniform",
                                       "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"};
   return k >= 0 && k <= 8 ? names[k] : "?";
 }
 
+const char *ir_phase_name(Phase p) {
+  switch (p) {
+    case PHASE_FORWARD: return "forward";
+    case PHASE_BACKWARD: return "backward";
+    case PHASE_UPDATE: return "update";
+  }
+  return "?";
+}
+
+const char *ir_mode_name(GraphMode m) {
+  switch (m) {
+    case MODE_TRAIN: return "train";
+    case MODE_EVAL: return "eval";
+    case MODE_INFER: return "infer";
+  }
+  return "?";
+}
+
+static bool word_char(char ch, bool first) {
+  if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || ch == '.' || ch == '@' || ch == '%' ||
+      ch == '/')
+    return true;
+  return !first && ((ch >= '0' && ch <= '9') || ch == '-');
+}
+
+void ir_print_word(FILE *out, const char *s) {
+  bool bare = s[0] != 0 && !(s[0] == '%' && s[1] >= '0' && s[1] <= '9');
+  for (const char *q = s; bare && *q; q++) bare = word_char(*q, q == s);
+  if (bare) {
+    fputs(s, out);
+    return;
+  }
+  fputc('"', out);
+  for (const char *q = s; *q; q++) {
+    if (*q == '"' || *q == '\\') fputc('\\', out);
+    if (*q == '\n') fputs("\\n", out);
+    else fputc(*q, out);
+  }
+  fputc('"', out);
+}
+
+void ir_print_init(FILE *out, const DlrtInit *in) {
+  fputs(ir_init_name(in->kind), out);
+  if (in->kind == DLRT_INIT_UNIFORM || in->b != 0)
+    fprintf(out, "(%.9g, %.9g)", in->a, in->b);
+  else if (in->kind == DLRT_INIT_CONSTANT || in->kind == DLRT_INIT_NORMAL || in->a != 0)
+    fprintf(out, "(%.9g)", in->a);
+}
+
+void ir_print_loc(FILE *out, SrcLoc l, const char *name) {
+  if (!l.file && !name) return;
+  fputs("  #", out);
+  if (name) {
+    fputc(' ', out);
+    ir_print_word(out, name);
+  }
+  if (l.file) {
+    fputc(' ', out);
+    ir_print_word(out, l.file);
+    fprintf(out, ":%d:%d", l.line, l.col);
+  }
+}
+
+static bool named_leaf(const Node *n) {
+  return op_has(n->op, OPF_LEAF) && n->op != OP_CONST && n->op != OP_DROPOUT_MASK;
+}
+
 void ir_print_ref(const Graph *g, int id, FILE *out) {
   const Node *n = g->nodes[id];
-  if (op_has(n->op, OPF_LEAF) && n->op != OP_CONST && n->op != OP_DROPOUT_MASK)
-    fputs(n->attr.leaf.name, out);
+  if (named_leaf(n))
+    ir_print_word(out, n->attr.leaf.name);
   else
     fprintf(out, "%%%d", id);
 }
@@ -72,42 +140,42 @@ static void print_attrs(const Node *n, FILE *out) {
   }
 }
 
-static void print_loc(SrcLoc l, const char *name, FILE *out) {
-  if (!l.file && !name) return;
-  fputs("  #", out);
-  if (name) fprintf(out, " %s", name);
-  if (l.file) fprintf(out, " %s:%d:%d", l.file, l.line, l.col);
+static void print_role(const Graph *g, const char *kw, const char *name, int id, FILE *out) {
+  fprintf(out, "  %s ", kw);
+  ir_print_word(out, name);
+  fputs(" = ", out);
+  ir_print_ref(g, id, out);
+  fputc('\n', out);
 }
 
-static const char *const phase_names[] = {"forward", "backward", "update"};
-
 void ir_print(const Graph *g, FILE *out) {
-  static const char *const modes[] = {"train", "eval", "infer"};
   char b[160];
-  fprintf(out, "graph %s(mode=%s) {\n", g->name, modes[g->mode]);
+  fputs("graph ", out);
+  ir_print_word(out, g->name);
+  fprintf(out, "(mode=%s) {\n", ir_mode_name(g->mode));
   /* leaves first: the signature */
   for (int i = 0; i < g->n_nodes; i++) {
     const Node *n = g->nodes[i];
-    if (!op_has(n->op, OPF_LEAF) || n->op == OP_CONST || n->op == OP_DROPOUT_MASK) continue;
-    fprintf(out, "  %s %s : %s", ir_op_names[n->op], n->attr.leaf.name, shape_str(n->dtype, &n->shape, b, sizeof b));
+    if (!named_leaf(n)) continue;
+    fprintf(out, "  %s ", ir_op_names[n->op]);
+    ir_print_word(out, n->attr.leaf.name);
+    fprintf(out, " : %s", shape_str(n->dtype, &n->shape, b, sizeof b));
     if (n->op == OP_PARAM || n->op == OP_STATE) {
-      const DlrtInit *in = &n->attr.leaf.init;
-      fprintf(out, " = %s", init_name(in->kind));
-      if (in->kind == DLRT_INIT_CONSTANT || in->kind == DLRT_INIT_NORMAL) fprintf(out, "(%.9g)", in->a);
-      if (in->kind == DLRT_INIT_UNIFORM) fprintf(out, "(%.9g, %.9g)", in->a, in->b);
+      fputs(" = ", out);
+      ir_print_init(out, &n->attr.leaf.init);
       if (n->attr.leaf.frozen) fputs(" frozen", out);
       if (n->attr.leaf.opt_state) fputs(" optstate", out);
     }
-    print_loc(n->loc, NULL, out);
+    ir_print_loc(out, n->loc, NULL);
     fputc('\n', out);
   }
   int phase = -1;
   for (int i = 0; i < g->n_nodes; i++) {
     const Node *n = g->nodes[i];
-    if (op_has(n->op, OPF_LEAF) && n->op != OP_CONST && n->op != OP_DROPOUT_MASK) continue;
+    if (named_leaf(n)) continue;
     if ((int)n->phase != phase) {
       phase = (int)n->phase;
-      fprintf(out, "  ; %s\n", phase_names[phase]);
+      fprintf(out, "  ; %s\n", ir_phase_name(n->phase));
     }
     fprintf(out, "  %%%d = %s(", i, ir_op_names[n->op]);
     if (n->op == OP_CONST) fprintf(out, "%.9g", n->attr.scalar.v);
@@ -117,40 +185,31 @@ void ir_print(const Graph *g, FILE *out) {
     }
     print_attrs(n, out);
     fprintf(out, ") : %s", shape_str(n->dtype, &n->shape, b, sizeof b));
-    print_loc(n->loc, n->name && !op_has(n->op, OPF_LEAF) ? n->name : NULL, out);
+    ir_print_loc(out, n->loc, n->name && !op_has(n->op, OPF_LEAF) ? n->name : NULL);
     fputc('\n', out);
   }
-  for (int i = 0; i < g->n_outputs; i++) {
-    fprintf(out, "  output %s = ", g->outputs[i].name);
-    ir_print_ref(g, g->outputs[i].node, out);
-    fputc('\n', out);
-  }
-  for (int i = 0; i < g->n_metrics; i++) {
-    fprintf(out, "  metric %s = ", g->metrics[i].name);
-    ir_print_ref(g, g->metrics[i].node, out);
-    fputc('\n', out);
-  }
-  if (g->loss >= 0) {
-    fprintf(out, "  loss %s = ", g->loss_name ? g->loss_name : "loss");
-    ir_print_ref(g, g->loss, out);
-    fputc('\n', out);
-  }
+  for (int i = 0; i < g->n_outputs; i++) print_role(g, "output", g->outputs[i].name, g->outputs[i].node, out);
+  for (int i = 0; i < g->n_metrics; i++) print_role(g, "metric", g->metrics[i].name, g->metrics[i].node, out);
+  if (g->loss >= 0) print_role(g, "loss", g->loss_name ? g->loss_name : "loss", g->loss, out);
   const Optimizer *o = &g->opt;
-  if (o->kind == OPT_SGD)
-    fprintf(out, "  optimizer sgd(lr=%.9g, momentum=%.9g, weight_decay=%.9g, nesterov=%s)\n", o->lr, o->momentum,
-            o->weight_decay, o->nesterov ? "true" : "false");
-  else if (o->kind == OPT_ADAM || o->kind == OPT_ADAMW)
-    fprintf(out, "  optimizer %s(lr=%.9g, beta1=%.9g, beta2=%.9g, eps=%.9g, weight_decay=%.9g)\n",
-            o->kind == OPT_ADAM ? "adam" : "adamw", o->lr, o->beta1, o->beta2, o->eps, o->weight_decay);
-  for (int i = 0; i < g->n_grads; i++) {
-    fprintf(out, "  grad %s = ", g->nodes[g->grads[i].param]->attr.leaf.name);
-    ir_print_ref(g, g->grads[i].grad, out);
+  switch (o->kind) {
+    case OPT_SGD:
+      fprintf(out, "  optimizer sgd(lr=%.9g, momentum=%.9g, weight_decay=%.9g, nesterov=%s)", o->lr, o->momentum,
+              o->weight_decay, o->nesterov ? "true" : "false");
+      break;
+    case OPT_ADAM: case OPT_ADAMW:
+      fprintf(out, "  optimizer %s(lr=%.9g, beta1=%.9g, beta2=%.9g, eps=%.9g, weight_decay=%.9g)",
+              o->kind == OPT_ADAM ? "adam" : "adamw", o->lr, o->beta1, o->beta2, o->eps, o->weight_decay);
+      break;
+    case OPT_NONE: break;
+  }
+  if (o->kind != OPT_NONE) {
+    ir_print_loc(out, o->loc, NULL);
     fputc('\n', out);
   }
-  for (int i = 0; i < g->n_updates; i++) {
-    fprintf(out, "  update %s = ", g->nodes[g->updates[i].target]->attr.leaf.name);
-    ir_print_ref(g, g->updates[i].value, out);
-    fputc('\n', out);
-  }
+  for (int i = 0; i < g->n_grads; i++)
+    print_role(g, "grad", g->nodes[g->grads[i].param]->attr.leaf.name, g->grads[i].grad, out);
+  for (int i = 0; i < g->n_updates; i++)
+    print_role(g, "update", g->nodes[g->updates[i].target]->attr.leaf.name, g->updates[i].value, out);
   fputs("}\n", out);
 }

@@ -2,6 +2,8 @@
  * the program's buffer table. */
 #include "ir/kernel.h"
 
+#include "ir/ir_parse.h"
+
 #include <inttypes.h>
 #include <string.h>
 
@@ -138,7 +140,7 @@ VExpr *vx_const(Arena *a, DType dt, double v) {
   e->op = VX_CONST;
   e->dtype = dt;
   e->f = (float)v;
-  e->i = (int32_t)v;
+  e->i = v > -2147483649.0 && v < 2147483648.0 ? (int32_t)v : 0; /* -inf fills are f32 only */
   return e;
 }
 
@@ -222,7 +224,7 @@ static void print_ix(const IExpr *e, FILE *out) {
   }
 }
 
-static const char *vx_name(VxOp op) {
+const char *kir_vx_name(VxOp op) {
   switch (op) {
     case VX_CONST: return "const";
     case VX_LOAD: return "load";
@@ -259,14 +261,51 @@ static const char *vx_name(VxOp op) {
   return "?";
 }
 
+DType kir_vx_natural_dtype(const Program *p, const VExpr *e) {
+  switch (e->op) {
+    case VX_LOAD: return e->buf >= 0 && e->buf < p->n_bufs ? p->bufs[e->buf].dtype : e->dtype;
+    case VX_INDEX: case VX_CAST: return e->dtype; /* printed explicitly */
+    case VX_CONST: case VX_ACC: case VX_RAND: return DT_F32;
+    case VX_SELECT: return e->b->dtype;
+    case VX_NEG: case VX_EXP: case VX_LOG: case VX_SQRT: case VX_ABS: case VX_RELU: case VX_SIGMOID: case VX_TANH:
+    case VX_ELU: case VX_LEAKY: case VX_POWS: case VX_SIGN: case VX_STEP: case VX_ADD: case VX_SUB: case VX_MUL:
+    case VX_DIV: case VX_POW: case VX_MAX: case VX_MIN: case VX_GT: case VX_GE: case VX_LT: case VX_EQ:
+      return e->a->dtype;
+  }
+  return e->dtype;
+}
+
+const char *kir_entry_name(int e) {
+  static const char *const names[] = {"train", "eval", "infer"};
+  return e >= 0 && e < ENTRY__COUNT ? names[e] : "?";
+}
+
+const char *kir_red_name(RedKind r) {
+  switch (r) {
+    case RED_NONE: return "none";
+    case RED_SUM: return "sum";
+    case RED_MAX: return "max";
+    case RED_ARGMAX: return "argmax";
+  }
+  return "?";
+}
+
+/* A buffer reference: NAME#INDEX (names alone are ambiguous: a param and its
+ * gradient share the name). */
+static void print_bufref(const Program *p, int buf, FILE *out) {
+  ir_print_word(out, p->bufs[buf].name);
+  fprintf(out, "#%d", buf);
+}
+
 static void print_vx(const Program *p, const VExpr *e, FILE *out) {
   switch (e->op) {
     case VX_CONST:
       if (e->dtype == DT_I32) fprintf(out, "%d", e->i);
       else fprintf(out, "%.9g", e->f);
-      return;
+      break;
     case VX_LOAD:
-      fprintf(out, "%s[", p->bufs[e->buf].name);
+      print_bufref(p, e->buf, out);
+      fputc('[', out);
       for (int i = 0; i < e->rank; i++) {
         if (i) fputs(", ", out);
         print_ix(e->idx[i], out);
@@ -277,68 +316,111 @@ static void print_vx(const Program *p, const VExpr *e, FILE *out) {
         print_ix(e->guard, out);
         fprintf(out, " else %.9g", e->f);
       }
-      return;
+      break;
     case VX_INDEX: case VX_RAND:
-      fprintf(out, "%s(", vx_name(e->op));
+      fprintf(out, "%s(", kir_vx_name(e->op));
       print_ix(e->ix, out);
       if (e->op == VX_RAND) fprintf(out, ", salt=%" PRIu64, e->salt);
+      else fprintf(out, ", %s", dtype_name(e->dtype));
       fputc(')', out);
-      return;
-    case VX_ACC: fputs("acc", out); return;
-    default: break;
+      break;
+    case VX_ACC: fputs("acc", out); break;
+    case VX_NEG: case VX_EXP: case VX_LOG: case VX_SQRT: case VX_ABS: case VX_RELU: case VX_SIGMOID: case VX_TANH:
+    case VX_ELU: case VX_LEAKY: case VX_POWS: case VX_SIGN: case VX_STEP: case VX_CAST: case VX_ADD: case VX_SUB:
+    case VX_MUL: case VX_DIV: case VX_POW: case VX_MAX: case VX_MIN: case VX_GT: case VX_GE: case VX_LT: case VX_EQ:
+    case VX_SELECT:
+      fprintf(out, "%s(", kir_vx_name(e->op));
+      print_vx(p, e->a, out);
+      if (e->b) {
+        fputs(", ", out);
+        print_vx(p, e->b, out);
+      }
+      if (e->c) {
+        fputs(", ", out);
+        print_vx(p, e->c, out);
+      }
+      if (e->op == VX_ELU || e->op == VX_LEAKY || e->op == VX_POWS) fprintf(out, ", %.9g", e->f);
+      if (e->op == VX_CAST) fprintf(out, ", %s", dtype_name(e->dtype));
+      fputc(')', out);
+      break;
   }
-  fprintf(out, "%s(", vx_name(e->op));
-  print_vx(p, e->a, out);
-  if (e->b) {
-    fputs(", ", out);
-    print_vx(p, e->b, out);
+  /* a type the printed form does not imply (an i32 constant, a load of another dtype) */
+  if (e->dtype != kir_vx_natural_dtype(p, e)) fprintf(out, ":%s", dtype_name(e->dtype));
+}
+
+/* "k12_..." when the name starts with the kernel's id. */
+static bool name_has_id(const Kernel *k) {
+  char pre[32];
+  int n = snprintf(pre, sizeof pre, "k%d_", k->id);
+  return k->name && !strncmp(k->name, pre, (size_t)n);
+}
+
+static void print_kernel(const Program *p, const Kernel *kn, FILE *out) {
+  char b[160];
+  fputs("    kernel ", out);
+  ir_print_word(out, kn->name ? kn->name : "?");
+  const char *ops = kn->ops ? kn->ops : "";
+  if (strpbrk(ops, "]\"\n\\") || ops[0] == '"') {
+    fputs(" [", out);
+    ir_print_word(out, ops);
+    fputs("] -> ", out);
+  } else {
+    fprintf(out, " [%s] -> ", ops);
   }
-  if (e->c) {
-    fputs(", ", out);
-    print_vx(p, e->c, out);
+  print_bufref(p, kn->out_buf, out);
+  fprintf(out, " : %s", shape_str(kn->dtype, &kn->shape, b, sizeof b));
+  if (kn->red != RED_NONE || kn->n_red) {
+    fprintf(out, " %s over [", kir_red_name(kn->red));
+    for (int r = 0; r < kn->n_red; r++) fprintf(out, r ? ",%lld" : "%lld", (long long)kn->red_ext[r]);
+    fputc(']', out);
   }
-  if (e->op == VX_ELU || e->op == VX_LEAKY || e->op == VX_POWS) fprintf(out, ", %.9g", e->f);
-  if (e->op == VX_CAST) fprintf(out, ", %s", dtype_name(e->dtype));
-  fputc(')', out);
+  if (kn->accumulate) fputs(" accumulate", out);
+  if (kn->phase != PHASE_FORWARD) fprintf(out, " phase=%s", ir_phase_name(kn->phase));
+  fprintf(out, " flops=%lld", (long long)kn->flops);
+  if (!name_has_id(kn)) fprintf(out, " id=%d", kn->id);
+  if (kn->n_members) {
+    fputs(" members=[", out);
+    for (int i = 0; i < kn->n_members; i++) fprintf(out, i ? ",%d" : "%d", kn->members[i]);
+    fputc(']', out);
+  }
+  ir_print_loc(out, kn->loc, NULL);
+  fputs("\n      body = ", out);
+  print_vx(p, kn->body, out);
+  if (kn->epilogue) {
+    fputs("\n      epilogue = ", out);
+    print_vx(p, kn->epilogue, out);
+  }
+  fputc('\n', out);
 }
 
 void kir_print(const Program *p, FILE *out) {
-  static const char *const entry_names[] = {"train", "eval", "infer"};
-  static const char *const red_names[] = {"none", "sum", "max", "argmax"};
   char b[160];
-  fprintf(out, "program %s {\n", p->model);
+  fputs("program ", out);
+  ir_print_word(out, p->model ? p->model : "model");
+  fputs(" {\n", out);
   for (int i = 0; i < p->n_bufs; i++) {
     const Buffer *bf = &p->bufs[i];
-    fprintf(out, "  buffer %d %s : %s %s", i, bf->name, shape_str(bf->dtype, &bf->shape, b, sizeof b),
-            kir_role_name(bf->role));
-    if (bf->entry >= 0) fprintf(out, " entry=%s", entry_names[bf->entry]);
+    fputs("  buffer ", out);
+    print_bufref(p, i, out);
+    fprintf(out, " : %s %s", shape_str(bf->dtype, &bf->shape, b, sizeof b), kir_role_name(bf->role));
+    if (bf->entry >= 0) fprintf(out, " entry=%s", kir_entry_name(bf->entry));
     if (bf->offset >= 0) fprintf(out, " offset=%lld", (long long)bf->offset);
+    if (bf->alias >= 0) {
+      fputs(" alias=", out);
+      print_bufref(p, bf->alias, out);
+    }
+    if (bf->init.kind || bf->init.a != 0 || bf->init.b != 0) {
+      fputs(" init=", out);
+      ir_print_init(out, &bf->init);
+    }
     fputc('\n', out);
   }
   if (p->arena_bytes) fprintf(out, "  arena %lld bytes\n", (long long)p->arena_bytes);
   for (int e = 0; e < ENTRY__COUNT; e++) {
     const Entry *en = &p->entries[e];
     if (!en->present) continue;
-    fprintf(out, "  entry %s {\n", entry_names[e]);
-    for (int k = 0; k < en->n_kernels; k++) {
-      const Kernel *kn = en->kernels[k];
-      fprintf(out, "    kernel %s [%s] -> %s : %s", kn->name, kn->ops ? kn->ops : "", p->bufs[kn->out_buf].name,
-              shape_str(kn->dtype, &kn->shape, b, sizeof b));
-      if (kn->red != RED_NONE) {
-        fprintf(out, " %s over [", red_names[kn->red]);
-        for (int r = 0; r < kn->n_red; r++) fprintf(out, r ? ",%lld" : "%lld", (long long)kn->red_ext[r]);
-        fputc(']', out);
-      }
-      if (kn->accumulate) fputs(" accumulate", out);
-      if (kn->loc.file) fprintf(out, "  # %s:%d:%d", kn->loc.file, kn->loc.line, kn->loc.col);
-      fputs("\n      body = ", out);
-      print_vx(p, kn->body, out);
-      if (kn->epilogue) {
-        fputs("\n      epilogue = ", out);
-        print_vx(p, kn->epilogue, out);
-      }
-      fputc('\n', out);
-    }
+    fprintf(out, "  entry %s {\n", kir_entry_name(e));
+    for (int k = 0; k < en->n_kernels; k++) print_kernel(p, en->kernels[k], out);
     fputs("  }\n", out);
   }
   fputs("}\n", out);

@@ -93,6 +93,8 @@ typedef struct Kernel {
   VExpr *epilogue;      /* NULL means VX_ACC */
   bool accumulate;      /* out[o] += result instead of = (no reduction loops reordering needed) */
   int64_t flops;        /* estimated */
+  int *members;         /* ids of the graph nodes this kernel computes (for --emit=dot); may be NULL */
+  int n_members;
 } Kernel;
 
 /* ---- the program: buffers shared across entry points ---- */

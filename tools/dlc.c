@@ -4,18 +4,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir/ir_parse.h"
 #include "tools/aot.h"
 #include "passes/pipeline.h"
 #include "tools/driver.h"
 #include "tools/stats.h"
 
 static void usage(FILE *out) {
-  fputs("usage: dlc MODEL.dl [-o OUT] [-D NAME=VALUE]... [--emit=ast|ir|grad|opt|llvm|asm|stats]\n"
+  fputs("usage: dlc MODEL.dl [-o OUT] [-D NAME=VALUE]... [--emit=ast|ir|grad|opt|llvm|asm|stats|dot]\n"
         "           [-O0|-O1|-O2] [--time-passes] [--verify-each] [--print-after=PASS|all]\n"
         "           [--cpu=native|NAME]\n"
         "  -O0 runs no optimisation pass; -O1 and -O2 run simplify, cse, dce, fuse_epilogue, memplan\n"
         "  --print-after=PASS  the IR after PASS (simplify, cse, dce, fuse_epilogue, memplan, or the\n"
         "                      phases autodiff, optimizer, lower; all: after each) on stderr\n"
+        "  MODEL.dlir          textual IR (--emit=ir|grad|opt output): graphs or a kernel program\n"
         "  --time-passes       a table of the time of every phase and pass on stderr\n"
         "  --verify-each       verify the graph after every pass\n"
         "  DLC_DEBUG=1|2|3     pass names and timings | and IR after every pass that changed it | and LLVM IR\n",
@@ -69,15 +71,15 @@ int main(int argc, char **argv) {
     }
   }
   if (!model) return bad_usage("%s", "no model given");
-  static const char *const kinds[] = {"ast", "ir", "grad", "opt", "llvm", "asm", "stats"};
+  static const char *const kinds[] = {"ast", "ir", "grad", "opt", "llvm", "asm", "stats", "dot"};
   DrvStage stage = DRV_STAGE_LLVM;
   int kind = -1;
   if (emit) {
-    for (int k = 0; k < 7; k++)
+    for (int k = 0; k < 8; k++)
       if (!strcmp(emit, kinds[k])) kind = k;
     if (kind < 0) return bad_usage("unknown --emit kind '%s'", emit);
     static const DrvStage stages[] = {DRV_STAGE_AST, DRV_STAGE_IR, DRV_STAGE_GRAD, DRV_STAGE_KERNELS,
-                                      DRV_STAGE_LLVM, DRV_STAGE_LLVM, DRV_STAGE_KERNELS};
+                                      DRV_STAGE_LLVM, DRV_STAGE_LLVM, DRV_STAGE_KERNELS, DRV_STAGE_KERNELS};
     stage = stages[kind];
   } else if (!out) {
     return bad_usage("%s", "nothing to do: give -o OUT or --emit=KIND");
@@ -114,6 +116,15 @@ int main(int argc, char **argv) {
           break;
         }
         case 6: stats_print(&m, f); break;
+        case 7: { /* the training graph (or the first present) with its kernels */
+          const Graph *g = NULL;
+          int ge = 0;
+          for (int e = ENTRY__COUNT - 1; e >= 0; e--)
+            if (m.graph[e]) g = m.graph[ge = e];
+          if (g) ir_dot(g, m.prog, (EntryKind)ge, f);
+          else rc = (fprintf(stderr, "dlc: error: %s holds no graph to draw\n", model), DRV_USER_ERROR);
+          break;
+        }
         default: {
           double t0 = drv_now();
           rc = aot_write(&m, out, &d);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ir/ir_parse.h"
 #include "passes/lower.h"
 #include "passes/passes.h"
 #include "passes/pipeline.h"
@@ -115,6 +116,45 @@ static void fill_desc(DrvModel *m) {
   }
 }
 
+static bool updates_a_param(const Graph *g) {
+  for (int i = 0; i < g->n_updates; i++)
+    if (g->nodes[g->updates[i].target]->op == OP_PARAM) return true;
+  return false;
+}
+
+/* A .dlir file (ir_parse.h): its graphs become the graphs of the entries of
+ * their modes; a kernel program becomes m->prog (compiled as it is). */
+static int load_dlir(DrvModel *m, const char *text, DrvStage stage, Diag *d) {
+  IrModule mod;
+  if (!ir_parse_module(m->arena, m->path, text, &mod, d)) return DRV_USER_ERROR;
+  SrcLoc top = {m->path, 1, 1};
+  if (stage == DRV_STAGE_AST) {
+    diag_error(d, top, "a .dlir file has no syntax tree (--emit=ast needs a .dl model)");
+    return DRV_USER_ERROR;
+  }
+  for (int i = 0; i < mod.n_graphs; i++) {
+    Graph *g = mod.graphs[i];
+    int e = g->mode == MODE_TRAIN ? ENTRY_TRAIN : g->mode == MODE_EVAL ? ENTRY_EVAL : ENTRY_INFER;
+    if (m->graph[e]) {
+      diag_error(d, top, "two graphs of mode %s", ir_mode_name(g->mode));
+      return DRV_USER_ERROR;
+    }
+    if (e == ENTRY_TRAIN && (g->loss < 0 || g->opt.kind == OPT_NONE)) {
+      diag_error(d, top, "the mode=train graph needs a loss and an optimizer");
+      return DRV_USER_ERROR;
+    }
+    m->graph[e] = g;
+    if (!m->model) m->model = g->name;
+  }
+  m->prog = mod.prog;
+  if (m->prog) m->model = m->prog->model;
+  if (!mod.n_graphs && (stage == DRV_STAGE_IR || stage == DRV_STAGE_GRAD)) {
+    diag_error(d, top, "the file holds a kernel program, not graphs");
+    return DRV_USER_ERROR;
+  }
+  return DRV_OK;
+}
+
 int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage stage, Diag *d) {
   memset(m, 0, sizeof *m);
   m->arena = arena_new();
@@ -129,15 +169,21 @@ int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage sta
     diag_error(d, (SrcLoc){0}, "cannot read %s: %s", path, strerror(errno ? errno : EIO));
     return DRV_USER_ERROR;
   }
-  diag_add_source(d, path, text);
-  m->ast = fe_parse(m->arena, path, text, d);
-  if (!m->ast) return DRV_USER_ERROR;
-  m->model = fe_model_name(m->ast);
+  bool dlir = ir_is_dlir_path(path);
+  if (dlir) {
+    int rc = load_dlir(m, text, stage, d);
+    if (rc != DRV_OK) return rc;
+  } else {
+    diag_add_source(d, path, text);
+    m->ast = fe_parse(m->arena, path, text, d);
+    if (!m->ast) return DRV_USER_ERROR;
+    m->model = fe_model_name(m->ast);
+  }
   if (stage == DRV_STAGE_AST) return DRV_OK;
 
   /* the three modes; the train graph exists when the model trains */
   static const GraphMode modes[ENTRY__COUNT] = {MODE_TRAIN, MODE_EVAL, MODE_INFER};
-  for (int e = 0; e < ENTRY__COUNT; e++) {
+  for (int e = 0; e < ENTRY__COUNT && !dlir; e++) {
     Graph *g = fe_build_graph(m->arena, m->ast, modes[e], o->defs, o->ndefs, d);
     if (!g) return DRV_USER_ERROR;
     if (e == ENTRY_TRAIN && (g->loss < 0 || g->opt.kind == OPT_NONE)) continue;
@@ -146,7 +192,7 @@ int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage sta
     m->graph[e] = g;
     if (o->verify_each && !verify(g, "sema", d)) return DRV_INTERNAL;
   }
-  if (!m->graph[ENTRY_TRAIN] && !m->graph[ENTRY_EVAL] && !m->graph[ENTRY_INFER]) {
+  if (!m->graph[ENTRY_TRAIN] && !m->graph[ENTRY_EVAL] && !m->graph[ENTRY_INFER] && !m->prog) {
     diag_error(d, (SrcLoc){path, 1, 1}, "the model has no `output`, `metric` or `train` statement: nothing to compute");
     return DRV_USER_ERROR;
   }
@@ -156,17 +202,24 @@ int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage sta
 
   t0 = drv_now();
   Graph *tg = m->graph[ENTRY_TRAIN];
-  if (tg) {
+  if (tg && !m->prog && tg->n_grads == 0) { /* a .dlir train graph may be differentiated already */
     double tp = drv_now();
     if (!pass_autodiff(tg, d)) return DRV_USER_ERROR;
     pipeline_after_graph_phase(&po, "autodiff", tg, drv_now() - tp);
     if (o->verify_each && !verify(tg, "autodiff", d)) return DRV_INTERNAL;
-    tp = drv_now();
+  }
+  if (tg && !m->prog && !updates_a_param(tg)) {
+    double tp = drv_now();
     if (!pass_optimizer(tg, d)) return DRV_USER_ERROR;
     pipeline_after_graph_phase(&po, "optimizer", tg, drv_now() - tp);
     if (o->verify_each && !verify(tg, "optimizer", d)) return DRV_INTERNAL;
   }
   if (stage == DRV_STAGE_GRAD) return DRV_OK;
+  if (m->prog) { /* a .dlir kernel program: straight to code generation */
+    fill_desc(m);
+    if (stage == DRV_STAGE_KERNELS) return DRV_OK;
+    goto codegen;
+  }
   for (int e = 0; e < ENTRY__COUNT; e++)
     if (m->graph[e] && !pipeline_run_graph(m->graph[e], &po, d)) return DRV_INTERNAL;
 
@@ -181,6 +234,7 @@ int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage sta
   fill_desc(m);
   if (stage == DRV_STAGE_KERNELS) return DRV_OK;
 
+codegen:
   t0 = drv_now();
   CgOptions co = {.cpu = o->cpu, .opt_level = o->opt_level >= 2 ? 3 : o->opt_level};
   m->mod = cg_build(m->prog, &co, d);
