@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# cli_test.sh — command-line tests of dlc and dlrun (registered by tests/cli.cmake).
+#   cli_test.sh GROUP DLC DLRUN ST_TOOL CLI_DIR SRC_DIR [ARG]
+# GROUP: errors | dlrun_errors | xor | linreg | checkpoint | ir_golden | emit MODEL [fast]
+# (emit ... fast: --emit=llvm and --emit=asm at -O0 only; otherwise at -O0 and
+# at the default level)
+# Every check prints `ok - ...` or `FAIL - ...`; the exit status is the number
+# of failures (capped at 1).
+set -u
+GROUP=$1 DLC=$2 DLRUN=$3 ST=$4 CLI=$5 SRC=$6 ARG=${7:-}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/dlc-cli-$GROUP.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+FAILS=0
+ok() { echo "ok - $*"; }
+bad() { echo "FAIL - $*"; FAILS=$((FAILS + 1)); }
+
+# run EXPECTED_STATUS CMD... : runs CMD, stdout in $WORK/out, stderr in $WORK/err
+run() {
+  local want=$1; shift
+  "$@" >"$WORK/out" 2>"$WORK/err"
+  local rc=$?
+  if [ "$rc" -ne "$want" ]; then
+    bad "'$*' exited $rc, expected $want"; sed 's/^/    /' "$WORK/err" | head -20; return 1
+  fi
+  return 0
+}
+
+# expect_diag FILE LINE COL REGEX CMD... : exit 1, first stderr line is
+# FILE:LINE:COL: error: <matches REGEX>, then the source line, then a caret
+# under column COL.
+expect_diag() {
+  local file=$1 line=$2 col=$3 re=$4; shift 4
+  run 1 "$@" || return
+  local l1 l2 l3
+  l1=$(sed -n 1p "$WORK/err"); l2=$(sed -n 2p "$WORK/err"); l3=$(sed -n 3p "$WORK/err")
+  if [[ ! "$l1" =~ ^"$file:$line:$col: error: " ]]; then bad "'$*': first line '$l1' is not $file:$line:$col: error: ..."; return; fi
+  if [[ ! "$l1" =~ $re ]]; then bad "'$*': message '$l1' does not match /$re/"; return; fi
+  local src; src=$(sed -n "${line}p" "$file")
+  if [[ "$l2" != *"$src"* ]]; then bad "'$*': second line '$l2' is not the source line '$src'"; return; fi
+  # the caret sits under column COL of the source line as printed on line 2
+  local indent=$(( ${#l2} - ${#src} ))
+  local want_caret; want_caret=$(printf '%*s^' $((indent + col - 1)) '')
+  if [[ "$l3" != "$want_caret" ]]; then bad "'$*': caret line '$l3' is not under column $col ('$want_caret')"; return; fi
+  ok "$* -> $l1"
+}
+
+# field NAME FILE: the number after NAME in the last line of FILE containing it
+last_field() { grep -o "$1 [-0-9.e+]*" "$2" | tail -1 | awk '{print $NF}'; }
+
+case "$GROUP" in
+errors)
+  cd "$CLI" || exit 1
+  expect_diag syntax_error.dl 3 8 "expected an expression" "$DLC" syntax_error.dl --emit=ir
+  expect_diag unknown_name.dl 3 9 "unknown name 'Wrong'" "$DLC" unknown_name.dl --emit=ir
+  expect_diag matmul_shape.dl 4 7 'f32\[4,3\].*f32\[4,2\]' "$DLC" matmul_shape.dl --emit=ir
+  expect_diag missing_input.dl 4 8 "unknown name 'x'" "$DLC" missing_input.dl --emit=ir
+  # -D: a non-integer value, an unknown const (the diagnostic points into the model)
+  expect_diag define.dl 1 1 "B=abc.*not an integer" "$DLC" define.dl -D B=abc --emit=ir
+  expect_diag define.dl 1 1 "no const Q" "$DLC" define.dl -D Q=3 --emit=ir
+  run 0 "$DLC" define.dl -D B=7 --emit=ir && grep -q 'input x : f32\[7,3\]' "$WORK/out" && ok "-D B=7 overrides B" || bad "-D B=7 does not give x f32[7,3]"
+  # the same errors through dlrun
+  expect_diag matmul_shape.dl 4 7 'f32\[4,3\].*f32\[4,2\]' "$DLRUN" bench matmul_shape.dl --steps 1
+  expect_diag define.dl 1 1 "not an integer" "$DLRUN" bench define.dl -D B=1.5 --steps 1
+  # several independent errors in one file are all reported, in order
+  expect_diag multi_error.dl 2 5 "unknown name 'foo'" "$DLC" multi_error.dl --emit=ir
+  n=$(grep -c ': error: ' "$WORK/err")
+  if [ "$n" -eq 3 ] && grep -q "^multi_error.dl:3:10: error: unknown name 'bar'" "$WORK/err" &&
+     grep -q '^multi_error.dl:4:7: error: matmul: f32\[2,3\] @ f32\[2,3\]' "$WORK/err"; then
+    ok "multi_error.dl: all 3 errors reported"
+  else
+    bad "multi_error.dl: expected 3 errors (2:5, 3:10, 4:7), got $n:"; cat "$WORK/err"
+  fi
+  # command-line errors: exit 2
+  run 2 "$DLC" define.dl --emit=ir --no-such-option && ok "dlc unknown option -> 2"
+  run 2 "$DLC" define.dl --emit=nonsense && ok "dlc unknown --emit kind -> 2"
+  run 2 "$DLC" && ok "dlc without a model -> 2"
+  run 1 "$DLC" no_such_model.dl --emit=ir && grep -q "no_such_model.dl" "$WORK/err" && ok "dlc missing model file -> 1" || bad "dlc: missing model file"
+  ;;
+dlrun_errors)
+  cd "$WORK" || exit 1
+  M=$CLI/small.dl
+  "$ST" write p.st W F32 3,2 0.1,-0.2,0.3,0.4,-0.5,0.6 b F32 2 0.01,-0.02 || bad "st_tool write"
+  "$ST" write f.st x F32 2,3 1,2,3,-1,0.5,2 y F32 2,2 0.5,-0.5,0.25,0 || bad "st_tool write"
+  "$ST" write nolabel.st x F32 2,3 1,2,3,-1,0.5,2 || bad "st_tool write"
+  "$ST" write noinput.st y F32 2,2 0.5,-0.5,0.25,0 || bad "st_tool write"
+  "$ST" write pshape.st W F32 2,3 0 b F32 2 0 || bad "st_tool write"
+  # a good step first: the reference for the failures below
+  if run 0 "$DLRUN" step "$M" --params p.st --feed f.st --grads g.st --out-params p2.st --out o.st; then
+    if grep -q '^loss [-0-9.e]*$' "$WORK/out" && [ -s g.st ] && [ -s p2.st ] && [ -s o.st ]; then ok "dlrun step"; else bad "dlrun step output"; cat "$WORK/out"; fi
+    # W' = W - 0.5 * grad W
+    paste <("$ST" get p.st W) <("$ST" get g.st W) <("$ST" get p2.st W) |
+      awk '{d = $1 - 0.5 * $2 - $3; if (d < 0) d = -d; if (d > 1e-6) bad = 1} END {exit bad}' &&
+      ok "step: updated W = W - lr * grad" || bad "step: updated W != W - lr * grad"
+  fi
+  run 1 "$DLRUN" step "$M" --params p.st --feed noinput.st && grep -q "\bx\b" "$WORK/err" && ok "step: feed without input x -> 1, names x" || bad "step: feed without the input: message does not name x: $(cat "$WORK/err")"
+  run 1 "$DLRUN" step "$M" --params p.st --feed nolabel.st && grep -q "\by\b" "$WORK/err" && ok "step: feed without label y -> 1, names y" || bad "step: feed without the label: message does not name y: $(cat "$WORK/err")"
+  run 1 "$DLRUN" step "$M" --params pshape.st --feed f.st && grep -q "W" "$WORK/err" && grep -q "\[2,3\]\|2, *3" "$WORK/err" && ok "step: params of the wrong shape -> 1" || bad "step: wrong shape message: $(cat "$WORK/err")"
+  run 1 "$DLRUN" step "$M" --params missing.st --feed f.st && grep -q "missing.st" "$WORK/err" && ok "step: missing params file -> 1" || bad "step: missing params file"
+  run 1 "$DLRUN" step no_such_model.dl --params p.st --feed f.st && grep -q "no_such_model.dl" "$WORK/err" && ok "dlrun: nonexistent model -> 1" || bad "dlrun: nonexistent model"
+  run 1 "$DLRUN" train no_such_model.dl --data xor && ok "dlrun train: nonexistent model -> 1"
+  run 2 "$DLRUN" step "$M" --params p.st --feed f.st --no-such-option && ok "dlrun: unknown option -> 2"
+  run 2 "$DLRUN" frobnicate "$M" && ok "dlrun: unknown subcommand -> 2"
+  run 2 "$DLRUN" && ok "dlrun without arguments -> 2"
+  run 2 "$DLRUN" train "$M" --data xor --epochs && ok "dlrun: option without its value -> 2"
+  ;;
+xor)
+  cd "$WORK" || exit 1
+  if run 0 "$DLRUN" train "$SRC/examples/xor_mlp.dl" --data xor --epochs 300; then
+    acc=$(grep '^epoch 300/300' "$WORK/out" | grep -o 'train loss [0-9.e+-]*  acc [0-9.]*' | awk '{print $NF}')
+    [ "$acc" = "1.0000" ] && ok "xor_mlp: train accuracy $acc after 300 epochs" || { bad "xor_mlp: train accuracy '$acc' != 1.0000"; tail -3 "$WORK/out"; }
+  fi
+  ;;
+linreg)
+  cd "$WORK" || exit 1
+  if run 0 "$DLRUN" train "$SRC/examples/linreg.dl" --data linreg --epochs 5 --save W.safetensors; then
+    w=$("$ST" get W.safetensors W | tr '\n' ' '); b=$("$ST" get W.safetensors b)
+    echo "W = $w b = $b"
+    echo "$w $b" | awk '{d1 = $1 - 2; d2 = $2 + 3.4; d3 = $3 - 4.2; if (d1 < 0) d1 = -d1; if (d2 < 0) d2 = -d2; if (d3 < 0) d3 = -d3;
+                        exit !(d1 < 1e-2 && d2 < 1e-2 && d3 < 1e-2)}' && ok "linreg: W ~ [2, -3.4], b ~ 4.2" || bad "linreg: W = $w, b = $b"
+  fi
+  ;;
+checkpoint)
+  mkdir "$WORK/ck" && cd "$WORK/ck" || exit 1
+  for model in xor_mlp linreg; do
+    data=${model%_mlp}
+    M=$SRC/examples/$model.dl
+    run 0 "$DLRUN" train "$M" --data "$data" --epochs 1 --save ck.safetensors || continue
+    want=$(grep '^epoch 1/1' "$WORK/out" | grep -o 'test loss [0-9.e+-]*' | awk '{print $NF}')
+    "$ST" validate ck.safetensors >"$WORK/names" && ok "$model: checkpoint is valid safetensors ($(tr '\n' ' ' <"$WORK/names"))" || bad "$model: invalid checkpoint"
+    left=$(ls -A | grep -v '^ck.safetensors$' | grep -v '^ck2.safetensors$' | tr '\n' ' ')
+    [ -z "$left" ] && ok "$model: no temporary file left behind" || bad "$model: files left behind: $left"
+    run 0 "$DLRUN" eval "$M" --data "$data" --load ck.safetensors || continue
+    got=$(grep -o 'loss [0-9.e+-]*' "$WORK/out" | tail -1 | awk '{print $NF}')
+    [ -n "$want" ] && [ "$want" = "$got" ] && ok "$model: eval --load gives the training run's test loss $got" || bad "$model: eval loss '$got' != training test loss '$want'"
+    # saving over an existing checkpoint replaces it
+    run 0 "$DLRUN" train "$M" --data "$data" --epochs 1 --seed 5 --load ck.safetensors --save ck.safetensors && "$ST" validate ck.safetensors >/dev/null && ok "$model: --load and --save of the same file"
+  done
+  # a checkpoint of another model: exit 1, the mismatch named
+  run 0 "$DLRUN" train "$SRC/examples/linreg.dl" --data linreg --epochs 1 --save lin.safetensors
+  if run 1 "$DLRUN" eval "$SRC/examples/xor_mlp.dl" --data xor --load lin.safetensors; then
+    grep -q "W1" "$WORK/err" && ok "--load of another model's checkpoint -> 1, names W1: $(head -1 "$WORK/err")" || bad "--load mismatch message does not name the missing W1: $(cat "$WORK/err")"
+  fi
+  run 1 "$DLRUN" train "$SRC/examples/xor_mlp.dl" --data xor --epochs 1 --load lin.safetensors && ok "train --load of another model's checkpoint -> 1"
+  ;;
+ir_golden)
+  cd "$CLI" || exit 1
+  for f in expected/*.ir; do
+    name=$(basename "$f" .ir)
+    if run 0 "$DLC" "$name.dl" --emit=ir; then
+      diff -u "$f" "$WORK/out" >"$WORK/diff" && ok "$name.dl --emit=ir matches $f" || { bad "$name.dl --emit=ir differs from $f"; cat "$WORK/diff"; }
+    fi
+  done
+  ;;
+emit)
+  M=$ARG
+  runs="ir grad opt llvm:-O0 asm:-O0"
+  [ "${8:-}" = fast ] || runs="$runs llvm asm"
+  for r in $runs; do
+    kind=${r%%:*} opt=; [ "$r" != "$kind" ] && opt=${r#*:}
+    run 0 "$DLC" "$M" --emit=$kind $opt || continue
+    [ -s "$WORK/out" ] && ok "--emit=$kind $opt $M" || bad "--emit=$kind $opt $M printed nothing"
+    if [ "$kind" = grad ] && grep -q '^train ' "$M"; then
+      base=$(basename "$M")
+      # the train graph's backward and update sections: every value line has a location
+      awk -v base="$base" '
+        /mode=train/ { train = 1 }
+        train && /^  ; backward/ { sec = "b"; nb++; next }
+        train && /^  ; update/ { sec = "u"; nu++; next }
+        train && /^  ; / { sec = ""; next }
+        train && /^}/ { train = 0; sec = "" }
+        sec != "" && /^  %/ { n[sec]++; if ($0 !~ ("# .*" base ":[0-9]+:[0-9]+$")) { print "    no location: " $0; badl++ } }
+        END { if (!nb || !nu || !n["b"] || !n["u"] || badl) exit 1 }' "$WORK/out" >"$WORK/chk" &&
+        ok "--emit=grad $base: ; backward and ; update lines carry $base:LINE:COL" ||
+        { bad "--emit=grad $base: missing sections or locations"; head -20 "$WORK/chk"; }
+    fi
+  done
+  ;;
+*) echo "unknown group $GROUP"; exit 2 ;;
+esac
+echo "$GROUP: $FAILS failure(s)"
+[ "$FAILS" -eq 0 ]
