@@ -24,4 +24,11 @@ bool pass_autodiff(Graph *g, Diag *d);
  * torch.optim skips params whose .grad is None. No-op for OPT_NONE. */
 bool pass_optimizer(Graph *g, Diag *d);
 
+/* Optimisation passes on one graph (after autodiff and the optimizer; listed
+ * in passes.def, run by pipeline.c). Each returns true when it changed the
+ * graph; errors, if any, go to d. Rewriting helpers: passes/rewrite.h. */
+bool pass_simplify(Graph *g, Diag *d); /* constant folding, algebraic identities */
+bool pass_cse(Graph *g, Diag *d);      /* common subexpression elimination */
+bool pass_dce(Graph *g, Diag *d);      /* dead code elimination */
+
 #endif

@@ -1,0 +1,13 @@
+# golden.cmake — golden IR tests: every tests/golden/PASS/*.dlir runs PASS on
+# its input IR and checks the printed result against its `; CHECK:` lines
+# (tests/filecheck.c). Included by tests/CMakeLists.txt.
+add_executable(test_golden test_golden.c filecheck.c)
+target_link_libraries(test_golden dlc_passes dlc_ir dlrt m)
+add_test(NAME golden_filecheck_self_test COMMAND test_golden --self-test)
+file(GLOB DLC_GOLDEN_CASES ${CMAKE_CURRENT_SOURCE_DIR}/golden/*/*.dlir)
+foreach(case ${DLC_GOLDEN_CASES})
+  get_filename_component(pass_dir ${case} DIRECTORY)
+  get_filename_component(pass ${pass_dir} NAME)
+  get_filename_component(name ${case} NAME_WE)
+  add_test(NAME golden.${pass}.${name} COMMAND test_golden ${pass} ${case})
+endforeach()
