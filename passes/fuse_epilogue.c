@@ -114,6 +114,11 @@ static bool fuse_entry(Program *p, Entry *en) {
       R->dtype = E->dtype;
       R->ops = arena_printf(a, "%s+%s", R->ops ? R->ops : "", E->ops ? E->ops : "");
       R->flops += E->flops;
+      int *mem = ARENA_ARRAY(a, int, R->n_members + E->n_members + 1);
+      memcpy(mem, R->members, sizeof(int) * (size_t)R->n_members);
+      memcpy(mem + R->n_members, E->members, sizeof(int) * (size_t)E->n_members);
+      R->members = mem;
+      R->n_members += E->n_members;
       /* R now runs E's work at R's position: move R to E's slot is not
        * needed, since nothing between them touches what E reads or writes. */
       memmove(&en->kernels[ie], &en->kernels[ie + 1], sizeof(Kernel *) * (size_t)(en->n_kernels - ie - 1));

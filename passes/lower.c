@@ -29,7 +29,21 @@ typedef struct {
    * convolution and the filter gradient of the same input */
   struct { int x; ConvAttr cv; int64_t kh, kw; int buf; } cols[64];
   int n_cols;
+  /* graph nodes computed by the kernel being built (for --emit=dot) */
+  int *members;
+  int n_members, cap_members;
 } L;
+
+static void add_member(L *l, int id) {
+  for (int i = 0; i < l->n_members; i++)
+    if (l->members[i] == id) return;
+  if (l->n_members == l->cap_members) {
+    int cap = l->cap_members ? l->cap_members * 2 : 16;
+    l->members = arena_grow(l->a, l->members, sizeof(int), (size_t)l->n_members, (size_t)cap);
+    l->cap_members = cap;
+  }
+  l->members[l->n_members++] = id;
+}
 
 static IExpr *V(L *l, int k) { return ix_var(l->a, k); }
 static IExpr *C(L *l, int64_t v) { return ix_const(l->a, v); }
@@ -149,6 +163,7 @@ static VExpr *compute_at(L *l, int id, IExpr **idx, IExpr *guard) {
   const Node *n = g->nodes[id];
   Arena *a = l->a;
   IExpr *sub[IR_MAX_RANK];
+  add_member(l, id);
   if (n->op == OP_CONST) return vx_const(a, n->dtype, n->attr.scalar.v);
   if (n->op == OP_DROPOUT_MASK) {
     VExpr *r = ARENA_NEW(a, VExpr);
@@ -275,6 +290,8 @@ static Kernel *new_kernel(L *l, const Node *n, int out_buf, const char *what) {
   k->dtype = l->p->bufs[out_buf].dtype;
   k->shape = l->p->bufs[out_buf].shape;
   k->flops = shape_numel(&k->shape);
+  l->n_members = 0;
+  add_member(l, n->id);
   return k;
 }
 
@@ -282,6 +299,9 @@ static void emit(L *l, Kernel *k) {
   int64_t red = 1;
   for (int i = 0; i < k->n_red; i++) red *= k->red_ext[i];
   k->flops = shape_numel(&k->shape) * red * (k->red == RED_NONE ? 1 : 2);
+  k->n_members = l->n_members;
+  k->members = ARENA_ARRAY(l->a, int, l->n_members + 1);
+  memcpy(k->members, l->members, sizeof(int) * (size_t)l->n_members);
   kir_add_kernel(l->p, l->e, k);
 }
 
