@@ -78,10 +78,24 @@ LLVMTypeRef cg_dtype(CgModule *m, DType dt);
 LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d);
 
 /* ---- codegen_gemm.c: matmul-like sums as packed, register-blocked GEMM ---- */
+/* How a GEMM operand (a single unguarded load) addresses memory: its
+ * linear offset separates as base(batch) + off_X(x) + off_K(k) over the
+ * flat row/column index x and the flat reduction index k; each part is
+ * either x * coef (affine in the flat index) or looked up in a table
+ * filled per block. */
+typedef struct {
+  bool fast;                 /* a single unguarded load with a separable offset */
+  bool x_affine, k_affine;
+  int64_t x_coef, k_coef;
+  int64_t f0;                /* offset at all-zero vars */
+  bool x_unit, k_unit;       /* most steps of the flat index move by one element */
+} GemmOperand;
+
 typedef struct {
   int nb, ni, nj;            /* output dims: [0,nb) batch, then ni I dims, then nj J dims */
   int64_t batch, M, N, K;    /* flattened extents */
   const VExpr *P, *Q;        /* body = P * Q; P reads no J var, Q no I var */
+  GemmOperand op[2];         /* [0] P, [1] Q */
   int64_t VW, MR, NR;        /* vector width (floats), micro-tile MR x NR */
   int64_t KC, MC, NC;        /* cache blocking */
   bool by_batch;             /* units = batch entries (else MR-row tiles of M) */

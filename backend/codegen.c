@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
 #include <unistd.h>
 
 #include <llvm-c/Analysis.h>
@@ -199,6 +200,86 @@ static void emit_kernel_call(CgModule *m, const Program *p, LLVMBuilderRef b, LL
   }
 }
 
+/* ---- per-kernel profile (DLC_PROFILE=1, JIT only) ----
+ * Every kernel call in an entry is bracketed by calls of prof_clock (the
+ * calling thread's CPU time in ns, so the figures hold on a loaded machine;
+ * with threads > 1 it counts the calling thread only); the difference is
+ * added to a counter in a process-lifetime C table whose address is baked
+ * into the code. At exit the table is printed to stderr, sorted by time:
+ * name, entry, calls, total and per-call milliseconds, source line. */
+typedef struct {
+  char name[96];
+  char loc[96];
+  const char *entry;
+  int64_t flops;
+  uint64_t ticks, calls;
+} ProfRow;
+
+static ProfRow *g_prof;
+static int g_prof_n, g_prof_cap;
+static int g_prof_t0;
+
+static uint64_t prof_clock(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int prof_cmp(const void *a, const void *b) {
+  const ProfRow *x = a, *y = b;
+  return (x->ticks < y->ticks) - (x->ticks > y->ticks);
+}
+
+static void prof_report(void) {
+  if (!g_prof_n) return;
+  double hz = 1e9;
+  ProfRow *rows = malloc(sizeof *rows * (size_t)g_prof_n);
+  memcpy(rows, g_prof, sizeof *rows * (size_t)g_prof_n);
+  qsort(rows, (size_t)g_prof_n, sizeof *rows, prof_cmp);
+  double total = 0;
+  for (int i = 0; i < g_prof_n; i++) total += (double)rows[i].ticks / hz;
+  fprintf(stderr, "\n== per-kernel profile (DLC_PROFILE): %.3f s in kernels ==\n", total);
+  fprintf(stderr, "%-34s %-6s %8s %10s %10s %6s %8s  %s\n", "kernel", "entry", "calls", "total ms", "ms/call", "%",
+          "GFLOP/s", "source");
+  for (int i = 0; i < g_prof_n; i++) {
+    const ProfRow *r = &rows[i];
+    if (!r->calls) continue;
+    double t = (double)r->ticks / hz;
+    fprintf(stderr, "%-34s %-6s %8llu %10.3f %10.4f %6.1f %8.2f  %s\n", r->name, r->entry,
+            (unsigned long long)r->calls, t * 1e3, t * 1e3 / (double)r->calls, 100 * t / (total > 0 ? total : 1),
+            t > 0 ? (double)r->flops * (double)r->calls / t * 1e-9 : 0.0, r->loc);
+  }
+  free(rows);
+}
+
+/* A new row (its address stays valid: rows are allocated in fixed blocks). */
+static ProfRow *prof_row(const Kernel *k, const char *entry) {
+  if (!g_prof_t0) {
+    g_prof_t0 = 1;
+    atexit(prof_report);
+  }
+  if (g_prof_n == g_prof_cap) {
+    /* never realloc: generated code holds row addresses; leak the old block
+     * contents by copying into a bigger block is not allowed, so allocate
+     * one large table up front */
+    if (g_prof_cap) return NULL;
+    g_prof_cap = 1 << 14;
+    g_prof = calloc((size_t)g_prof_cap, sizeof *g_prof);
+    if (!g_prof) return NULL;
+  }
+  ProfRow *r = &g_prof[g_prof_n++];
+  snprintf(r->name, sizeof r->name, "%s", k->name);
+  snprintf(r->loc, sizeof r->loc, "%s:%d %s", k->loc.file ? k->loc.file : "?", k->loc.line, k->ops ? k->ops : "");
+  r->entry = entry;
+  r->flops = k->flops;
+  return r;
+}
+
+static bool profiling(void) {
+  const char *s = getenv("DLC_PROFILE");
+  return s && *s && strcmp(s, "0") != 0;
+}
+
 static const char *const entry_suffix[ENTRY__COUNT] = {"train", "eval", "infer"};
 
 const char *cg_entry_symbol(Arena *a, const Program *p, EntryKind e) {
@@ -237,7 +318,24 @@ static bool emit_entry(CgModule *m, const Program *p, EntryKind e, LLVMValueRef 
   LLVMBuilderRef b = LLVMCreateBuilderInContext(m->ctx);
   LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(m->ctx, fn, "entry"));
   const Entry *en = &p->entries[e];
-  for (int i = 0; i < en->n_kernels; i++) emit_kernel_call(m, p, b, kfns[i], LLVMGetParam(fn, 0), en->kernels[i]);
+  bool prof = profiling();
+  for (int i = 0; i < en->n_kernels; i++) {
+    ProfRow *row = prof ? prof_row(en->kernels[i], entry_suffix[e]) : NULL;
+    LLVMValueRef t0 = NULL;
+    LLVMTypeRef clk_t = LLVMFunctionType(m->t_i64, NULL, 0, 0);
+    LLVMValueRef clk = LLVMConstIntToPtr(LLVMConstInt(m->t_i64, (unsigned long long)(uintptr_t)prof_clock, 0), m->t_ptr);
+    if (row) t0 = LLVMBuildCall2(b, clk_t, clk, NULL, 0, "");
+    emit_kernel_call(m, p, b, kfns[i], LLVMGetParam(fn, 0), en->kernels[i]);
+    if (row) {
+      LLVMValueRef t1 = LLVMBuildCall2(b, clk_t, clk, NULL, 0, "");
+      LLVMValueRef pt = LLVMConstIntToPtr(LLVMConstInt(m->t_i64, (unsigned long long)(uintptr_t)&row->ticks, 0), m->t_ptr);
+      LLVMValueRef pc = LLVMConstIntToPtr(LLVMConstInt(m->t_i64, (unsigned long long)(uintptr_t)&row->calls, 0), m->t_ptr);
+      LLVMValueRef ot = LLVMBuildLoad2(b, m->t_i64, pt, "");
+      LLVMBuildStore(b, LLVMBuildAdd(b, ot, LLVMBuildSub(b, t1, t0, ""), ""), pt);
+      LLVMValueRef oc = LLVMBuildLoad2(b, m->t_i64, pc, "");
+      LLVMBuildStore(b, LLVMBuildAdd(b, oc, cg_i64(m, 1), ""), pc);
+    }
+  }
   LLVMBuildRetVoid(b);
   LLVMDisposeBuilder(b);
   return true;

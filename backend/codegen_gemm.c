@@ -106,6 +106,140 @@ static bool plan_split(const Kernel *k, const VExpr *P, const VExpr *Q, GemmPlan
   return true;
 }
 
+/* ---------------- operand addressing analysis ---------------- */
+
+static int64_t ix_eval(const IExpr *e, const int64_t *v, bool *bad) {
+  if (!e) return 0;
+  int64_t a, b;
+  switch (e->op) {
+  case IX_CONST: return e->v;
+  case IX_VAR: return v[e->var];
+  default: break;
+  }
+  a = ix_eval(e->a, v, bad);
+  b = ix_eval(e->b, v, bad);
+  switch (e->op) {
+  case IX_ADD: return a + b;
+  case IX_SUB: return a - b;
+  case IX_MUL: return a * b;
+  case IX_DIV:
+  case IX_MOD:
+    if (b == 0) {
+      *bad = true;
+      return 0;
+    }
+    return e->op == IX_DIV ? a / b : a % b;
+  case IX_LT: return a < b;
+  case IX_GE: return a >= b;
+  case IX_EQ: return a == b;
+  case IX_AND: return a && b;
+  default: *bad = true; return 0;
+  }
+}
+
+/* Linear element offset of load l at loop var values v. */
+static int64_t load_offset(const Program *p, const VExpr *l, const int64_t *v, bool *bad) {
+  const Shape *sh = &p->bufs[l->buf].shape;
+  int64_t off = 0;
+  for (int d = 0; d < l->rank; d++) off = off * sh->d[d] + ix_eval(l->idx[d], v, bad);
+  return off;
+}
+
+/* The loop vars of each group: 0 batch, 1 the operand's own dims (I or J), 2 reduction. */
+typedef struct {
+  int first[3], n[3];
+  const int64_t *ext[3];
+  int64_t size[3];
+} Groups;
+
+static void group_point(const Groups *G, int grp, int64_t flat, int64_t *v) {
+  for (int d = G->n[grp] - 1; d >= 0; d--) {
+    v[G->first[grp] + d] = flat % G->ext[grp][d];
+    flat /= G->ext[grp][d];
+  }
+}
+
+/* Fills o for operand e of kernel k (group 1 = I dims for P, J dims for Q). */
+static void analyse_operand(const Program *p, const Kernel *k, const GemmPlan *g, const VExpr *e, bool isP,
+                            GemmOperand *o) {
+  memset(o, 0, sizeof *o);
+  if (e->op != VX_LOAD || e->guard || e->rank != p->bufs[e->buf].shape.rank || p->bufs[e->buf].dtype != DT_F32)
+    return;
+  Groups G;
+  G.first[0] = 0, G.n[0] = g->nb, G.ext[0] = k->shape.d;
+  G.first[1] = isP ? g->nb : g->nb + g->ni, G.n[1] = isP ? g->ni : g->nj, G.ext[1] = k->shape.d + G.first[1];
+  G.first[2] = k->shape.rank, G.n[2] = k->n_red, G.ext[2] = k->red_ext;
+  for (int q = 0; q < 3; q++) {
+    G.size[q] = 1;
+    for (int d = 0; d < G.n[q]; d++) G.size[q] *= G.ext[q][d];
+  }
+  /* separable: every index (row-major term) reads vars of at most one group */
+  int var_group[2 * IR_MAX_RANK];
+  for (int i = 0; i < 2 * IR_MAX_RANK; i++) var_group[i] = -1;
+  for (int q = 0; q < 3; q++)
+    for (int d = 0; d < G.n[q]; d++) var_group[G.first[q] + d] = q;
+  bool separable = true;
+  for (int d = 0; d < e->rank && separable; d++) {
+    int seen = -1;
+    for (int v = 0; v < k->shape.rank + k->n_red; v++)
+      if (ix_uses_var(e->idx[d], v)) {
+        if (var_group[v] < 0) separable = false; /* a var of the other operand's group */
+        else if (seen >= 0 && seen != var_group[v]) separable = false;
+        else seen = var_group[v];
+      }
+  }
+  int64_t v[2 * IR_MAX_RANK] = {0};
+  bool bad = false;
+  int64_t f0 = load_offset(p, e, v, &bad);
+  if (!separable) {
+    /* check numerically over the whole domain when it is small (e.g. a flatten's div/mod) */
+    int64_t pts = G.size[0] * G.size[1] * G.size[2];
+    if (pts > (1 << 21)) return;
+    int64_t *fx = malloc(sizeof(int64_t) * (size_t)(G.size[1] + G.size[2] + G.size[0]));
+    int64_t *fb = fx, *f1 = fx + G.size[0], *f2 = f1 + G.size[1];
+    for (int q = 0; q < 3; q++)
+      for (int64_t t = 0; t < G.size[q]; t++) {
+        memset(v, 0, sizeof v);
+        group_point(&G, q, t, v);
+        (q == 0 ? fb : q == 1 ? f1 : f2)[t] = load_offset(p, e, v, &bad) - f0;
+      }
+    for (int64_t b = 0; b < G.size[0] && !bad; b++)
+      for (int64_t x = 0; x < G.size[1] && !bad; x++)
+        for (int64_t kk = 0; kk < G.size[2]; kk++) {
+          memset(v, 0, sizeof v);
+          group_point(&G, 0, b, v);
+          group_point(&G, 1, x, v);
+          group_point(&G, 2, kk, v);
+          if (load_offset(p, e, v, &bad) - f0 != fb[b] + f1[x] + f2[kk]) {
+            bad = true;
+            break;
+          }
+        }
+    free(fx);
+    if (bad) return;
+  }
+  /* affine in the flat index of groups 1 and 2? */
+  for (int q = 1; q <= 2; q++) {
+    int64_t c = 0, prev = 0, units = 0;
+    bool aff = true;
+    for (int64_t t = 0; t < G.size[q]; t++) {
+      memset(v, 0, sizeof v);
+      group_point(&G, q, t, v);
+      int64_t f = load_offset(p, e, v, &bad) - f0;
+      if (t == 1) c = f;
+      if (f != t * c) aff = false;
+      if (t > 0 && f - prev == 1) units++;
+      prev = f;
+    }
+    bool unit = G.size[q] > 1 && 2 * units >= G.size[q] - 1;
+    if (q == 1) o->x_affine = aff, o->x_coef = c, o->x_unit = unit;
+    else o->k_affine = aff, o->k_coef = c, o->k_unit = unit;
+  }
+  if (bad) return;
+  o->f0 = f0;
+  o->fast = true;
+}
+
 bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan *g) {
   memset(g, 0, sizeof *g);
   if (g_gemm_mode == 1) return false;
@@ -138,6 +272,8 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   g->NC = npad < ncmax ? npad : ncmax;
   /* M block: ~72 rows (multiple of MR) */
   g->MC = 12 * g->MR;
+  analyse_operand(p, k, g, g->P, true, &g->op[0]);
+  analyse_operand(p, k, g, g->Q, false, &g->op[1]);
   if (g->nb > 0 && g->batch > 1) {
     g->by_batch = true;
     g->units = g->batch;
@@ -217,7 +353,21 @@ typedef struct {
   LLVMValueRef bidx;  /* flat batch index */
   LLVMValueRef Ap, Bp, tile;
   LLVMTypeRef vt;     /* <VW x float> */
+  /* fast operand addressing: per-block offset tables (i64) and bases */
+  LLVMValueRef ktab[2], xtab[2], base[2];
 } GemmCg;
+
+static void zero_vars(GemmCg *G) {
+  const Kernel *k = G->kc->k;
+  for (int v = 0; v < k->shape.rank + k->n_red; v++) G->kc->var[v] = cg_i64(G->kc->m, 0);
+}
+
+static LLVMValueRef emit_offset(KernelCg *kc, const VExpr *l) {
+  const Buffer *B = &kc->p->bufs[l->buf];
+  LLVMValueRef idx[IR_MAX_RANK];
+  for (int d = 0; d < l->rank; d++) idx[d] = cg_ix(kc, l->idx[d]);
+  return cg_linear(kc, idx, B->shape.d, l->rank);
+}
 
 static void set_batch_vars(GemmCg *G) {
   const Kernel *k = G->kc->k;
@@ -237,10 +387,65 @@ static void set_k_vars(GemmCg *G, LLVMValueRef kk) {
   set_vars(G->kc, k->shape.rank, k->n_red, k->red_ext, kk);
 }
 
+/* tab[t] = offset of operand w at group `grp` flat index start + t (other
+ * groups at 0) minus f0, for t in [0, count). grp: 1 own dims, 2 reduction. */
+static void fill_table(GemmCg *G, int w, int grp, LLVMValueRef tab, LLVMValueRef start, LLVMValueRef count) {
+  KernelCg *kc = G->kc;
+  const VExpr *l = w == 0 ? G->g->P : G->g->Q;
+  GLoop L;
+  LLVMValueRef t = gloop_begin(kc, &L, cg_i64(kc->m, 0), count, 1, "tab");
+  zero_vars(G);
+  LLVMValueRef x = LLVMBuildNSWAdd(kc->b, start, t, "");
+  if (grp == 2) set_k_vars(G, x);
+  else if (w == 0) set_i_vars(G, x);
+  else set_j_vars(G, x);
+  LLVMValueRef off = LLVMBuildNSWSub(kc->b, emit_offset(kc, l), cg_i64(kc->m, G->g->op[w].f0), "");
+  LLVMValueRef ptr = LLVMBuildInBoundsGEP2(kc->b, kc->m->t_i64, tab, &t, 1, "");
+  LLVMBuildStore(kc->b, off, ptr);
+  gloop_end(kc, &L);
+}
+
+/* base[w] = offset of operand w at the current batch entry (other groups 0). */
+static void set_base(GemmCg *G, int w) {
+  zero_vars(G);
+  set_batch_vars(G);
+  G->base[w] = emit_offset(G->kc, w == 0 ? G->g->P : G->g->Q);
+}
+
+/* Offset part of operand w for group grp at flat index x (block start `start`). */
+static LLVMValueRef part_offset(GemmCg *G, int w, int grp, LLVMValueRef x, LLVMValueRef start) {
+  KernelCg *kc = G->kc;
+  const GemmOperand *o = &G->g->op[w];
+  bool aff = grp == 2 ? o->k_affine : o->x_affine;
+  int64_t c = grp == 2 ? o->k_coef : o->x_coef;
+  if (aff) return c == 1 ? x : LLVMBuildNSWMul(kc->b, x, cg_i64(kc->m, c), "");
+  LLVMValueRef t = LLVMBuildNSWSub(kc->b, x, start, "");
+  LLVMValueRef ptr = LLVMBuildInBoundsGEP2(kc->b, kc->m->t_i64, grp == 2 ? G->ktab[w] : G->xtab[w], &t, 1, "");
+  return LLVMBuildLoad2(kc->b, kc->m->t_i64, ptr, "");
+}
+
+/* Element of operand w at own flat index x and flat reduction index kk. */
+static LLVMValueRef fast_value(GemmCg *G, int w, LLVMValueRef x, LLVMValueRef xstart, LLVMValueRef kk,
+                               LLVMValueRef kstart) {
+  KernelCg *kc = G->kc;
+  const VExpr *l = w == 0 ? G->g->P : G->g->Q;
+  LLVMValueRef off = LLVMBuildNSWAdd(kc->b, G->base[w], part_offset(G, w, 2, kk, kstart), "");
+  off = LLVMBuildNSWAdd(kc->b, off, part_offset(G, w, 1, x, xstart), "");
+  LLVMValueRef ptr = LLVMBuildInBoundsGEP2(kc->b, kc->m->t_f32, kc->buf[l->buf], &off, 1, "");
+  return LLVMBuildLoad2(kc->b, kc->m->t_f32, ptr, "");
+}
+
 /* Whether e's innermost reduction var walks its loads contiguously (the
  * transposed-operand case): then packing loops run k innermost. */
 static bool k_contiguous(const Program *p, const Kernel *k, const VExpr *e) {
   return cg_unit_stride_along(p, e, k->shape.rank + k->n_red - 1);
+}
+
+/* Whether packing operand w should run k innermost (its contiguous direction). */
+static bool operand_k_inner(GemmCg *G, int w) {
+  const GemmOperand *o = &G->g->op[w];
+  if (o->fast) return o->k_unit && !o->x_unit;
+  return k_contiguous(G->kc->p, G->kc->k, w == 0 ? G->g->P : G->g->Q);
 }
 
 /* Packs Q[pc .. pc+kc_cur, jc .. jc+nc_cur) into Bp as [panel][k][NR] (0 beyond N). */
@@ -251,7 +456,7 @@ static void pack_q(GemmCg *G, LLVMValueRef jc, LLVMValueRef pc, LLVMValueRef kc_
   int64_t NR = g->NR;
   LLVMValueRef npan = LLVMBuildUDiv(b, ADD(kc, nc_cur, I64(kc, NR - 1)), I64(kc, NR), "");
   GLoop Lp, Lk, Lj;
-  bool kin = k_contiguous(kc->p, kc->k, g->Q);
+  bool kin = operand_k_inner(G, 1);
   LLVMValueRef jp = gloop_begin(kc, &Lp, I64(kc, 0), npan, 1, "qp");
   LLVMValueRef kl, jj;
   if (kin) {
@@ -263,11 +468,16 @@ static void pack_q(GemmCg *G, LLVMValueRef jc, LLVMValueRef pc, LLVMValueRef kc_
   }
   LLVMValueRef j = ADD(kc, ADD(kc, jc, MUL(kc, jp, NR)), jj);
   LLVMValueRef jcl = MIN(kc, j, I64(kc, g->N - 1));
-  set_batch_vars(G);
-  set_j_vars(G, jcl);
-  set_k_vars(G, ADD(kc, pc, kl));
-  set_i_vars(G, I64(kc, 0));
-  LLVMValueRef v = cg_vx(kc, g->Q);
+  LLVMValueRef v;
+  if (g->op[1].fast) {
+    v = fast_value(G, 1, jcl, jc, ADD(kc, pc, kl), pc);
+  } else {
+    set_batch_vars(G);
+    set_j_vars(G, jcl);
+    set_k_vars(G, ADD(kc, pc, kl));
+    set_i_vars(G, I64(kc, 0));
+    v = cg_vx(kc, g->Q);
+  }
   if (g->N % NR) v = LLVMBuildSelect(b, LT(kc, j, I64(kc, g->N)), v, cg_f32(kc->m, 0.0), "");
   LLVMValueRef at = ADD(kc, MUL(kc, ADD(kc, MUL(kc, jp, g->KC), kl), NR), jj);
   LLVMBuildStore(b, v, GEPF(kc, G->Bp, at));
@@ -290,7 +500,7 @@ static void pack_p(GemmCg *G, LLVMValueRef ic, LLVMValueRef mc_cur, LLVMValueRef
   int64_t MR = g->MR;
   LLVMValueRef npan = LLVMBuildUDiv(b, ADD(kc, mc_cur, I64(kc, MR - 1)), I64(kc, MR), "");
   GLoop Lp, Lk, Lr;
-  bool kin = k_contiguous(kc->p, kc->k, g->P);
+  bool kin = operand_k_inner(G, 0);
   LLVMValueRef ip = gloop_begin(kc, &Lp, I64(kc, 0), npan, 1, "pp");
   LLVMValueRef kl, r;
   if (kin) {
@@ -302,11 +512,16 @@ static void pack_p(GemmCg *G, LLVMValueRef ic, LLVMValueRef mc_cur, LLVMValueRef
   }
   LLVMValueRef i = ADD(kc, ADD(kc, ic, MUL(kc, ip, MR)), r);
   LLVMValueRef icl = MIN(kc, i, SUB(kc, m_hi, I64(kc, 1)));
-  set_batch_vars(G);
-  set_i_vars(G, icl);
-  set_k_vars(G, ADD(kc, pc, kl));
-  set_j_vars(G, I64(kc, 0));
-  LLVMValueRef v = cg_vx(kc, g->P);
+  LLVMValueRef v;
+  if (g->op[0].fast) {
+    v = fast_value(G, 0, icl, ic, ADD(kc, pc, kl), pc);
+  } else {
+    set_batch_vars(G);
+    set_i_vars(G, icl);
+    set_k_vars(G, ADD(kc, pc, kl));
+    set_j_vars(G, I64(kc, 0));
+    v = cg_vx(kc, g->P);
+  }
   v = LLVMBuildSelect(b, LT(kc, i, m_hi), v, cg_f32(kc->m, 0.0), "");
   LLVMValueRef at = ADD(kc, MUL(kc, ADD(kc, MUL(kc, ip, g->KC), kl), MR), r);
   LLVMBuildStore(b, v, GEPF(kc, G->Ap, at));
@@ -502,6 +717,13 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
   LLVMSetAlignment(G.Ap, 64);
   G.tile = LLVMBuildAlloca(b, tt, "tile");
   LLVMSetAlignment(G.tile, 64);
+  for (int w = 0; w < 2; w++) {
+    const GemmOperand *o = &g->op[w];
+    if (!o->fast) continue;
+    if (!o->k_affine) G.ktab[w] = LLVMBuildAlloca(b, LLVMArrayType2(m->t_i64, (uint64_t)g->KC), "ktab");
+    if (!o->x_affine)
+      G.xtab[w] = LLVMBuildAlloca(b, LLVMArrayType2(m->t_i64, (uint64_t)(w == 0 ? g->MC : g->NC)), "xtab");
+  }
 
   LLVMValueRef m_lo, m_hi, b_lo, b_hi;
   if (g->by_batch) {
@@ -518,15 +740,21 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
   GLoop Lb, Ljc, Lpc, Lic, Ljr, Lir;
   G.bidx = gloop_begin(kc, &Lb, b_lo, b_hi, 1, "gb");
   LLVMValueRef cbase = MUL(kc, G.bidx, g->M * g->N);
+  for (int w = 0; w < 2; w++)
+    if (g->op[w].fast) set_base(&G, w);
   LLVMValueRef jc = gloop_begin(kc, &Ljc, I64(kc, 0), I64(kc, g->N), g->NC, "jc");
   LLVMValueRef nc_cur = MIN(kc, I64(kc, g->NC), SUB(kc, I64(kc, g->N), jc));
+  if (G.xtab[1]) fill_table(&G, 1, 1, G.xtab[1], jc, nc_cur);
   LLVMValueRef pc = gloop_begin(kc, &Lpc, I64(kc, 0), I64(kc, g->K), g->KC, "pc");
   LLVMValueRef kc_cur = MIN(kc, I64(kc, g->KC), SUB(kc, I64(kc, g->K), pc));
+  for (int w = 0; w < 2; w++)
+    if (G.ktab[w]) fill_table(&G, w, 2, G.ktab[w], pc, kc_cur);
   LLVMValueRef first = LLVMBuildICmp(b, LLVMIntEQ, pc, I64(kc, 0), "first");
   LLVMValueRef last = LLVMBuildICmp(b, LLVMIntSGE, ADD(kc, pc, I64(kc, g->KC)), I64(kc, g->K), "last");
   pack_q(&G, jc, pc, kc_cur, nc_cur);
   LLVMValueRef ic = gloop_begin(kc, &Lic, m_lo, m_hi, g->MC, "ic");
   LLVMValueRef mc_cur = MIN(kc, I64(kc, g->MC), SUB(kc, m_hi, ic));
+  if (G.xtab[0]) fill_table(&G, 0, 1, G.xtab[0], ic, mc_cur);
   pack_p(&G, ic, mc_cur, m_hi, pc, kc_cur);
   LLVMValueRef jr = gloop_begin(kc, &Ljr, I64(kc, 0), nc_cur, g->NR, "jr");
   LLVMValueRef cols = MIN(kc, I64(kc, g->NR), SUB(kc, nc_cur, jr));
