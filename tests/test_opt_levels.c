@@ -1,0 +1,96 @@
+/* test_opt_levels.c — a model gives the same training step at -O0 and -O2:
+ * JIT-compiles MODEL.dl at both levels, creates both with one seed, feeds the
+ * same deterministic inputs (labels 0, valid for any class count), runs one
+ * training step and compares loss, outputs, metrics, gradients and updated
+ * params/state elementwise: |a - b| <= 1e-4 |b| + 1e-5 (1 + max|B|), the
+ * conformance tolerance: float32 sums over thousands of terms (batch-norm
+ * statistics and their gradients) differ by a few 1e-5 relative between
+ * summation orders, and the absolute term absorbs the noise on elements
+ * near zero.
+ * usage: test_opt_levels MODEL.dl */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/driver.h"
+
+static int build(const char *path, int level, DrvModel *m, DlrtModel **inst) {
+  Diag d;
+  diag_init(&d, stderr);
+  DrvOptions o = {.opt_level = level, .cpu = "native"};
+  int rc = drv_compile(m, path, &o, DRV_STAGE_JIT, &d);
+  diag_free(&d);
+  if (rc) return rc;
+  char err[256];
+  *inst = dlrt_model_new(&m->desc, 1234, err, sizeof err);
+  if (!*inst) {
+    fprintf(stderr, "%s\n", err);
+    return 1;
+  }
+  const DlrtModelDesc *desc = &m->desc;
+  for (int i = 0; i < desc->n_bufs; i++) {
+    const DlrtBufDesc *b = &desc->bufs[i];
+    int64_t n = dlrt_numel(b->shape, b->rank);
+    if (b->role == DLRT_ROLE_INPUT && b->dtype == DLRT_F32) {
+      float *x = dlrt_model_data(*inst, i);
+      for (int64_t k = 0; k < n; k++) x[k] = dlrt_uniform01(99, (uint64_t)k);
+    } else if (b->role == DLRT_ROLE_LABEL && b->dtype == DLRT_F32) {
+      float *x = dlrt_model_data(*inst, i);
+      for (int64_t k = 0; k < n; k++) x[k] = dlrt_uniform01(77, (uint64_t)k);
+    }
+    /* i32 labels stay 0 */
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) return 2;
+  DrvModel m0, m2;
+  DlrtModel *a = NULL, *b = NULL;
+  if (build(argv[1], 0, &m0, &a) || build(argv[1], 2, &m2, &b)) return 1;
+  if (!m0.desc.entries[DLRT_ENTRY_TRAIN]) {
+    printf("no training step: nothing to compare\n");
+    return 0;
+  }
+  dlrt_model_run(a, DLRT_ENTRY_TRAIN);
+  dlrt_model_run(b, DLRT_ENTRY_TRAIN);
+  int bad = 0, compared = 0;
+  for (int i = 0; i < m0.desc.n_bufs; i++) {
+    const DlrtBufDesc *d0 = &m0.desc.bufs[i];
+    int role = d0->role;
+    if (role == DLRT_ROLE_TEMP || role == DLRT_ROLE_INPUT || role == DLRT_ROLE_LABEL || role == DLRT_ROLE_RNG) continue;
+    if (d0->entry != -1 && d0->entry != DLRT_ENTRY_TRAIN) continue;
+    int j = dlrt_model_find(b, d0->name, role, d0->entry);
+    if (j < 0) {
+      printf("FAIL %s: missing at -O2\n", d0->name);
+      bad++;
+      continue;
+    }
+    int64_t n = dlrt_numel(d0->shape, d0->rank);
+    if (d0->dtype == DLRT_I32) {
+      if (memcmp(dlrt_model_data(a, i), dlrt_model_data(b, j), (size_t)n * 4)) {
+        printf("FAIL %s: i32 values differ\n", d0->name);
+        bad++;
+      }
+      continue;
+    }
+    const float *x = dlrt_model_data(a, i), *y = dlrt_model_data(b, j);
+    double scale = 0;
+    for (int64_t k = 0; k < n; k++) scale = fmax(scale, fabs(y[k]));
+    for (int64_t k = 0; k < n; k++) {
+      double tol = 1e-4 * fabs(y[k]) + 1e-5 * (1.0 + scale);
+      if (!(fabs((double)x[k] - y[k]) <= tol)) {
+        printf("FAIL %s[%lld] (role %d): -O0 %.9g, -O2 %.9g\n", d0->name, (long long)k, role, x[k], y[k]);
+        bad++;
+        break;
+      }
+    }
+    compared++;
+  }
+  printf("%s: %d tensors compared, %d differ\n", argv[1], compared, bad);
+  dlrt_model_free(a);
+  dlrt_model_free(b);
+  drv_free(&m0);
+  drv_free(&m2);
+  return bad ? 1 : 0;
+}
