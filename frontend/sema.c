@@ -282,14 +282,23 @@ static bool top_level_const(const Ast *ast, const char *name) {
   return false;
 }
 
-/* Checks the -D definitions (reported at line 1, column 1 of the model). */
+static const Stmt *find_const(const Ast *ast, const char *name) {
+  for (int i = 0; i < ast->top.n; i++)
+    if (ast->top.items[i]->kind == ST_CONST && strcmp(ast->top.items[i]->name, name) == 0) return ast->top.items[i];
+  return NULL;
+}
+
+/* Checks the -D definitions: reported at the const's declaration, or at
+ * line 1, column 1 of the model when it declares no such const. */
 static void check_defs(Sema *S) {
-  SrcLoc loc = {S->ast->file, 1, 1};
+  SrcLoc first = {S->ast->file, 1, 1};
   S->def_vals = ARENA_ARRAY(S->a, int64_t, S->ndefs + 1);
   S->def_ok = ARENA_ARRAY(S->a, bool, S->ndefs + 1);
   for (int i = 0; i < S->ndefs; i++) {
     const ConstDef *c = &S->defs[i];
     const char *name = c->name ? c->name : "";
+    const Stmt *decl = find_const(S->ast, name);
+    SrcLoc loc = decl ? decl->loc : first;
     if (!c->value) {
       diag_error(S->d, loc, "-D %s: missing value (use -D NAME=VALUE)", name);
       continue;
