@@ -405,12 +405,14 @@ static void matmul_case(int M, int K, int N, int mode, bool transposed) {
   k->epilogue = un(&t, VX_RELU, bin(&t, VX_ADD, acc_ref(&t), ld(&t, bias, V(&t, 1))));
   k->flops = 2LL * M * N * K;
   cg_debug_set_reorder(mode);
+  cg_debug_set_gemm(mode == 0 ? 0 : 1); /* modes 1, 2 exercise the plain nests */
   bool reorder = cg_kernel_uses_reorder(t.p, k);
   if (mode == 0 && N > 1) assert_true(reorder == !transposed); /* auto: reorder exactly the k-strided case */
   if (mode == 1) assert_false(reorder);
   if (mode == 2) assert_true(reorder);
   compile(&t);
   cg_debug_set_reorder(0);
+  cg_debug_set_gemm(0);
   for (int i = 0; i < M * K; i++) F(&t, a)[i] = frand(-1, 1);
   for (int i = 0; i < K * N; i++) F(&t, b)[i] = frand(-1, 1);
   for (int j = 0; j < N; j++) F(&t, bias)[j] = frand(-0.5f, 0.5f);
@@ -520,6 +522,94 @@ static void test_parallel_bit_identical(void **state) {
   free(ref_o);
   free(ref_s);
   t_free(&t);
+}
+
+/* ---------------- GEMM path ---------------- */
+
+/* out[b?, i, j] = epi(sum_k A * B) in the given transposition, through the
+ * GEMM path (asserted), checked against a double reference and for
+ * bit-identical results on 1, 2 and 3 threads. batch > 1 adds a leading
+ * batch dim (A, B batched too); flat = A is read through a flatten-like
+ * div/mod index map (A stored as [M, K/5, 5]). */
+static void gemm_case(int batch, int M, int N, int K, bool ta, bool tb, bool epi, bool flat) {
+  T t;
+  t_init(&t);
+  int bd = batch > 1 ? 1 : 0, r = 2 + bd;
+  int a = flat ? buf(&t, "a", DT_F32, shp(3, M, K / 5, 5))
+          : bd ? (ta ? buf(&t, "a", DT_F32, shp(3, batch, K, M)) : buf(&t, "a", DT_F32, shp(3, batch, M, K)))
+               : (ta ? buf(&t, "a", DT_F32, shp(2, K, M)) : buf(&t, "a", DT_F32, shp(2, M, K)));
+  int b = bd ? (tb ? buf(&t, "b", DT_F32, shp(3, batch, N, K)) : buf(&t, "b", DT_F32, shp(3, batch, K, N)))
+             : (tb ? buf(&t, "b", DT_F32, shp(2, N, K)) : buf(&t, "b", DT_F32, shp(2, K, N)));
+  int bias = buf(&t, "bias", DT_F32, shp(1, N));
+  int o = bd ? buf(&t, "o", DT_F32, shp(3, batch, M, N)) : buf(&t, "o", DT_F32, shp(2, M, N));
+  IExpr *vi = V(&t, bd), *vj = V(&t, bd + 1), *vk = V(&t, r), *vb = V(&t, 0);
+  VExpr *la, *lb;
+  if (flat) {
+    IExpr *lin = IB(&t, IX_ADD, IB(&t, IX_MUL, vi, C(&t, K)), vk);
+    la = ld(&t, a, IB(&t, IX_DIV, lin, C(&t, K)), IB(&t, IX_MOD, IB(&t, IX_DIV, lin, C(&t, 5)), C(&t, K / 5)),
+            IB(&t, IX_MOD, lin, C(&t, 5)));
+  } else if (bd) {
+    la = ta ? ld(&t, a, vb, vk, vi) : ld(&t, a, vb, vi, vk);
+  } else {
+    la = ta ? ld(&t, a, vk, vi) : ld(&t, a, vi, vk);
+  }
+  if (bd) lb = tb ? ld(&t, b, vb, vj, vk) : ld(&t, b, vb, vk, vj);
+  else lb = tb ? ld(&t, b, vj, vk) : ld(&t, b, vk, vj);
+  Kernel *k = kern(&t, "k_gemm", o, bin(&t, VX_MUL, la, lb));
+  red(k, RED_SUM, 1, K);
+  if (epi) k->epilogue = un(&t, VX_RELU, bin(&t, VX_ADD, acc_ref(&t), ld(&t, bias, vj)));
+  k->flops = 2LL * batch * M * N * K;
+  GemmPlan g;
+  assert_true(cg_gemm_plan(NULL, t.p, k, &g));
+  assert_true(g.op[0].fast && g.op[1].fast);
+  compile(&t);
+  int64_t na = (int64_t)batch * M * K, nb = (int64_t)batch * K * N, no = (int64_t)batch * M * N;
+  for (int64_t i = 0; i < na; i++) F(&t, a)[i] = frand(-1, 1);
+  for (int64_t i = 0; i < nb; i++) F(&t, b)[i] = frand(-1, 1);
+  for (int j = 0; j < N; j++) F(&t, bias)[j] = frand(-0.5f, 0.5f);
+  float *ref = malloc(sizeof(float) * (size_t)no);
+  for (int th = 1; th <= 3; th++) {
+    dlrt_set_threads(th);
+    for (int64_t i = 0; i < no; i++) F(&t, o)[i] = NAN;
+    run(&t);
+    if (th == 1) memcpy(ref, F(&t, o), sizeof(float) * (size_t)no);
+    else assert_memory_equal(ref, F(&t, o), sizeof(float) * (size_t)no);
+  }
+  dlrt_set_threads(0);
+  for (int bb = 0; bb < batch; bb++)
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) {
+        double s = 0, sa = 0;
+        for (int kk = 0; kk < K; kk++) {
+          int64_t ao = bd ? (ta ? ((int64_t)bb * K + kk) * M + i : ((int64_t)bb * M + i) * K + kk)
+                          : (ta ? (int64_t)kk * M + i : (int64_t)i * K + kk);
+          int64_t bo = bd ? (tb ? ((int64_t)bb * N + j) * K + kk : ((int64_t)bb * K + kk) * N + j)
+                          : (tb ? (int64_t)j * K + kk : (int64_t)kk * N + j);
+          double x = (double)F(&t, a)[ao] * F(&t, b)[bo];
+          s += x;
+          sa += fabs(x);
+        }
+        if (epi) {
+          s += F(&t, bias)[j];
+          s = s < 0 ? 0 : s;
+        }
+        double got = ref[((int64_t)bb * M + i) * N + j];
+        assert_true(fabs(got - s) <= 1e-5 * (sa + 1.0));
+      }
+  free(ref);
+  t_free(&t);
+}
+
+static void test_gemm_path(void **state) {
+  (void)state;
+  for (int ta = 0; ta <= 1; ta++)
+    for (int tb = 0; tb <= 1; tb++) {
+      gemm_case(1, 97, 130, 64, ta, tb, true, false);  /* edge tiles in M and N, epilogue */
+      gemm_case(1, 40, 10, 700, ta, tb, false, false); /* skinny N, two K blocks */
+    }
+  gemm_case(3, 13, 37, 29, false, true, true, false); /* batched (units = batch entries) */
+  gemm_case(3, 13, 37, 29, true, false, false, false);
+  gemm_case(1, 64, 120, 400, false, false, true, true); /* flatten index map on A */
 }
 
 /* ---------------- RNG ---------------- */
@@ -801,6 +891,7 @@ int main(void) {
       cmocka_unit_test(test_matmul_orders),
       cmocka_unit_test(test_column_sum_reordered),
       cmocka_unit_test(test_parallel_bit_identical),
+      cmocka_unit_test(test_gemm_path),
       cmocka_unit_test(test_rand),
       cmocka_unit_test(test_vecmath_accuracy),
       cmocka_unit_test(test_vecmath_special),
