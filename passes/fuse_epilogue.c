@@ -55,6 +55,12 @@ static VExpr *replace_loads(Arena *a, const VExpr *e, int b, VExpr *with) {
 
 static int root(const Program *p, int b) { return p->bufs[b].alias >= 0 ? p->bufs[b].alias : b; }
 
+/* A read through a view is a read of the buffer it views. */
+static void mark_roots(const Program *p, bool *reads) {
+  for (int b = 0; b < p->n_bufs; b++)
+    if (reads[b] && p->bufs[b].alias >= 0) reads[p->bufs[b].alias] = true;
+}
+
 static bool fuse_entry(Program *p, Entry *en) {
   bool changed = false;
   int nb = p->n_bufs;
@@ -64,6 +70,7 @@ static bool fuse_entry(Program *p, Entry *en) {
     if (E->red != RED_NONE || E->accumulate || E->epilogue) continue;
     bool *reads = ARENA_ARRAY(a, bool, nb);
     mark_loads(E->body, reads);
+    mark_roots(p, reads);
     for (int ir = ie - 1; ir >= 0; ir--) {
       Kernel *R = en->kernels[ir];
       int T = R->out_buf;
@@ -73,6 +80,8 @@ static bool fuse_entry(Program *p, Entry *en) {
         bool *r2 = ARENA_ARRAY(a, bool, nb);
         mark_loads(R->body, r2);
         mark_loads(R->epilogue, r2);
+        mark_roots(p, r2);
+        if (reads[root(p, R->out_buf)]) break;
         if (root(p, R->out_buf) == root(p, E->out_buf) || r2[E->out_buf] || r2[root(p, E->out_buf)]) break;
         continue;
       }
