@@ -99,7 +99,7 @@ static void test_roundtrip(void **state) {
   make_set(&s);
   assert_int_equal(dlrt_st_write(path, &s, err, sizeof err), 0);
   assert_int_equal(count_temps(g_dir), 0);
-  size_t len;
+  size_t len = 0;
   unsigned char *b = slurp(path, &len);
   assert_non_null(b);
   uint64_t hl = 0;
@@ -265,7 +265,7 @@ static void test_truncated(void **state) {
   make_set(&s);
   assert_int_equal(dlrt_st_write(path, &s, err, sizeof err), 0);
   dlrt_st_free(&s);
-  size_t len;
+  size_t len = 0;
   unsigned char *b = slurp(path, &len);
   assert_non_null(b);
   /* every proper prefix is an error */
@@ -317,7 +317,7 @@ static void test_atomic_write(void **state) {
    * target is untouched and no temporary is left behind */
   snprintf(path, sizeof path, "%s/keep.safetensors", g_dir);
   assert_int_equal(dlrt_st_write(path, &s, err, sizeof err), 0);
-  size_t len0;
+  size_t len0 = 0;
   unsigned char *before = slurp(path, &len0);
   DlrtTensorSet big = {0};
   int64_t n = 1 << 18;
@@ -334,7 +334,7 @@ static void test_atomic_write(void **state) {
   assert_int_not_equal(rc, 0);
   assert_non_null(strstr(err, path));
   assert_int_equal(count_temps(g_dir), 0);
-  size_t len1;
+  size_t len1 = 0;
   unsigned char *after = slurp(path, &len1);
   assert_int_equal(len0, len1);
   assert_memory_equal(before, after, len0);
