@@ -651,6 +651,37 @@ static void lower_pool(L *l, const Node *n, int out) {
       }
     }
     k->body = body;
+  } else if (pa->stride[0] == pa->k[0] && pa->stride[1] == pa->k[1] && pa->pad[0] == 0 && pa->pad[1] == 0) {
+    /* adjoints of non-overlapping windows: each input position lies in at
+     * most one window, so no reduction: an elementwise gather */
+    const Node *dy = l->g->nodes[n->in[0]];
+    k->n_red = 0;
+    k->red = RED_NONE;
+    IExpr *di[4], *cond = NULL;
+    di[0] = v[0], di[1] = v[1];
+    di[2] = ix_bin(a, IX_DIV, v[2], C(l, pa->k[0]));
+    di[3] = ix_bin(a, IX_DIV, v[3], C(l, pa->k[1]));
+    if (dy->shape.d[2] * pa->k[0] < n->shape.d[2]) cond = AND(l, cond, ix_bin(a, IX_LT, di[2], C(l, dy->shape.d[2])));
+    if (dy->shape.d[3] * pa->k[1] < n->shape.d[3]) cond = AND(l, cond, ix_bin(a, IX_LT, di[3], C(l, dy->shape.d[3])));
+    VExpr *g = value_at(l, n->in[0], di, cond);
+    if (n->op == OP_AVGPOOL2D_BWD) {
+      k->body = vx_bin(a, VX_DIV, g, vx_const(a, DT_F32, area));
+    } else {
+      VExpr *am = value_at(l, n->in[1], di, cond);
+      VExpr *pos = ARENA_NEW(a, VExpr);
+      pos->op = VX_INDEX;
+      pos->dtype = DT_I32;
+      pos->ix = ADD(l, MUL(l, ix_bin(a, IX_MOD, v[2], C(l, pa->k[0])), pa->k[1]), ix_bin(a, IX_MOD, v[3], C(l, pa->k[1])));
+      VExpr *hit = to_f32(l, vx_bin(a, VX_EQ, am, pos));
+      if (cond) {
+        VExpr *c = ARENA_NEW(a, VExpr);
+        c->op = VX_INDEX;
+        c->dtype = DT_F32;
+        c->ix = cond;
+        hit = vx_bin(a, VX_MUL, hit, c);
+      }
+      k->body = vx_select(a, hit, g, vx_const(a, DT_F32, 0));
+    }
   } else {
     /* adjoints: sum over the windows that contain this input position */
     const Node *dy = l->g->nodes[n->in[0]];
