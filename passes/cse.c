@@ -14,7 +14,7 @@
 
 static bool fbits_eq(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
 
-static bool ints_eq(const int *a, const int *b, int n) { return memcmp(a, b, sizeof(int) * (size_t)n) == 0; }
+static bool ints_eq(const int *a, const int *b, int n) { return n == 0 || memcmp(a, b, sizeof(int) * (size_t)n) == 0; }
 
 static bool attrs_eq(const Node *x, const Node *y) {
   const NodeAttr *a = &x->attr, *b = &y->attr;
