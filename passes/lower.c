@@ -96,6 +96,15 @@ static int leaf_buffer(L *l, const Node *n) {
 }
 
 /* ---- expressions ---- */
+/* The value of an index expression (a condition or a window position) as dtype. */
+static VExpr *ix_value(L *l, IExpr *ix, DType dt) {
+  VExpr *c = ARENA_NEW(l->a, VExpr);
+  c->op = VX_INDEX;
+  c->dtype = dt;
+  c->ix = ix;
+  return c;
+}
+
 static VExpr *value_at(L *l, int id, IExpr **idx, IExpr *guard);
 
 static void bcast_idx(L *l, const Shape *in, const Shape *out, IExpr **idx, IExpr **res) {
@@ -226,10 +235,7 @@ static VExpr *compute_at(L *l, int id, IExpr **idx, IExpr *guard) {
       }
       VExpr *v = value_at(l, n->in[0], sub, AND(l, guard, cond));
       if (!cond) return v;
-      VExpr *c = ARENA_NEW(a, VExpr);
-      c->op = VX_INDEX;
-      c->dtype = DT_F32;
-      c->ix = cond;
+      VExpr *c = ix_value(l, cond, DT_F32);
       return vx_select(a, c, v, vx_const(a, n->dtype, 0));
     }
     case OP_CONCAT: {
@@ -246,10 +252,7 @@ static VExpr *compute_at(L *l, int id, IExpr **idx, IExpr *guard) {
         if (!r) {
           r = v;
         } else {
-          VExpr *c = ARENA_NEW(a, VExpr);
-          c->op = VX_INDEX;
-          c->dtype = DT_F32;
-          c->ix = cond;
+          VExpr *c = ix_value(l, cond, DT_F32);
           r = vx_select(a, c, v, r);
         }
       }
@@ -258,10 +261,7 @@ static VExpr *compute_at(L *l, int id, IExpr **idx, IExpr *guard) {
     case OP_ONEHOT: {
       int r = o->shape.rank;
       VExpr *y = value_at(l, n->in[0], idx, guard);
-      VExpr *c = ARENA_NEW(a, VExpr);
-      c->op = VX_INDEX;
-      c->dtype = DT_I32;
-      c->ix = idx[r];
+      VExpr *c = ix_value(l, idx[r], DT_I32);
       return to_f32(l, vx_bin(a, VX_EQ, y, c));
     }
     default:
@@ -643,10 +643,7 @@ static void lower_pool(L *l, const Node *n, int out) {
       k->red = n->op == OP_MAXPOOL2D ? RED_MAX : RED_ARGMAX;
       if (guard) {
         /* padding is -inf for max pooling */
-        VExpr *c = ARENA_NEW(a, VExpr);
-        c->op = VX_INDEX;
-        c->dtype = DT_F32;
-        c->ix = guard;
+        VExpr *c = ix_value(l, guard, DT_F32);
         body = vx_select(a, c, body, vx_const(a, DT_F32, -INFINITY));
       }
     }
@@ -668,16 +665,10 @@ static void lower_pool(L *l, const Node *n, int out) {
       k->body = vx_bin(a, VX_DIV, g, vx_const(a, DT_F32, area));
     } else {
       VExpr *am = value_at(l, n->in[1], di, cond);
-      VExpr *pos = ARENA_NEW(a, VExpr);
-      pos->op = VX_INDEX;
-      pos->dtype = DT_I32;
-      pos->ix = ADD(l, MUL(l, ix_bin(a, IX_MOD, v[2], C(l, pa->k[0])), pa->k[1]), ix_bin(a, IX_MOD, v[3], C(l, pa->k[1])));
+      VExpr *pos = ix_value(l, ADD(l, MUL(l, ix_bin(a, IX_MOD, v[2], C(l, pa->k[0])), pa->k[1]), ix_bin(a, IX_MOD, v[3], C(l, pa->k[1]))), DT_I32);
       VExpr *hit = to_f32(l, vx_bin(a, VX_EQ, am, pos));
       if (cond) {
-        VExpr *c = ARENA_NEW(a, VExpr);
-        c->op = VX_INDEX;
-        c->dtype = DT_F32;
-        c->ix = cond;
+        VExpr *c = ix_value(l, cond, DT_F32);
         hit = vx_bin(a, VX_MUL, hit, c);
       }
       k->body = vx_select(a, hit, g, vx_const(a, DT_F32, 0));
@@ -696,16 +687,10 @@ static void lower_pool(L *l, const Node *n, int out) {
       k->epilogue = vx_bin(a, VX_DIV, acc(l), vx_const(a, DT_F32, area));
     } else {
       VExpr *am = value_at(l, n->in[1], di, cond);
-      VExpr *pos = ARENA_NEW(a, VExpr);
-      pos->op = VX_INDEX;
-      pos->dtype = DT_I32;
-      pos->ix = ADD(l, MUL(l, v[4], pa->k[1]), v[5]);
+      VExpr *pos = ix_value(l, ADD(l, MUL(l, v[4], pa->k[1]), v[5]), DT_I32);
       VExpr *hit = to_f32(l, vx_bin(a, VX_EQ, am, pos));
       if (cond) {
-        VExpr *c = ARENA_NEW(a, VExpr);
-        c->op = VX_INDEX;
-        c->dtype = DT_F32;
-        c->ix = cond;
+        VExpr *c = ix_value(l, cond, DT_F32);
         hit = vx_bin(a, VX_MUL, hit, c);
       }
       k->body = vx_select(a, hit, g, vx_const(a, DT_F32, 0));

@@ -7,4 +7,4 @@ target_link_libraries(test_ops_compiled dlc_driver dlc_interp dlc_passes dlc_bac
 # generated code resolves dlrt_* symbols from the running process
 set_target_properties(test_ops_compiled PROPERTIES ENABLE_EXPORTS ON)
 add_test(NAME ops_compiled COMMAND test_ops_compiled)
-set_tests_properties(ops_compiled PROPERTIES TIMEOUT 120 ENVIRONMENT "OMP_NUM_THREADS=2")
+set_tests_properties(ops_compiled PROPERTIES TIMEOUT 900 ENVIRONMENT "OMP_NUM_THREADS=2")
