@@ -48,6 +48,14 @@ CgJit *cg_jit(CgModule *m, Diag *d);
 CgEntryFn cg_jit_entry(CgJit *j, const char *symbol);
 void cg_jit_free(CgJit *j);
 
+/* Per-kernel profile (JIT only): on when DLC_PROFILE=1 or after
+ * cg_profile_enable(1); it applies to modules built afterwards. Every kernel
+ * call is timed (CPU time of the calling thread); the table is printed to
+ * stderr at exit unless cg_profile_print printed it. */
+void cg_profile_enable(int on);
+void cg_profile_reset(void);                /* zero all counters */
+void cg_profile_print(FILE *out);           /* table sorted by time, with source lines */
+
 /* "<model>_train" | "<model>_eval" | "<model>_infer", allocated from a. */
 const char *cg_entry_symbol(Arena *a, const Program *p, EntryKind e);
 

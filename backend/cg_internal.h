@@ -31,7 +31,18 @@ struct CgModule {
   LLVMTypeRef t_entry;       /* void (ptr) */
   LLVMTypeRef t_par_for;     /* void (ptr, ptr, i64, i64) */
   LLVMValueRef fn_par_for;   /* declared lazily */
+  /* kernel bodies by structural key (codegen_kernel.c): kernels that differ
+   * only in name and buffer identities (the forward pass of the train, eval
+   * and infer entries) share one body function */
+  struct CgBodyKey *bodies;
+  int n_bodies, cap_bodies;
 };
+
+typedef struct CgBodyKey {
+  char *key;        /* malloc'ed */
+  LLVMValueRef fn;  /* K.body */
+  int uses;
+} CgBodyKey;
 
 /* State while lowering one kernel. */
 typedef struct {
@@ -59,6 +70,9 @@ LLVMValueRef cg_i32(CgModule *m, int64_t v);
 LLVMValueRef cg_i64(CgModule *m, int64_t v);
 /* nounwind, target-cpu/-features (and 512-bit vectors on AVX-512). */
 void cg_add_fn_attrs(CgModule *m, LLVMValueRef fn);
+/* Loop metadata on a loop's back-edge branch. */
+typedef enum { LOOP_NO_UNROLL, LOOP_FULL_UNROLL } LoopHint;
+void cg_loop_hint(CgModule *m, LLVMValueRef latch_br, LoopHint h);
 /* Marks a float instruction `reassoc contract` (kernel arithmetic only). */
 LLVMValueRef cg_fast(LLVMValueRef v);
 /* Reports an internal error and marks the kernel failed. */

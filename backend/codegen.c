@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <llvm-c/Analysis.h>
+#include <llvm-c/DebugInfo.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
@@ -37,6 +38,17 @@ LLVMValueRef cg_i32(CgModule *m, int64_t v) {
 }
 LLVMValueRef cg_i64(CgModule *m, int64_t v) {
   return LLVMConstInt(m->t_i64, (unsigned long long)v, 1);
+}
+
+void cg_loop_hint(CgModule *m, LLVMValueRef latch_br, LoopHint h) {
+  const char *key = h == LOOP_NO_UNROLL ? "llvm.loop.unroll.disable" : "llvm.loop.unroll.full";
+  LLVMMetadataRef tmp = LLVMTemporaryMDNode(m->ctx, NULL, 0);
+  LLVMMetadataRef prop_ops[1] = {LLVMMDStringInContext2(m->ctx, key, strlen(key))};
+  LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(m->ctx, prop_ops, 1)};
+  LLVMMetadataRef id = LLVMMDNodeInContext2(m->ctx, ops, 2);
+  LLVMMetadataReplaceAllUsesWith(tmp, id); /* the loop ID refers to itself */
+  unsigned kind = LLVMGetMDKindIDInContext(m->ctx, "llvm.loop", 9);
+  LLVMSetMetadata(latch_br, kind, LLVMMetadataAsValue(m->ctx, id));
 }
 
 LLVMValueRef cg_fast(LLVMValueRef v) {
@@ -230,7 +242,20 @@ static int prof_cmp(const void *a, const void *b) {
   return (x->ticks < y->ticks) - (x->ticks > y->ticks);
 }
 
+static int g_prof_force, g_prof_printed;
+
+void cg_profile_enable(int on) { g_prof_force = on; }
+
+void cg_profile_reset(void) {
+  for (int i = 0; i < g_prof_n; i++) g_prof[i].ticks = g_prof[i].calls = 0;
+}
+
 static void prof_report(void) {
+  if (!g_prof_printed) cg_profile_print(stderr);
+}
+
+void cg_profile_print(FILE *out) {
+  g_prof_printed = 1;
   if (!g_prof_n) return;
   double hz = 1e9;
   ProfRow *rows = malloc(sizeof *rows * (size_t)g_prof_n);
@@ -238,14 +263,14 @@ static void prof_report(void) {
   qsort(rows, (size_t)g_prof_n, sizeof *rows, prof_cmp);
   double total = 0;
   for (int i = 0; i < g_prof_n; i++) total += (double)rows[i].ticks / hz;
-  fprintf(stderr, "\n== per-kernel profile (DLC_PROFILE): %.3f s in kernels ==\n", total);
-  fprintf(stderr, "%-34s %-6s %8s %10s %10s %6s %8s  %s\n", "kernel", "entry", "calls", "total ms", "ms/call", "%",
+  fprintf(out, "\n== per-kernel profile (DLC_PROFILE): %.3f s in kernels ==\n", total);
+  fprintf(out, "%-34s %-6s %8s %10s %10s %6s %8s  %s\n", "kernel", "entry", "calls", "total ms", "ms/call", "%",
           "GFLOP/s", "source");
   for (int i = 0; i < g_prof_n; i++) {
     const ProfRow *r = &rows[i];
     if (!r->calls) continue;
     double t = (double)r->ticks / hz;
-    fprintf(stderr, "%-34s %-6s %8llu %10.3f %10.4f %6.1f %8.2f  %s\n", r->name, r->entry,
+    fprintf(out, "%-34s %-6s %8llu %10.3f %10.4f %6.1f %8.2f  %s\n", r->name, r->entry,
             (unsigned long long)r->calls, t * 1e3, t * 1e3 / (double)r->calls, 100 * t / (total > 0 ? total : 1),
             t > 0 ? (double)r->flops * (double)r->calls / t * 1e-9 : 0.0, r->loc);
   }
@@ -276,6 +301,7 @@ static ProfRow *prof_row(const Kernel *k, const char *entry) {
 }
 
 static bool profiling(void) {
+  if (g_prof_force) return true;
   const char *s = getenv("DLC_PROFILE");
   return s && *s && strcmp(s, "0") != 0;
 }
@@ -413,7 +439,14 @@ int cg_optimize(CgModule *m, Diag *d) {
   if (m->opt_level >= 2) {
     LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
     LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
-    LLVMPassBuilderOptionsSetLoopUnrolling(po, 1);
+    /* No loop unrolling (neither full nor runtime): with constant trip
+     * counts everywhere LLVM fully unrolls packing, edge-tile and epilogue
+     * loops into thousands of instructions, which made compile time (opt +
+     * instruction selection) 5-10x longer for no measurable speed-up; the
+     * GEMM micro-kernel is emitted unrolled by hand, and the vectorizer
+     * still interleaves vector loops. DLC_LLVM_UNROLL=1 restores it. */
+    const char *un = getenv("DLC_LLVM_UNROLL");
+    LLVMPassBuilderOptionsSetLoopUnrolling(po, !(un && *un == '0'));
     LLVMPassBuilderOptionsSetLoopInterleaving(po, 1);
   }
   LLVMErrorRef err = LLVMRunPasses(m->mod, pipeline, m->tm, po);
@@ -440,5 +473,7 @@ void cg_free(CgModule *m) {
   free(m->triple);
   free(m->cpu);
   free(m->features);
+  for (int i = 0; i < m->n_bodies; i++) free(m->bodies[i].key);
+  free(m->bodies);
   free(m);
 }

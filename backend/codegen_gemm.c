@@ -289,6 +289,7 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
 typedef struct {
   LLVMBasicBlockRef header, exit;
   LLVMValueRef iv, step;
+  int hint; /* LoopHint for the back edge, or -1 for none (LLVM decides) */
 } GLoop;
 
 /* for (iv = lo; iv < hi; iv += step) */
@@ -301,6 +302,7 @@ static LLVMValueRef gloop_begin(KernelCg *kc, GLoop *L, LLVMValueRef lo, LLVMVal
   LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c, kc->fn, name);
   L->exit = LLVMAppendBasicBlockInContext(c, kc->fn, name);
   L->step = cg_i64(kc->m, step);
+  L->hint = LOOP_NO_UNROLL;
   LLVMBuildBr(b, L->header);
   LLVMPositionBuilderAtEnd(b, L->header);
   L->iv = LLVMBuildPhi(b, kc->m->t_i64, name);
@@ -314,7 +316,10 @@ static void gloop_end(KernelCg *kc, GLoop *L) {
   LLVMBuilderRef b = kc->b;
   LLVMValueRef next = LLVMBuildNSWAdd(b, L->iv, L->step, "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
-  LLVMBuildBr(b, L->header);
+  /* never unrolled: packing, edge-tile and epilogue loops have constant
+   * trip counts that LLVM would unroll into thousands of instructions */
+  LLVMValueRef br = LLVMBuildBr(b, L->header);
+  if (L->hint >= 0) cg_loop_hint(kc->m, br, (LoopHint)L->hint);
   LLVMAddIncoming(L->iv, &next, &latch, 1);
   LLVMPositionBuilderAtEnd(b, L->exit);
 }
@@ -465,6 +470,7 @@ static void pack_q(GemmCg *G, LLVMValueRef jc, LLVMValueRef pc, LLVMValueRef kc_
   } else {
     kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "qk");
     jj = gloop_begin(kc, &Lj, I64(kc, 0), I64(kc, NR), 1, "qj");
+    Lj.hint = LOOP_FULL_UNROLL; /* NR elements of a row: one short vector copy */
   }
   LLVMValueRef j = ADD(kc, ADD(kc, jc, MUL(kc, jp, NR)), jj);
   LLVMValueRef jcl = MIN(kc, j, I64(kc, g->N - 1));
@@ -509,6 +515,7 @@ static void pack_p(GemmCg *G, LLVMValueRef ic, LLVMValueRef mc_cur, LLVMValueRef
   } else {
     kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "pk");
     r = gloop_begin(kc, &Lr, I64(kc, 0), I64(kc, MR), 1, "pr");
+    Lr.hint = LOOP_FULL_UNROLL;
   }
   LLVMValueRef i = ADD(kc, ADD(kc, ic, MUL(kc, ip, MR)), r);
   LLVMValueRef icl = MIN(kc, i, SUB(kc, m_hi, I64(kc, 1)));
@@ -545,37 +552,67 @@ static void vstore(GemmCg *G, LLVMValueRef v, LLVMValueRef ptr, unsigned align) 
   LLVMSetAlignment(s, align);
 }
 
-/* The micro-kernel for the tile at C rows i0.. (rows valid), cols j0.. (cols valid). */
-static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef bp, LLVMValueRef kc_cur, LLVMValueRef cbase,
-                       LLVMValueRef i0, LLVMValueRef rows, LLVMValueRef j0, LLVMValueRef cols, LLVMValueRef first,
-                       LLVMValueRef last) {
-  KernelCg *kc = G->kc;
-  CgModule *m = kc->m;
+/* The micro-kernel, one function per module (all GEMM kernels share it):
+ *   ukr(ptr ap, ptr bp, i64 kc, ptr c, i64 ldc, i64 rows, i64 cols, i1 first)
+ * C[r, 0..cols) for r < rows (row r at c + r * ldc) = (first ? 0 : C) +
+ * sum over kc of Ap[k][r] * Bp[k][..]: MR x (NR/VW) vector accumulators,
+ * one broadcast of Ap and NR/VW vector loads of Bp per k; a full tile is
+ * loaded and stored directly, an edge tile through a small tile buffer. */
+static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
+  char name[64];
+  snprintf(name, sizeof name, "dlc.gemm.ukr.%lldx%lld.v%lld", (long long)g->MR, (long long)g->NR, (long long)g->VW);
+  LLVMValueRef fn = LLVMGetNamedFunction(m->mod, name);
+  if (fn) return fn;
+  LLVMTypeRef pt[8] = {m->t_ptr, m->t_ptr, m->t_i64, m->t_ptr, m->t_i64, m->t_i64, m->t_i64, m->t_i1};
+  fn = LLVMAddFunction(m->mod, name, LLVMFunctionType(m->t_void, pt, 8, 0));
+  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  cg_add_fn_attrs(m, fn);
+  unsigned noinl = LLVMGetEnumAttributeKindForName("noinline", 8);
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(m->ctx, noinl, 0));
+  unsigned na = LLVMGetEnumAttributeKindForName("noalias", 7);
+  unsigned nc = LLVMGetEnumAttributeKindForName("nocapture", 9);
+  unsigned pidx[3] = {1, 2, 4};
+  for (int i = 0; i < 3; i++) {
+    LLVMAddAttributeAtIndex(fn, pidx[i], LLVMCreateEnumAttribute(m->ctx, na, 0));
+    LLVMAddAttributeAtIndex(fn, pidx[i], LLVMCreateEnumAttribute(m->ctx, nc, 0));
+  }
+
+  KernelCg kcs = {0};
+  KernelCg *kc = &kcs;
+  kc->m = m;
+  kc->fn = fn;
+  kc->b = LLVMCreateBuilderInContext(m->ctx);
   LLVMBuilderRef b = kc->b;
-  const GemmPlan *g = G->g;
-  const Kernel *k = kc->k;
+  LLVMContextRef ctx = m->ctx;
+  LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(ctx, fn, "entry"));
+  LLVMValueRef ap = LLVMGetParam(fn, 0), bp = LLVMGetParam(fn, 1), kc_cur = LLVMGetParam(fn, 2);
+  LLVMValueRef C = LLVMGetParam(fn, 3), ldc = LLVMGetParam(fn, 4), rows = LLVMGetParam(fn, 5);
+  LLVMValueRef cols = LLVMGetParam(fn, 6), first = LLVMGetParam(fn, 7);
   enum { MAXACC = 64 };
   int MR = (int)g->MR, NV = (int)(g->NR / g->VW), VW = (int)g->VW;
-  int64_t NR = g->NR, N = g->N;
-  LLVMValueRef C = kc->buf[k->out_buf];
+  int64_t NR = g->NR;
+  GemmCg Gs = {0};
+  GemmCg *G = &Gs;
+  G->kc = kc;
+  G->g = g;
+  G->vt = LLVMVectorType(m->t_f32, (unsigned)VW);
+  G->tile = LLVMBuildAlloca(b, LLVMArrayType2(m->t_f32, (uint64_t)(MR * NR)), "tile");
+  LLVMSetAlignment(G->tile, 64);
   LLVMValueRef zero = LLVMConstNull(G->vt);
-  LLVMContextRef ctx = m->ctx;
-  LLVMValueRef fn = kc->fn;
+  LLVMValueRef crow[MAXACC];
+  for (int r = 0; r < MR; r++) crow[r] = GEPF(kc, C, LLVMBuildNSWMul(b, ldc, I64(kc, r), ""));
 
   LLVMValueRef full = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntEQ, rows, I64(kc, MR), ""),
                                    LLVMBuildICmp(b, LLVMIntEQ, cols, I64(kc, NR), ""), "full");
   LLVMBasicBlockRef bb_full = LLVMAppendBasicBlockInContext(ctx, fn, "tile.full");
   LLVMBasicBlockRef bb_edge = LLVMAppendBasicBlockInContext(ctx, fn, "tile.edge");
   LLVMBasicBlockRef bb_pre = LLVMAppendBasicBlockInContext(ctx, fn, "tile.pre");
-  /* row r of the tile in C starts at cbase + (i0 + r) * N + j0 */
-  LLVMValueRef crow0 = ADD(kc, ADD(kc, cbase, MUL(kc, i0, N)), j0);
   LLVMBuildCondBr(b, full, bb_full, bb_edge);
   LLVMValueRef init_full[MAXACC], init_edge[MAXACC];
   LLVMPositionBuilderAtEnd(b, bb_full);
   for (int r = 0; r < MR; r++)
     for (int v = 0; v < NV; v++) {
-      LLVMValueRef p = GEPF(kc, C, ADD(kc, crow0, I64(kc, r * N + v * VW)));
-      LLVMValueRef x = vload(G, p, 4);
+      LLVMValueRef x = vload(G, GEPF(kc, crow[r], I64(kc, v * VW)), 4);
       init_full[r * NV + v] = LLVMBuildSelect(b, first, zero, x, "");
     }
   LLVMBasicBlockRef bb_full_end = LLVMGetInsertBlock(b);
@@ -589,7 +626,7 @@ static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef bp, LLVMValueRef
     LLVMValueRef c = gloop_begin(kc, &Lc, I64(kc, 0), I64(kc, NR), 1, "ec");
     LLVMValueRef valid = LLVMBuildAnd(b, LT(kc, r, rows), LT(kc, c, cols), "");
     valid = LLVMBuildAnd(b, valid, LLVMBuildNot(b, first, ""), "");
-    LLVMValueRef cidx = ADD(kc, ADD(kc, crow0, MUL(kc, r, N)), c);
+    LLVMValueRef cidx = ADD(kc, LLVMBuildNSWMul(b, r, ldc, ""), c);
     cidx = LLVMBuildSelect(b, valid, cidx, I64(kc, 0), "");
     LLVMValueRef x = LLVMBuildLoad2(b, m->t_f32, GEPF(kc, C, cidx), "");
     x = LLVMBuildSelect(b, valid, x, cg_f32(m, 0.0), "");
@@ -654,8 +691,7 @@ static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef bp, LLVMValueRef
   LLVMBuildCondBr(b, full, bs_full, bs_edge);
   LLVMPositionBuilderAtEnd(b, bs_full);
   for (int r = 0; r < MR; r++)
-    for (int v = 0; v < NV; v++)
-      vstore(G, nacc[r * NV + v], GEPF(kc, C, ADD(kc, crow0, I64(kc, r * N + v * VW))), 4);
+    for (int v = 0; v < NV; v++) vstore(G, nacc[r * NV + v], GEPF(kc, crow[r], I64(kc, v * VW)), 4);
   LLVMBuildBr(b, bs_done);
   LLVMPositionBuilderAtEnd(b, bs_edge);
   for (int r = 0; r < MR; r++)
@@ -666,12 +702,36 @@ static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef bp, LLVMValueRef
     LLVMValueRef r = gloop_begin(kc, &Lr, I64(kc, 0), rows, 1, "sr");
     LLVMValueRef c = gloop_begin(kc, &Lc, I64(kc, 0), cols, 1, "sc");
     LLVMValueRef x = LLVMBuildLoad2(b, m->t_f32, GEPF(kc, G->tile, ADD(kc, MUL(kc, r, NR), c)), "");
-    LLVMBuildStore(b, x, GEPF(kc, C, ADD(kc, ADD(kc, crow0, MUL(kc, r, N)), c)));
+    LLVMBuildStore(b, x, GEPF(kc, C, ADD(kc, LLVMBuildNSWMul(b, r, ldc, ""), c)));
     gloop_end(kc, &Lc);
     gloop_end(kc, &Lr);
   }
   LLVMBuildBr(b, bs_done);
   LLVMPositionBuilderAtEnd(b, bs_done);
+  LLVMBuildRetVoid(b);
+  LLVMDisposeBuilder(b);
+  return fn;
+}
+
+/* The tile at C rows i0.. (rows valid), cols j0.. (cols valid): the shared
+ * micro-kernel, then (after the last K block) the kernel's epilogue. */
+static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef bp, LLVMValueRef kc_cur, LLVMValueRef cbase,
+                       LLVMValueRef i0, LLVMValueRef rows, LLVMValueRef j0, LLVMValueRef cols, LLVMValueRef first,
+                       LLVMValueRef last) {
+  KernelCg *kc = G->kc;
+  CgModule *m = kc->m;
+  LLVMBuilderRef b = kc->b;
+  const GemmPlan *g = G->g;
+  const Kernel *k = kc->k;
+  int64_t N = g->N;
+  LLVMValueRef C = kc->buf[k->out_buf];
+  LLVMContextRef ctx = m->ctx;
+  LLVMValueRef fn = kc->fn;
+  /* row r of the tile in C starts at cbase + (i0 + r) * N + j0 */
+  LLVMValueRef crow0 = ADD(kc, ADD(kc, cbase, MUL(kc, i0, N)), j0);
+  LLVMValueRef ukr = ukr_fn(m, g);
+  LLVMValueRef args[8] = {ap, bp, kc_cur, GEPF(kc, C, crow0), I64(kc, N), rows, cols, first};
+  LLVMBuildCall2(b, LLVMGlobalGetValueType(ukr), ukr, args, 8, "");
 
   /* epilogue over the tile, after the last K block */
   if (k->epilogue) {
@@ -710,13 +770,10 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
   /* scratch (entry block: static allocas) */
   LLVMTypeRef tb = LLVMArrayType2(m->t_f32, (uint64_t)(g->KC * g->NC));
   LLVMTypeRef ta = LLVMArrayType2(m->t_f32, (uint64_t)(g->KC * g->MC));
-  LLVMTypeRef tt = LLVMArrayType2(m->t_f32, (uint64_t)(g->MR * g->NR));
   G.Bp = LLVMBuildAlloca(b, tb, "Bp");
   LLVMSetAlignment(G.Bp, 64);
   G.Ap = LLVMBuildAlloca(b, ta, "Ap");
   LLVMSetAlignment(G.Ap, 64);
-  G.tile = LLVMBuildAlloca(b, tt, "tile");
-  LLVMSetAlignment(G.tile, 64);
   for (int w = 0; w < 2; w++) {
     const GemmOperand *o = &g->op[w];
     if (!o->fast) continue;

@@ -20,6 +20,7 @@
 #include "backend/cg_internal.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,7 +255,33 @@ bool cg_kernel_uses_reorder(const Program *p, const Kernel *k) {
 typedef struct {
   LLVMBasicBlockRef header, exit;
   LLVMValueRef iv;
+  int64_t trip; /* constant trip count, or -1 */
+  int hint;     /* LoopHint for the back edge, or -1 for none (LLVM decides) */
 } Loop;
+
+/* Unrolling policy for a perfect chain of n loops (outermost first): the
+ * innermost loop is LLVM's to unroll (or vectorize); an outer loop only when
+ * it and everything inside it is at most UNROLL_MAX_BODY iterations (e.g. a
+ * 2x2 pooling window). Otherwise full unrolling of constant-trip outer
+ * loops turned e.g. a 64x10x10 sum into a 10k-line function. */
+enum { UNROLL_MAX_BODY = 32 };
+/* Hints for loops L[0..n) (outermost first) around a body that runs
+ * `inner` iterations of further loops (1 and innermost=true: none). */
+static void set_unroll_hints(Loop *L, int n, int64_t inner, bool innermost) {
+  int64_t prod = inner;
+  for (int i = n - 1; i >= 0; i--) {
+    if (L[i].trip < 0 || prod < 0) prod = -1;
+    else prod *= L[i].trip;
+    bool in = innermost && i == n - 1;
+    L[i].hint = in || (prod >= 0 && prod <= UNROLL_MAX_BODY) ? -1 : LOOP_NO_UNROLL;
+  }
+}
+
+static int64_t red_iterations(const Kernel *k) {
+  int64_t n = 1;
+  for (int r = 0; r < k->n_red; r++) n *= k->red_ext[r];
+  return n;
+}
 
 /* for (iv = lo; iv < hi; iv++): leaves the builder in the body. */
 static LLVMValueRef loop_begin(KernelCg *kc, Loop *L, LLVMValueRef lo, LLVMValueRef hi,
@@ -273,6 +300,10 @@ static LLVMValueRef loop_begin(KernelCg *kc, Loop *L, LLVMValueRef lo, LLVMValue
   LLVMPositionBuilderAtEnd(b, L->header);
   L->iv = LLVMBuildPhi(b, kc->m->t_i64, name);
   LLVMAddIncoming(L->iv, &lo, &pre, 1);
+  L->hint = -1;
+  L->trip = LLVMIsAConstantInt(lo) && LLVMIsAConstantInt(hi)
+                ? LLVMConstIntGetSExtValue(hi) - LLVMConstIntGetSExtValue(lo)
+                : -1;
   LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, L->iv, hi, ""), body, L->exit);
   LLVMPositionBuilderAtEnd(b, body);
   return L->iv;
@@ -282,7 +313,8 @@ static void loop_end(KernelCg *kc, Loop *L) {
   LLVMBuilderRef b = kc->b;
   LLVMValueRef next = LLVMBuildNSWAdd(b, L->iv, cg_i64(kc->m, 1), "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
-  LLVMBuildBr(b, L->header);
+  LLVMValueRef br = LLVMBuildBr(b, L->header);
+  if (L->hint >= 0) cg_loop_hint(kc->m, br, (LoopHint)L->hint);
   LLVMAddIncoming(L->iv, &next, &latch, 1);
   LLVMPositionBuilderAtEnd(b, L->exit);
 }
@@ -346,6 +378,7 @@ static LLVMValueRef apply_epilogue(KernelCg *kc, LLVMValueRef acc, DType *dt) {
 
 typedef struct {
   LLVMValueRef acc, idx; /* allocas (promoted to registers by SROA) */
+  LLVMValueRef part[IR_MAX_RANK]; /* sums: partial sum of reduction level r >= 1 */
 } RedSlots;
 
 /* The value of one output point, at the innermost output loop. */
@@ -373,11 +406,22 @@ static void emit_point(KernelCg *kc, RedSlots *s) {
   LLVMBuildStore(b, init, s->acc);
   if (k->red == RED_ARGMAX) LLVMBuildStore(b, cg_i32(m, 0), s->idx);
   Loop R[IR_MAX_RANK];
-  open_red_loops(kc, R);
+  /* Sums over several reduction dims add level by level: every run of the
+   * loop at level r >= 1 sums into its own partial (from 0), which is then
+   * added to level r - 1's. Error grows with the extents, not with their
+   * product (a sequential float sum over 64x28x28 terms lost 3 digits). */
+  bool levels = k->red == RED_SUM && k->n_red > 1;
+  for (int r = 0; r < k->n_red; r++) {
+    if (levels && r > 0) LLVMBuildStore(b, init, s->part[r]);
+    char nm[16];
+    snprintf(nm, sizeof nm, "r%d", r);
+    kc->var[k->shape.rank + r] = loop_begin(kc, &R[r], cg_i64(m, 0), cg_i64(m, k->red_ext[r]), nm);
+  }
   LLVMValueRef x = cg_vx(kc, k->body);
-  LLVMValueRef a = LLVMBuildLoad2(b, at, s->acc, "acc");
+  LLVMValueRef slot = levels ? s->part[k->n_red - 1] : s->acc;
+  LLVMValueRef a = LLVMBuildLoad2(b, at, slot, "acc");
   switch (k->red) {
-  case RED_SUM: LLVMBuildStore(b, add_of(kc, bdt, a, x), s->acc); break;
+  case RED_SUM: LLVMBuildStore(b, add_of(kc, bdt, a, x), slot); break;
   case RED_MAX: {
     LLVMTypeRef t = at;
     LLVMValueRef args[2] = {a, x};
@@ -405,7 +449,15 @@ static void emit_point(KernelCg *kc, RedSlots *s) {
   }
   case RED_NONE: break;
   }
-  close_loops(kc, R, k->n_red);
+  set_unroll_hints(R, k->n_red, 1, true);
+  for (int r = k->n_red - 1; r >= 0; r--) {
+    loop_end(kc, &R[r]);
+    if (levels && r > 0) {
+      LLVMValueRef outer = r - 1 > 0 ? s->part[r - 1] : s->acc;
+      LLVMValueRef pv = LLVMBuildLoad2(b, at, s->part[r], "");
+      LLVMBuildStore(b, add_of(kc, bdt, LLVMBuildLoad2(b, at, outer, ""), pv), outer);
+    }
+  }
   if (k->red == RED_ARGMAX) {
     v = LLVMBuildLoad2(b, m->t_i32, s->idx, "");
     vdt = DT_I32;
@@ -424,6 +476,8 @@ static void emit_standard_nest(KernelCg *kc, RedSlots *s, LLVMValueRef begin, LL
   int rank = kc->k->shape.rank;
   open_out_loops(kc, L, rank, begin, end);
   emit_point(kc, s);
+  bool red = kc->k->red != RED_NONE && kc->k->n_red > 0;
+  set_unroll_hints(L, rank, red ? red_iterations(kc->k) : 1, !red);
   close_loops(kc, L, rank);
 }
 
@@ -464,6 +518,13 @@ static void emit_reordered_nest(KernelCg *kc, LLVMValueRef begin, LLVMValueRef e
   LLVMValueRef old = LLVMBuildLoad2(b, et, ptr, "");
   LLVMBuildStore(b, add_of(kc, k->dtype, old, x), ptr);
   loop_end(kc, &A);
+  {
+    Loop all[IR_MAX_RANK + 1];
+    memcpy(all, R, sizeof(Loop) * (size_t)k->n_red);
+    all[k->n_red] = A;
+    set_unroll_hints(all, k->n_red + 1, 1, true);
+    for (int r = 0; r < k->n_red; r++) R[r].hint = all[r].hint;
+  }
   close_loops(kc, R, k->n_red);
 
   if (k->epilogue) {
@@ -475,7 +536,133 @@ static void emit_reordered_nest(KernelCg *kc, LLVMValueRef begin, LLVMValueRef e
     LLVMBuildStore(b, cg_convert(kc, v, vdt, k->dtype), ptr);
     loop_end(kc, &E);
   }
+  set_unroll_hints(L, J, A.trip < 0 ? -1 : A.trip * red_iterations(k), false);
   close_loops(kc, L, J);
+}
+
+/* ================= structural keys (sharing of bodies) ================= */
+
+typedef struct {
+  char *s;
+  size_t n, cap;
+  const int *ord; /* buffer -> parameter ordinal */
+  int n_bufs;
+} KeyBuf;
+
+static void kb_put(KeyBuf *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void kb_put(KeyBuf *k, const char *fmt, ...) {
+  char tmp[256];
+  va_list ap;
+  va_start(ap, fmt);
+  int len = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (len < 0) return;
+  if ((size_t)len >= sizeof tmp) len = (int)sizeof tmp - 1;
+  if (k->n + (size_t)len + 1 > k->cap) {
+    size_t nc = k->cap ? k->cap * 2 : 1024;
+    while (nc < k->n + (size_t)len + 1) nc *= 2;
+    char *ns = realloc(k->s, nc);
+    if (!ns) return;
+    k->s = ns;
+    k->cap = nc;
+  }
+  memcpy(k->s + k->n, tmp, (size_t)len);
+  k->n += (size_t)len;
+  k->s[k->n] = 0;
+}
+
+static int kb_ord(const KeyBuf *k, int buf) { return buf >= 0 && buf < k->n_bufs ? k->ord[buf] : -2; }
+
+static void key_ix(KeyBuf *k, const IExpr *e) {
+  if (!e) {
+    kb_put(k, "_");
+    return;
+  }
+  switch (e->op) {
+  case IX_CONST: kb_put(k, "c%lld", (long long)e->v); return;
+  case IX_VAR: kb_put(k, "v%d", e->var); return;
+  default:
+    kb_put(k, "(%d ", (int)e->op);
+    key_ix(k, e->a);
+    kb_put(k, " ");
+    key_ix(k, e->b);
+    kb_put(k, ")");
+  }
+}
+
+static void key_vx(KeyBuf *k, const VExpr *e) {
+  if (!e) {
+    kb_put(k, "_");
+    return;
+  }
+  uint32_t fb;
+  memcpy(&fb, &e->f, sizeof fb);
+  kb_put(k, "[%d %d %x %d", (int)e->op, (int)e->dtype, fb, (int)e->i);
+  switch (e->op) {
+  case VX_LOAD:
+    kb_put(k, " b%d r%d", kb_ord(k, e->buf), e->rank);
+    for (int d = 0; d < e->rank; d++) {
+      kb_put(k, " ");
+      key_ix(k, e->idx[d]);
+    }
+    kb_put(k, " g");
+    key_ix(k, e->guard);
+    break;
+  case VX_INDEX: key_ix(k, e->ix); break;
+  case VX_RAND:
+    kb_put(k, " b%d s%llx ", kb_ord(k, e->buf), (unsigned long long)e->salt);
+    key_ix(k, e->ix);
+    break;
+  default: break;
+  }
+  if (e->a) key_vx(k, e->a);
+  if (e->b) key_vx(k, e->b);
+  if (e->c) key_vx(k, e->c);
+  kb_put(k, "]");
+}
+
+/* Everything K.body's code depends on, with buffers as parameter ordinals. */
+static char *kernel_key(const Program *p, const Kernel *k, const int *pbuf, int nparams, bool noalias) {
+  int *ord = malloc(sizeof(int) * ((size_t)p->n_bufs + 1));
+  for (int i = 0; i < p->n_bufs; i++) ord[i] = -1;
+  for (int i = 0; i < nparams; i++) ord[pbuf[i]] = i;
+  KeyBuf kb = {NULL, 0, 0, ord, p->n_bufs};
+  kb_put(&kb, "dt%d red%d acc%d out%d na%d rng%d |", (int)k->dtype, (int)k->red, (int)k->accumulate,
+         kb_ord(&kb, k->out_buf), (int)noalias, kb_ord(&kb, p->rng_buf));
+  for (int d = 0; d < k->shape.rank; d++) kb_put(&kb, " %lld", (long long)k->shape.d[d]);
+  kb_put(&kb, " |");
+  for (int r = 0; r < k->n_red; r++) kb_put(&kb, " %lld", (long long)k->red_ext[r]);
+  for (int i = 0; i < nparams; i++) {
+    const Buffer *B = &p->bufs[pbuf[i]];
+    kb_put(&kb, " |p%d", (int)B->dtype);
+    for (int d = 0; d < B->shape.rank; d++) kb_put(&kb, " %lld", (long long)B->shape.d[d]);
+  }
+  kb_put(&kb, " |body ");
+  key_vx(&kb, k->body);
+  kb_put(&kb, " |epi ");
+  key_vx(&kb, k->epilogue);
+  free(ord);
+  return kb.s;
+}
+
+static CgBodyKey *find_body(CgModule *m, const char *key) {
+  for (int i = 0; i < m->n_bodies; i++)
+    if (strcmp(m->bodies[i].key, key) == 0) return &m->bodies[i];
+  return NULL;
+}
+
+static void remember_body(CgModule *m, char *key, LLVMValueRef fn) {
+  if (m->n_bodies == m->cap_bodies) {
+    int nc = m->cap_bodies ? 2 * m->cap_bodies : 64;
+    CgBodyKey *nb = realloc(m->bodies, sizeof *nb * (size_t)nc);
+    if (!nb) {
+      free(key);
+      return;
+    }
+    m->bodies = nb;
+    m->cap_bodies = nc;
+  }
+  m->bodies[m->n_bodies++] = (CgBodyKey){key, fn, 1};
 }
 
 /* ================= functions ================= */
@@ -506,6 +693,34 @@ static bool check_kernel(const Program *p, const Kernel *k, Diag *d) {
   return true;
 }
 
+/* K(void *ctx, i64 begin, i64 end): loads bufs[i] of every parameter and
+ * calls the body. Never inlined into the entries (they stay a list of
+ * calls: inlining made them huge and slow to compile). */
+static LLVMValueRef emit_wrapper(CgModule *m, const Program *p, const Kernel *k, LLVMValueRef body,
+                                 const int *pbuf, int nparams) {
+  LLVMValueRef fn = LLVMAddFunction(m->mod, k->name, m->t_kernel);
+  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  cg_add_fn_attrs(m, fn);
+  add_param_attr(m, fn, LLVMAttributeFunctionIndex, "noinline", 0);
+  LLVMBuilderRef b = LLVMCreateBuilderInContext(m->ctx);
+  LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(m->ctx, fn, "entry"));
+  LLVMValueRef *args = calloc((size_t)nparams + 2, sizeof *args);
+  LLVMValueRef ctx = LLVMGetParam(fn, 0);
+  for (int i = 0; i < nparams; i++) {
+    /* a view (Buffer.alias) reads its root's slot: same memory */
+    LLVMValueRef ix = cg_i64(m, buf_root(p, pbuf[i]));
+    LLVMValueRef slot = LLVMBuildInBoundsGEP2(b, m->t_ptr, ctx, &ix, 1, "");
+    args[i] = LLVMBuildLoad2(b, m->t_ptr, slot, p->bufs[pbuf[i]].name ? p->bufs[pbuf[i]].name : "");
+  }
+  args[nparams] = LLVMGetParam(fn, 1);
+  args[nparams + 1] = LLVMGetParam(fn, 2);
+  LLVMBuildCall2(b, LLVMGlobalGetValueType(body), body, args, (unsigned)nparams + 2, "");
+  LLVMBuildRetVoid(b);
+  free(args);
+  LLVMDisposeBuilder(b);
+  return fn;
+}
+
 LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) {
   if (!check_kernel(p, k, d)) return NULL;
   bool *used = kernel_buffers(p, k);
@@ -520,6 +735,23 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   int *pbuf = calloc((size_t)p->n_bufs + 1, sizeof *pbuf);
   for (int i = 0; i < p->n_bufs; i++)
     if (used[i]) pbuf[nparams++] = i;
+  char *key = kernel_key(p, k, pbuf, nparams, noalias);
+  const char *share_env = getenv("DLC_SHARE_BODIES");
+  CgBodyKey *shared = key && !(share_env && *share_env == '0') ? find_body(m, key) : NULL;
+  if (shared) {
+    /* the same code as an earlier kernel: call its body (no longer inlined
+     * into one wrapper, but shared by all) */
+    free(key);
+    if (shared->uses++ == 1) {
+      LLVMRemoveEnumAttributeAtIndex(shared->fn, LLVMAttributeFunctionIndex,
+                                     LLVMGetEnumAttributeKindForName("alwaysinline", 12));
+      add_param_attr(m, shared->fn, LLVMAttributeFunctionIndex, "noinline", 0);
+    }
+    LLVMValueRef fn = emit_wrapper(m, p, k, shared->fn, pbuf, nparams);
+    free(pbuf);
+    free(used);
+    return fn;
+  }
   LLVMTypeRef *pt = calloc((size_t)nparams + 2, sizeof *pt);
   for (int i = 0; i < nparams; i++) pt[i] = m->t_ptr;
   pt[nparams] = pt[nparams + 1] = m->t_i64;
@@ -555,6 +787,8 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   RedSlots slots;
   slots.acc = LLVMBuildAlloca(kc.b, cg_dtype(m, k->body->dtype), "acc.slot");
   slots.idx = LLVMBuildAlloca(kc.b, m->t_i32, "idx.slot");
+  for (int r = 0; r < IR_MAX_RANK; r++)
+    slots.part[r] = r > 0 && r < k->n_red ? LLVMBuildAlloca(kc.b, cg_dtype(m, k->body->dtype), "part.slot") : NULL;
   LLVMValueRef begin = LLVMGetParam(body, (unsigned)nparams);
   LLVMValueRef end = LLVMGetParam(body, (unsigned)nparams + 1);
   GemmPlan gp;
@@ -567,24 +801,11 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   /* K(void *ctx, i64 begin, i64 end): bind bufs[i] and call the body */
   LLVMValueRef fn = NULL;
   if (!kc.failed) {
-    fn = LLVMAddFunction(m->mod, k->name, m->t_kernel);
-    LLVMSetLinkage(fn, LLVMInternalLinkage);
-    cg_add_fn_attrs(m, fn);
-    LLVMPositionBuilderAtEnd(kc.b, LLVMAppendBasicBlockInContext(m->ctx, fn, "entry"));
-    LLVMValueRef *args = calloc((size_t)nparams + 2, sizeof *args);
-    LLVMValueRef ctx = LLVMGetParam(fn, 0);
-    for (int i = 0; i < nparams; i++) {
-      /* a view (Buffer.alias) reads its root's slot: same memory */
-      LLVMValueRef ix = cg_i64(m, buf_root(p, pbuf[i]));
-      LLVMValueRef slot = LLVMBuildInBoundsGEP2(kc.b, m->t_ptr, ctx, &ix, 1, "");
-      args[i] = LLVMBuildLoad2(kc.b, m->t_ptr, slot, p->bufs[pbuf[i]].name ? p->bufs[pbuf[i]].name : "");
-    }
-    args[nparams] = LLVMGetParam(fn, 1);
-    args[nparams + 1] = LLVMGetParam(fn, 2);
-    LLVMBuildCall2(kc.b, LLVMGlobalGetValueType(body), body, args, (unsigned)nparams + 2, "");
-    LLVMBuildRetVoid(kc.b);
-    free(args);
+    fn = emit_wrapper(m, p, k, body, pbuf, nparams);
+    if (key) remember_body(m, key, body);
+    key = NULL;
   }
+  free(key);
   LLVMDisposeBuilder(kc.b);
   free(bufv);
   free(pt);

@@ -18,7 +18,7 @@ static void usage(FILE *out) {
         "       dlrun predict MODEL --load CKPT --feed FEED.safetensors --out OUT.safetensors\n"
         "       dlrun step    MODEL --params P.safetensors --feed F.safetensors\n"
         "                     [--grads G.safetensors] [--out-params P2.safetensors] [--out O.safetensors]\n"
-        "       dlrun bench   MODEL [--steps N] [--threads N]\n"
+        "       dlrun bench   MODEL [--steps N] [--threads N] [--per-kernel]\n"
         "every subcommand also takes -D NAME=VALUE, -O0|-O1|-O2, --cpu=NAME, --verify-each,\n"
         "  --print-after=PASS|all (the IR after a pass or phase, on stderr) and --time-passes\n"
         "datasets: fashion-mnist, mnist (--data-dir), xor, spiral, linreg\n",
@@ -95,6 +95,10 @@ int main(int argc, char **argv) {
       o.opt_level = a[2] - '0';
     } else if (!strncmp(a, "--cpu=", 6)) {
       o.cpu = a + 6;
+    } else if (!strcmp(a, "--per-kernel")) {
+      cg_profile_enable(1); /* before compiling: the entries get timing calls */
+      ro.profile_reset = cg_profile_reset;
+      ro.profile_print = cg_profile_print;
     } else if (!strcmp(a, "--quiet")) {
       ro.quiet = true;
     } else if (!strcmp(a, "--verify-each")) {

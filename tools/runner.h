@@ -6,6 +6,7 @@
 #define TOOLS_RUNNER_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "runtime/dlrt_model.h"
@@ -17,6 +18,10 @@ typedef struct {
   const char *save, *load, *log;
   const char *params, *feed, *grads_out, *params_out, *out; /* step / predict */
   int steps;                                                /* bench */
+  /* bench --per-kernel: hooks of the backend's profiler (NULL: off); the
+   * counters are reset after warm-up and the table printed at the end */
+  void (*profile_reset)(void);
+  void (*profile_print)(FILE *out);
   int max_steps;                                            /* train: steps per epoch at most */
   bool quiet;
 } RunOptions;
