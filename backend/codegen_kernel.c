@@ -264,7 +264,7 @@ typedef struct {
  * it and everything inside it is at most UNROLL_MAX_BODY iterations (e.g. a
  * 2x2 pooling window). Otherwise full unrolling of constant-trip outer
  * loops turned e.g. a 64x10x10 sum into a 10k-line function. */
-enum { UNROLL_MAX_BODY = 32 };
+enum { UNROLL_MAX_BODY = 32, SMALL_KERNEL_WORK = 4096 };
 /* Hints for loops L[0..n) (outermost first) around a body that runs
  * `inner` iterations of further loops (1 and innermost=true: none). */
 static void set_unroll_hints(Loop *L, int n, int64_t inner, bool innermost) {
@@ -477,7 +477,9 @@ static void emit_standard_nest(KernelCg *kc, RedSlots *s, LLVMValueRef begin, LL
   open_out_loops(kc, L, rank, begin, end);
   emit_point(kc, s);
   bool red = kc->k->red != RED_NONE && kc->k->n_red > 0;
-  set_unroll_hints(L, rank, red ? red_iterations(kc->k) : 1, !red);
+  /* a small window (2x2 pooling) unrolls away: the innermost output loop
+   * is then LLVM's to vectorize and unroll */
+  set_unroll_hints(L, rank, red ? red_iterations(kc->k) : 1, !red || red_iterations(kc->k) <= UNROLL_MAX_BODY);
   close_loops(kc, L, rank);
 }
 
@@ -702,6 +704,8 @@ static LLVMValueRef emit_wrapper(CgModule *m, const Program *p, const Kernel *k,
   LLVMSetLinkage(fn, LLVMInternalLinkage);
   cg_add_fn_attrs(m, fn);
   add_param_attr(m, fn, LLVMAttributeFunctionIndex, "noinline", 0);
+  if (LLVMGetEnumAttributeAtIndex(body, LLVMAttributeFunctionIndex, LLVMGetEnumAttributeKindForName("optsize", 7)))
+    add_param_attr(m, fn, LLVMAttributeFunctionIndex, "optsize", 0);
   LLVMBuilderRef b = LLVMCreateBuilderInContext(m->ctx);
   LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(m->ctx, fn, "entry"));
   LLVMValueRef *args = calloc((size_t)nparams + 2, sizeof *args);
@@ -761,6 +765,14 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   LLVMSetLinkage(body, LLVMInternalLinkage);
   cg_add_fn_attrs(m, body);
   add_param_attr(m, body, LLVMAttributeFunctionIndex, "alwaysinline", 0);
+  {
+    /* tiny kernels (loss, metrics, bias gradients of a few classes): their
+     * run time is noise, their vectorized + interleaved loops with runtime
+     * checks are not; optsize keeps them small and quick to compile */
+    int64_t work = red_iterations(k);
+    for (int d = 0; d < k->shape.rank; d++) work *= k->shape.d[d];
+    if (work < SMALL_KERNEL_WORK) add_param_attr(m, body, LLVMAttributeFunctionIndex, "optsize", 0);
+  }
   LLVMValueRef *bufv = calloc((size_t)p->n_bufs + 1, sizeof *bufv);
   for (int i = 0; i < nparams; i++) {
     const Buffer *B = &p->bufs[pbuf[i]];
