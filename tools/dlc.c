@@ -36,6 +36,8 @@ int main(int argc, char **argv) {
   const char *model = NULL, *out = NULL, *emit = NULL;
   ConstDef defs[64];
   DrvOptions o = {.defs = defs, .opt_level = 2, .cpu = "native"};
+  char err[256];
+  int crc;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -44,24 +46,10 @@ int main(int argc, char **argv) {
     } else if (!strcmp(a, "-o")) {
       if (++i >= argc) return bad_usage("%s needs an argument", a);
       out = argv[i];
-    } else if (!strncmp(a, "-D", 2)) {
-      const char *def = a[2] ? a + 2 : (++i < argc ? argv[i] : NULL);
-      if (!def) return bad_usage("%s needs NAME=VALUE", "-D");
-      if (o.ndefs >= 64 || !drv_parse_define(def, &defs[o.ndefs])) return bad_usage("-D %s: expected NAME=VALUE", def);
-      o.ndefs++;
     } else if (!strncmp(a, "--emit=", 7)) {
       emit = a + 7;
-    } else if (!strcmp(a, "-O0") || !strcmp(a, "-O1") || !strcmp(a, "-O2")) {
-      o.opt_level = a[2] - '0';
-    } else if (!strcmp(a, "--time-passes")) {
-      o.time_passes = true;
-    } else if (!strcmp(a, "--verify-each")) {
-      o.verify_each = true;
-    } else if (!strncmp(a, "--print-after=", 14)) {
-      if (!pipeline_is_pass_name(a + 14)) return bad_usage("--print-after: unknown pass '%s'", a + 14);
-      o.print_after = a + 14;
-    } else if (!strncmp(a, "--cpu=", 6)) {
-      o.cpu = a + 6;
+    } else if ((crc = drv_parse_common_option(&o, 64, argc, argv, &i, err, sizeof err)) != 0) {
+      if (crc < 0) return bad_usage("%s", err);
     } else if (a[0] == '-' && a[1]) {
       return bad_usage("unknown option %s", a);
     } else if (model) {

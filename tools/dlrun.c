@@ -58,6 +58,8 @@ int main(int argc, char **argv) {
   DrvOptions o = {.defs = defs, .opt_level = 2, .cpu = "native"};
   const char *model = NULL;
   int threads = 0;
+  char err[256];
+  int crc;
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     const char **sval = NULL;
@@ -86,28 +88,14 @@ int main(int argc, char **argv) {
       else if (!strcmp(a, "--threads")) threads = (int)v;
       else if (!strcmp(a, "--steps")) ro.steps = (int)v;
       else ro.max_steps = (int)v;
-    } else if (!strncmp(a, "-D", 2)) {
-      const char *def = a[2] ? a + 2 : (++i < argc ? argv[i] : NULL);
-      if (!def) return bad_usage("%s needs NAME=VALUE", "-D");
-      if (o.ndefs >= 64 || !drv_parse_define(def, &defs[o.ndefs])) return bad_usage("-D %s: expected NAME=VALUE", def);
-      o.ndefs++;
-    } else if (!strcmp(a, "-O0") || !strcmp(a, "-O1") || !strcmp(a, "-O2")) {
-      o.opt_level = a[2] - '0';
-    } else if (!strncmp(a, "--cpu=", 6)) {
-      o.cpu = a + 6;
+    } else if ((crc = drv_parse_common_option(&o, 64, argc, argv, &i, err, sizeof err)) != 0) {
+      if (crc < 0) return bad_usage("%s", err);
     } else if (!strcmp(a, "--per-kernel")) {
       cg_profile_enable(1); /* before compiling: the entries get timing calls */
       ro.profile_reset = cg_profile_reset;
       ro.profile_print = cg_profile_print;
     } else if (!strcmp(a, "--quiet")) {
       ro.quiet = true;
-    } else if (!strcmp(a, "--verify-each")) {
-      o.verify_each = true;
-    } else if (!strcmp(a, "--time-passes")) {
-      o.time_passes = true;
-    } else if (!strncmp(a, "--print-after=", 14)) {
-      if (!pipeline_is_pass_name(a + 14)) return bad_usage("--print-after: unknown pass '%s'", a + 14);
-      o.print_after = a + 14;
     } else if (a[0] == '-' && a[1]) {
       return bad_usage("unknown option %s", a);
     } else if (model) {

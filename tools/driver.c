@@ -65,6 +65,39 @@ bool drv_parse_define(const char *arg, ConstDef *out) {
   return true;
 }
 
+int drv_parse_common_option(DrvOptions *o, int max_defs, int argc, char **argv, int *i, char *err, size_t errlen) {
+  const char *a = argv[*i];
+  if (!strncmp(a, "-D", 2)) {
+    const char *def = a[2] ? a + 2 : (*i + 1 < argc ? argv[++*i] : NULL);
+    if (!def) {
+      snprintf(err, errlen, "-D needs NAME=VALUE");
+      return -1;
+    }
+    if (o->ndefs >= max_defs || !drv_parse_define(def, (ConstDef *)&o->defs[o->ndefs])) {
+      snprintf(err, errlen, "-D %s: expected NAME=VALUE", def);
+      return -1;
+    }
+    o->ndefs++;
+  } else if (!strcmp(a, "-O0") || !strcmp(a, "-O1") || !strcmp(a, "-O2")) {
+    o->opt_level = a[2] - '0';
+  } else if (!strncmp(a, "--cpu=", 6)) {
+    o->cpu = a + 6;
+  } else if (!strcmp(a, "--time-passes")) {
+    o->time_passes = true;
+  } else if (!strcmp(a, "--verify-each")) {
+    o->verify_each = true;
+  } else if (!strncmp(a, "--print-after=", 14)) {
+    if (!pipeline_is_pass_name(a + 14)) {
+      snprintf(err, errlen, "--print-after: unknown pass '%s'", a + 14);
+      return -1;
+    }
+    o->print_after = a + 14;
+  } else {
+    return 0;
+  }
+  return 1;
+}
+
 static bool verify(Graph *g, const char *after, Diag *d) {
   if (ir_verify(g, d)) return true;
   diag_error(d, (SrcLoc){0}, "internal error: the graph is invalid after %s", after);

@@ -51,5 +51,11 @@ char *drv_read_file(Arena *a, const char *path, size_t *len);
 /* Parses "-D NAME=VALUE" text into a ConstDef; false if malformed. */
 bool drv_parse_define(const char *arg, ConstDef *out);
 double drv_now(void);
+/* Parses argv[*i] if it is an option every tool shares: -D NAME=VALUE (or
+ * -DNAME=VALUE), -O0|-O1|-O2, --cpu=NAME, --time-passes, --verify-each,
+ * --print-after=PASS|all. Returns 1 when consumed (*i past its argument),
+ * 0 when it is not such an option, -1 on a malformed one (message in err).
+ * o->defs must have room for max_defs entries. */
+int drv_parse_common_option(DrvOptions *o, int max_defs, int argc, char **argv, int *i, char *err, size_t errlen);
 
 #endif
