@@ -14,6 +14,9 @@
 #ifndef DLC_SOURCE_DIR
 #error "DLC_SOURCE_DIR must name the source tree (runtime headers)"
 #endif
+#ifndef DLC_CC
+#define DLC_CC "cc"
+#endif
 #ifndef DLC_RUNTIME_LIB
 #error "DLC_RUNTIME_LIB must name libdlrt.a"
 #endif
@@ -166,7 +169,8 @@ int aot_write(DrvModel *m, const char *out, Diag *d) {
     write_desc_c(m, f);
     fclose(f);
   }
-  const char *cc = getenv("CC") ? getenv("CC") : "cc";
+  /* the compiler that built the runtime links it (its OpenMP runtime too) */
+  const char *cc = getenv("CC") ? getenv("CC") : DLC_CC;
   if (!rc) {
     char inc[600];
     snprintf(inc, sizeof inc, "-I%s", DLC_SOURCE_DIR);
