@@ -54,6 +54,8 @@ typedef enum {
 } ExprKind;
 
 typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_MATMUL, BIN_POW } BinOp;
+/* "+", "-", "*", "/", "@", "**" (ast_print.c). */
+const char *ast_binop_name(BinOp op);
 
 typedef struct Expr Expr;
 typedef struct {

@@ -5,7 +5,7 @@
 
 #include "frontend/ast.h"
 
-static const char *binop_name(BinOp op) {
+const char *ast_binop_name(BinOp op) {
   switch (op) {
     case BIN_ADD: return "+";
     case BIN_SUB: return "-";
@@ -49,7 +49,7 @@ static void print_expr(const Expr *e, FILE *out) {
       fputc(')', out);
       break;
     case EX_BINARY:
-      fprintf(out, "(%s ", binop_name(e->op));
+      fprintf(out, "(%s ", ast_binop_name(e->op));
       print_expr(e->lhs, out);
       fputc(' ', out);
       print_expr(e->rhs, out);

@@ -110,17 +110,6 @@ bool sema_eval_int(Sema *S, const Expr *e, const char *what, int64_t *out) {
 
 /* ---- arithmetic ---- */
 
-static const char *binop_sym(BinOp op) {
-  switch (op) {
-    case BIN_ADD: return "+";
-    case BIN_SUB: return "-";
-    case BIN_MUL: return "*";
-    case BIN_DIV: return "/";
-    case BIN_MATMUL: return "@";
-    case BIN_POW: return "**";
-  }
-  return "?";
-}
 
 static Value fold_numbers(Sema *S, BinOp op, Value a, Value b, SrcLoc loc) {
   if (op == BIN_MATMUL) {
@@ -154,7 +143,7 @@ static Value fold_numbers(Sema *S, BinOp op, Value a, Value b, SrcLoc loc) {
       case BIN_MATMUL: break;
     }
     if (ovf) {
-      diag_error(S->d, loc, "integer overflow in %" PRId64 " %s %" PRId64, a.i, binop_sym(op), b.i);
+      diag_error(S->d, loc, "integer overflow in %" PRId64 " %s %" PRId64, a.i, ast_binop_name(op), b.i);
       return v_err();
     }
     return v_int(r);
@@ -230,7 +219,7 @@ Value sema_arith(Sema *S, BinOp op, Value a, Value b, SrcLoc loc) {
   Value p;
   if (merge_poison(a, b, &p)) return p;
   if (a.k == V_LIST || b.k == V_LIST) {
-    diag_error(S->d, loc, "'%s' cannot be applied to a list", binop_sym(op));
+    diag_error(S->d, loc, "'%s' cannot be applied to a list", ast_binop_name(op));
     return v_err();
   }
   bool ta = a.k == V_TENSOR, tb = b.k == V_TENSOR;

@@ -27,6 +27,7 @@
 #include "passes/lower.h"
 #include "passes/passes.h"
 #include "runtime/dlrt_model.h"
+#include "tools/driver.h"
 
 static const SrcLoc L = {"ops.dl", 1, 1};
 static bool covered[OP__COUNT]; /* ops that appeared in a compiled forward graph */
@@ -127,33 +128,6 @@ static int axis_op(T *t, OpKind op, int a, int axis) {
 typedef void (*BuildFn)(T *t);
 
 /* ---------------- compile and run ---------------- */
-static DlrtBufDesc *make_desc(Arena *a, const Program *p, DlrtModelDesc *d) {
-  DlrtBufDesc *bufs = ARENA_ARRAY(a, DlrtBufDesc, p->n_bufs + 1);
-  for (int i = 0; i < p->n_bufs; i++) {
-    const Buffer *b = &p->bufs[i];
-    DlrtBufDesc *o = &bufs[i];
-    memset(o, 0, sizeof *o);
-    o->name = b->name;
-    o->role = (int32_t)b->role;
-    o->dtype = (int32_t)b->dtype;
-    o->rank = b->shape.rank;
-    for (int k = 0; k < b->shape.rank; k++) o->shape[k] = b->shape.d[k];
-    o->init = b->init;
-    o->entry = b->entry;
-    o->alias = b->alias;
-    o->offset = b->offset;
-  }
-  memset(d, 0, sizeof *d);
-  d->model = p->model;
-  d->n_bufs = p->n_bufs;
-  d->bufs = bufs;
-  d->arena_bytes = p->arena_bytes;
-  d->rng_buf = p->rng_buf;
-  d->optimizer = "sgd";
-  d->set_threads = dlrt_set_threads;
-  return bufs;
-}
-
 typedef struct {
   Arena *a;
   Program *p;
@@ -171,7 +145,9 @@ static void compile(Compiled *c, Graph *const *graphs, bool fuse, int opt_level)
   LowerOptions lo = {.fuse = fuse};
   for (int e = 0; e < ENTRY__COUNT; e++)
     if (graphs[e]) assert_true(lower_graph(graphs[e], c->p, (EntryKind)e, &lo, &d));
-  make_desc(c->a, c->p, &c->desc);
+  drv_program_desc(c->a, c->p, &c->desc);
+  c->desc.optimizer = "sgd";
+  c->desc.set_threads = dlrt_set_threads;
   CgOptions co = {.cpu = NULL, .opt_level = opt_level};
   CgModule *m = cg_build(c->p, &co, &d);
   assert_non_null(m);

@@ -104,12 +104,11 @@ static bool verify(Graph *g, const char *after, Diag *d) {
   return false;
 }
 
-static void fill_desc(DrvModel *m) {
-  Program *p = m->prog;
-  m->bufs = ARENA_ARRAY(m->arena, DlrtBufDesc, p->n_bufs + 1);
+DlrtBufDesc *drv_program_desc(Arena *a, const Program *p, DlrtModelDesc *d) {
+  DlrtBufDesc *bufs = ARENA_ARRAY(a, DlrtBufDesc, p->n_bufs + 1);
   for (int i = 0; i < p->n_bufs; i++) {
     const Buffer *b = &p->bufs[i];
-    DlrtBufDesc *o = &m->bufs[i];
+    DlrtBufDesc *o = &bufs[i];
     o->name = b->name;
     o->role = (int32_t)b->role;
     o->dtype = (int32_t)b->dtype;
@@ -120,10 +119,10 @@ static void fill_desc(DrvModel *m) {
     o->alias = b->alias;
     o->offset = b->offset;
   }
-  DlrtModelDesc *d = &m->desc;
+  memset(d, 0, sizeof *d);
   d->model = p->model;
   d->n_bufs = p->n_bufs;
-  d->bufs = m->bufs;
+  d->bufs = bufs;
   d->arena_bytes = p->arena_bytes;
   d->rng_buf = p->rng_buf;
   for (int e = 0; e < ENTRY__COUNT; e++) {
@@ -131,6 +130,12 @@ static void fill_desc(DrvModel *m) {
     for (int k = 0; k < p->entries[e].n_kernels; k++) f += p->entries[e].kernels[k]->flops;
     d->flops[e] = f;
   }
+  return bufs;
+}
+
+static void fill_desc(DrvModel *m) {
+  m->bufs = drv_program_desc(m->arena, m->prog, &m->desc);
+  DlrtModelDesc *d = &m->desc;
   const Graph *g = m->graph[ENTRY_TRAIN];
   if (g) {
     const Optimizer *o = &g->opt;

@@ -51,6 +51,10 @@ char *drv_read_file(Arena *a, const char *path, size_t *len);
 /* Parses "-D NAME=VALUE" text into a ConstDef; false if malformed. */
 bool drv_parse_define(const char *arg, ConstDef *out);
 double drv_now(void);
+/* The run-time description of a kernel program's buffers (allocated from a),
+ * with d's model, buffers, arena size, rng buffer and FLOPs filled in; the
+ * entry points and thread hook are the caller's to set. */
+DlrtBufDesc *drv_program_desc(Arena *a, const Program *p, DlrtModelDesc *d);
 /* Parses argv[*i] if it is an option every tool shares: -D NAME=VALUE (or
  * -DNAME=VALUE), -O0|-O1|-O2, --cpu=NAME, --time-passes, --verify-each,
  * --print-after=PASS|all. Returns 1 when consumed (*i past its argument),
