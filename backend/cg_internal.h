@@ -113,6 +113,8 @@ typedef struct {
   int64_t VW, MR, NR;        /* vector width (floats), micro-tile MR x NR */
   int64_t KC, MC, NC;        /* cache blocking */
   bool by_batch;             /* units = batch entries (else MR-row tiles of M) */
+  bool direct_a;             /* the micro-kernel reads P in place (rows of unit-stride k), no packing */
+  bool direct_b;             /* ... reads Q in place (rows of NR unit-stride j), packing only the N tail */
   int64_t units;             /* the kernel's [begin, end) ranges over these */
 } GemmPlan;
 /* Whether k is lowered as a GEMM (fills g); deterministic in its inputs. */

@@ -37,6 +37,7 @@
 #include <string.h>
 
 static int g_gemm_mode = 0; /* 0 auto, 1 never */
+static int64_t g_direct_a_max_n = 64, g_direct_b_max_m = 72;
 void cg_debug_set_gemm(int mode) { g_gemm_mode = mode; }
 
 /* ---------------- matching ---------------- */
@@ -263,17 +264,30 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   g->MR = 6;
   g->NR = 2 * g->VW;
   /* K blocks: one block up to 512, else equal blocks of at most 384 */
-  int64_t nk = g->K <= 512 ? 1 : (g->K + 383) / 384;
+  int64_t kcmax = 384, kc1 = 512;
+  const char *tune = getenv("DLC_GEMM_TUNE"); /* TEMP: kcmax,kc1,mc,da_n,db_m */
+  long long t1 = 0, t2 = 0, t3 = 0, t4 = 0, t5 = 0, t6 = 2048;
+  if (tune && sscanf(tune, "%lld,%lld,%lld,%lld,%lld,%lld", &t1, &t2, &t3, &t4, &t5, &t6) >= 5) {
+    kcmax = t1, kc1 = t2, g_direct_a_max_n = t4, g_direct_b_max_m = t5;
+  }
+  int64_t nk = g->K <= kc1 ? 1 : (g->K + kcmax - 1) / kcmax;
   g->KC = (g->K + nk - 1) / nk;
-  /* N block: the packed Q block stays within ~320 KiB */
+  /* N block: the packed Q block (heap scratch) stays within ~2 MiB, so A is
+   * repacked rarely; its NR-column panels stream through L1 */
   int64_t npad = (g->N + g->NR - 1) / g->NR * g->NR;
-  int64_t ncmax = (320 * 1024 / 4) / g->KC / g->NR * g->NR;
+  int64_t ncmax = (t6 * 1024 / 4) / g->KC / g->NR * g->NR;
   if (ncmax < g->NR) ncmax = g->NR;
   g->NC = npad < ncmax ? npad : ncmax;
-  /* M block: ~72 rows (multiple of MR) */
-  g->MC = 12 * g->MR;
+  /* M block: 96 rows (multiple of MR): the packed A block stays in L2 */
+  g->MC = t3 > 0 ? t3 : 16 * g->MR;
   analyse_operand(p, k, g, g->P, true, &g->op[0]);
   analyse_operand(p, k, g, g->Q, false, &g->op[1]);
+  /* In-place operands skip packing where packing does not pay: P's rows
+   * (unit-stride k) when few B panels reuse a packed A (small N); Q's rows
+   * (unit-stride j) when one M block uses each B panel (small M). */
+  const GemmOperand *oa = &g->op[0], *ob = &g->op[1];
+  g->direct_a = oa->fast && oa->k_affine && oa->k_coef == 1 && oa->x_affine && g->N <= g_direct_a_max_n;
+  g->direct_b = ob->fast && ob->x_affine && ob->x_coef == 1 && ob->k_affine && g->M <= g_direct_b_max_m;
   if (g->nb > 0 && g->batch > 1) {
     g->by_batch = true;
     g->units = g->batch;
@@ -560,18 +574,20 @@ static void vstore(GemmCg *G, LLVMValueRef v, LLVMValueRef ptr, unsigned align) 
  * loaded and stored directly, an edge tile through a small tile buffer. */
 static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   char name[64];
-  snprintf(name, sizeof name, "dlc.gemm.ukr.%lldx%lld.v%lld", (long long)g->MR, (long long)g->NR, (long long)g->VW);
+  snprintf(name, sizeof name, "dlc.gemm.ukr.%lldx%lld.v%lld%s", (long long)g->MR, (long long)g->NR, (long long)g->VW,
+           g->direct_a ? ".da" : "");
   LLVMValueRef fn = LLVMGetNamedFunction(m->mod, name);
   if (fn) return fn;
-  LLVMTypeRef pt[8] = {m->t_ptr, m->t_ptr, m->t_i64, m->t_ptr, m->t_i64, m->t_i64, m->t_i64, m->t_i1};
-  fn = LLVMAddFunction(m->mod, name, LLVMFunctionType(m->t_void, pt, 8, 0));
+  LLVMTypeRef pt[10] = {m->t_ptr, m->t_i64, m->t_ptr, m->t_i64, m->t_i64,
+                        m->t_ptr, m->t_i64, m->t_i64, m->t_i64, m->t_i1};
+  fn = LLVMAddFunction(m->mod, name, LLVMFunctionType(m->t_void, pt, 10, 0));
   LLVMSetLinkage(fn, LLVMInternalLinkage);
   cg_add_fn_attrs(m, fn);
   unsigned noinl = LLVMGetEnumAttributeKindForName("noinline", 8);
   LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(m->ctx, noinl, 0));
   unsigned na = LLVMGetEnumAttributeKindForName("noalias", 7);
   unsigned nc = LLVMGetEnumAttributeKindForName("nocapture", 9);
-  unsigned pidx[3] = {1, 2, 4};
+  unsigned pidx[3] = {1, 3, 6};
   for (int i = 0; i < 3; i++) {
     LLVMAddAttributeAtIndex(fn, pidx[i], LLVMCreateEnumAttribute(m->ctx, na, 0));
     LLVMAddAttributeAtIndex(fn, pidx[i], LLVMCreateEnumAttribute(m->ctx, nc, 0));
@@ -585,9 +601,10 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   LLVMBuilderRef b = kc->b;
   LLVMContextRef ctx = m->ctx;
   LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(ctx, fn, "entry"));
-  LLVMValueRef ap = LLVMGetParam(fn, 0), bp = LLVMGetParam(fn, 1), kc_cur = LLVMGetParam(fn, 2);
-  LLVMValueRef C = LLVMGetParam(fn, 3), ldc = LLVMGetParam(fn, 4), rows = LLVMGetParam(fn, 5);
-  LLVMValueRef cols = LLVMGetParam(fn, 6), first = LLVMGetParam(fn, 7);
+  LLVMValueRef ap = LLVMGetParam(fn, 0), lda = LLVMGetParam(fn, 1), bp = LLVMGetParam(fn, 2);
+  LLVMValueRef ldb = LLVMGetParam(fn, 3), kc_cur = LLVMGetParam(fn, 4);
+  LLVMValueRef C = LLVMGetParam(fn, 5), ldc = LLVMGetParam(fn, 6), rows = LLVMGetParam(fn, 7);
+  LLVMValueRef cols = LLVMGetParam(fn, 8), first = LLVMGetParam(fn, 9);
   enum { MAXACC = 64 };
   int MR = (int)g->MR, NV = (int)(g->NR / g->VW), VW = (int)g->VW;
   int64_t NR = g->NR;
@@ -599,8 +616,11 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   G->tile = LLVMBuildAlloca(b, LLVMArrayType2(m->t_f32, (uint64_t)(MR * NR)), "tile");
   LLVMSetAlignment(G->tile, 64);
   LLVMValueRef zero = LLVMConstNull(G->vt);
-  LLVMValueRef crow[MAXACC];
+  LLVMValueRef crow[MAXACC], arow[MAXACC];
   for (int r = 0; r < MR; r++) crow[r] = GEPF(kc, C, LLVMBuildNSWMul(b, ldc, I64(kc, r), ""));
+  /* direct A: row r at ap + min(r, rows - 1) * lda (rows past M repeat the last valid one) */
+  for (int r = 0; r < MR && g->direct_a; r++)
+    arow[r] = GEPF(kc, ap, LLVMBuildNSWMul(b, lda, MIN(kc, I64(kc, r), SUB(kc, rows, I64(kc, 1))), ""));
 
   LLVMValueRef full = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntEQ, rows, I64(kc, MR), ""),
                                    LLVMBuildICmp(b, LLVMIntEQ, cols, I64(kc, NR), ""), "full");
@@ -657,14 +677,16 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   LLVMValueRef acc[MAXACC];
   for (int a = 0; a < MR * NV; a++) acc[a] = LLVMBuildPhi(b, G->vt, "acc");
   LLVMValueRef bv[4];
-  LLVMValueRef boff = MUL(kc, kl, NR);
-  for (int v = 0; v < NV; v++) bv[v] = vload(G, GEPF(kc, bp, ADD(kc, boff, I64(kc, v * VW))), (unsigned)(VW * 4));
+  LLVMValueRef boff = LLVMBuildNSWMul(b, kl, ldb, "");
+  /* B rows read in place (direct B) are not vector-aligned */
+  for (int v = 0; v < NV; v++) bv[v] = vload(G, GEPF(kc, bp, ADD(kc, boff, I64(kc, v * VW))), 4);
   LLVMValueRef aoff = MUL(kc, kl, MR);
   LLVMTypeRef vt = G->vt;
   LLVMValueRef nacc[MAXACC];
   LLVMValueRef mask = LLVMConstNull(LLVMVectorType(m->t_i32, (unsigned)VW));
   for (int r = 0; r < MR; r++) {
-    LLVMValueRef s = LLVMBuildLoad2(b, m->t_f32, GEPF(kc, ap, ADD(kc, aoff, I64(kc, r))), "");
+    LLVMValueRef aptr = g->direct_a ? GEPF(kc, arow[r], kl) : GEPF(kc, ap, ADD(kc, aoff, I64(kc, r)));
+    LLVMValueRef s = LLVMBuildLoad2(b, m->t_f32, aptr, "");
     LLVMValueRef one = LLVMBuildInsertElement(b, LLVMGetUndef(vt), s, cg_i32(m, 0), "");
     LLVMValueRef sp = LLVMBuildShuffleVector(b, one, LLVMGetUndef(vt), mask, "");
     for (int v = 0; v < NV; v++) {
@@ -715,7 +737,8 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
 
 /* The tile at C rows i0.. (rows valid), cols j0.. (cols valid): the shared
  * micro-kernel, then (after the last K block) the kernel's epilogue. */
-static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef bp, LLVMValueRef kc_cur, LLVMValueRef cbase,
+static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef lda, LLVMValueRef bp, LLVMValueRef ldb,
+                       LLVMValueRef kc_cur, LLVMValueRef cbase,
                        LLVMValueRef i0, LLVMValueRef rows, LLVMValueRef j0, LLVMValueRef cols, LLVMValueRef first,
                        LLVMValueRef last) {
   KernelCg *kc = G->kc;
@@ -730,8 +753,8 @@ static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef bp, LLVMValueRef
   /* row r of the tile in C starts at cbase + (i0 + r) * N + j0 */
   LLVMValueRef crow0 = ADD(kc, ADD(kc, cbase, MUL(kc, i0, N)), j0);
   LLVMValueRef ukr = ukr_fn(m, g);
-  LLVMValueRef args[8] = {ap, bp, kc_cur, GEPF(kc, C, crow0), I64(kc, N), rows, cols, first};
-  LLVMBuildCall2(b, LLVMGlobalGetValueType(ukr), ukr, args, 8, "");
+  LLVMValueRef args[10] = {ap, lda, bp, ldb, kc_cur, GEPF(kc, C, crow0), I64(kc, N), rows, cols, first};
+  LLVMBuildCall2(b, LLVMGlobalGetValueType(ukr), ukr, args, 10, "");
 
   /* epilogue over the tile, after the last K block */
   if (k->epilogue) {
@@ -768,10 +791,14 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
   G.g = g;
   G.vt = LLVMVectorType(m->t_f32, (unsigned)g->VW);
   /* scratch (entry block: static allocas) */
-  LLVMTypeRef tb = LLVMArrayType2(m->t_f32, (uint64_t)(g->KC * g->NC));
   LLVMTypeRef ta = LLVMArrayType2(m->t_f32, (uint64_t)(g->KC * g->MC));
-  G.Bp = LLVMBuildAlloca(b, tb, "Bp");
-  LLVMSetAlignment(G.Bp, 64);
+  { /* the packed Q block (up to a few MiB) lives in the thread's heap scratch */
+    LLVMValueRef fs = LLVMGetNamedFunction(m->mod, "dlrt_scratch");
+    LLVMTypeRef ft = LLVMFunctionType(m->t_ptr, &m->t_i64, 1, 0);
+    if (!fs) fs = LLVMAddFunction(m->mod, "dlrt_scratch", ft);
+    LLVMValueRef bytes = I64(kc, 4 * g->KC * g->NC);
+    G.Bp = LLVMBuildCall2(b, ft, fs, &bytes, 1, "Bp");
+  }
   G.Ap = LLVMBuildAlloca(b, ta, "Ap");
   LLVMSetAlignment(G.Ap, 64);
   for (int w = 0; w < 2; w++) {
@@ -808,18 +835,41 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
     if (G.ktab[w]) fill_table(&G, w, 2, G.ktab[w], pc, kc_cur);
   LLVMValueRef first = LLVMBuildICmp(b, LLVMIntEQ, pc, I64(kc, 0), "first");
   LLVMValueRef last = LLVMBuildICmp(b, LLVMIntSGE, ADD(kc, pc, I64(kc, g->KC)), I64(kc, g->K), "last");
-  pack_q(&G, jc, pc, kc_cur, nc_cur);
+  LLVMValueRef nfull = MUL(kc, LLVMBuildUDiv(b, nc_cur, I64(kc, g->NR), ""), g->NR);
+  if (g->direct_b) /* full panels are read in place; only the N tail is packed (panel 0) */
+    pack_q(&G, ADD(kc, jc, nfull), pc, kc_cur, SUB(kc, nc_cur, nfull));
+  else
+    pack_q(&G, jc, pc, kc_cur, nc_cur);
   LLVMValueRef ic = gloop_begin(kc, &Lic, m_lo, m_hi, g->MC, "ic");
   LLVMValueRef mc_cur = MIN(kc, I64(kc, g->MC), SUB(kc, m_hi, ic));
-  if (G.xtab[0]) fill_table(&G, 0, 1, G.xtab[0], ic, mc_cur);
-  pack_p(&G, ic, mc_cur, m_hi, pc, kc_cur);
+  if (!g->direct_a) {
+    if (G.xtab[0]) fill_table(&G, 0, 1, G.xtab[0], ic, mc_cur);
+    pack_p(&G, ic, mc_cur, m_hi, pc, kc_cur);
+  }
   LLVMValueRef jr = gloop_begin(kc, &Ljr, I64(kc, 0), nc_cur, g->NR, "jr");
   LLVMValueRef cols = MIN(kc, I64(kc, g->NR), SUB(kc, nc_cur, jr));
-  LLVMValueRef bp = GEPF(kc, G.Bp, MUL(kc, LLVMBuildUDiv(b, jr, I64(kc, g->NR), ""), g->KC * g->NR));
+  LLVMValueRef bp, ldb;
+  if (g->direct_b) {
+    LLVMValueRef off = ADD(kc, ADD(kc, G.base[1], ADD(kc, jc, jr)), MUL(kc, pc, g->op[1].k_coef));
+    LLVMValueRef full = LT(kc, jr, nfull);
+    bp = LLVMBuildSelect(b, full, GEPF(kc, kc->buf[g->Q->buf], off), G.Bp, "");
+    ldb = LLVMBuildSelect(b, full, I64(kc, g->op[1].k_coef), I64(kc, g->NR), "");
+  } else {
+    bp = GEPF(kc, G.Bp, MUL(kc, LLVMBuildUDiv(b, jr, I64(kc, g->NR), ""), g->KC * g->NR));
+    ldb = I64(kc, g->NR);
+  }
   LLVMValueRef ir = gloop_begin(kc, &Lir, I64(kc, 0), mc_cur, g->MR, "ir");
   LLVMValueRef rows = MIN(kc, I64(kc, g->MR), SUB(kc, mc_cur, ir));
-  LLVMValueRef ap = GEPF(kc, G.Ap, MUL(kc, LLVMBuildUDiv(b, ir, I64(kc, g->MR), ""), g->KC * g->MR));
-  micro_tile(&G, ap, bp, kc_cur, cbase, ADD(kc, ic, ir), rows, ADD(kc, jc, jr), cols, first, last);
+  LLVMValueRef ap, lda;
+  if (g->direct_a) {
+    LLVMValueRef off = ADD(kc, ADD(kc, G.base[0], MUL(kc, ADD(kc, ic, ir), g->op[0].x_coef)), pc);
+    ap = GEPF(kc, kc->buf[g->P->buf], off);
+    lda = I64(kc, g->op[0].x_coef);
+  } else {
+    ap = GEPF(kc, G.Ap, MUL(kc, LLVMBuildUDiv(b, ir, I64(kc, g->MR), ""), g->KC * g->MR));
+    lda = I64(kc, 0);
+  }
+  micro_tile(&G, ap, lda, bp, ldb, kc_cur, cbase, ADD(kc, ic, ir), rows, ADD(kc, jc, jr), cols, first, last);
   gloop_end(kc, &Lir);
   gloop_end(kc, &Ljr);
   gloop_end(kc, &Lic);

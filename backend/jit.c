@@ -29,6 +29,7 @@ static LLVMErrorRef define_runtime_symbols(LLVMOrcLLJITRef jit, LLVMOrcJITDylibR
     void (*addr)(void);
   } syms[] = {
       {"dlrt_parallel_for", (void (*)(void))dlrt_parallel_for},
+      {"dlrt_scratch", (void (*)(void))dlrt_scratch},
   };
   enum { N = sizeof syms / sizeof syms[0] };
   LLVMOrcCSymbolMapPair pairs[N];

@@ -30,6 +30,11 @@ void dlrt_parallel_for(DlrtKernelFn fn, void *ctx, int64_t n, int64_t grain);
  * first n % chunks chunks one iteration longer. Calls nested inside a
  * parallel region run serially. */
 int64_t dlrt_chunk_count(int64_t n, int64_t grain, int threads);
+/* Scratch memory of the calling thread, at least `bytes` long and 64-byte
+ * aligned, kept (and grown when asked for more) for the thread's lifetime:
+ * generated GEMM kernels pack their operand panels into it. The contents are
+ * undefined; a thread must not hold on to it across two kernels. */
+void *dlrt_scratch(int64_t bytes);
 void dlrt_chunk_range(int64_t n, int64_t chunks, int64_t i, int64_t *begin, int64_t *end);
 /* n <= 0 means: OMP_NUM_THREADS if set, else the number of cores. */
 void dlrt_set_threads(int n);

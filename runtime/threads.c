@@ -44,6 +44,20 @@ void dlrt_chunk_range(int64_t n, int64_t chunks, int64_t i, int64_t *begin, int6
   *end = *begin + base + (i < rem ? 1 : 0);
 }
 
+static _Thread_local void *t_scratch;
+static _Thread_local int64_t t_scratch_bytes;
+
+void *dlrt_scratch(int64_t bytes) {
+  if (bytes > t_scratch_bytes) {
+    free(t_scratch);
+    int64_t n = (bytes + 4095) / 4096 * 4096;
+    t_scratch = aligned_alloc(64, (size_t)n);
+    if (!t_scratch) abort(); /* the kernel has no error path: out of memory is fatal */
+    t_scratch_bytes = n;
+  }
+  return t_scratch;
+}
+
 void dlrt_parallel_for(DlrtKernelFn fn, void *ctx, int64_t n, int64_t grain) {
   if (n <= 0) return;
   int threads = dlrt_get_threads();
