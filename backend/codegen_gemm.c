@@ -467,91 +467,200 @@ static bool operand_k_inner(GemmCg *G, int w) {
   return k_contiguous(G->kc->p, G->kc->k, w == 0 ? G->g->P : G->g->Q);
 }
 
-/* Packs Q[pc .. pc+kc_cur, jc .. jc+nc_cur) into Bp as [panel][k][NR] (0 beyond N). */
-static void pack_q(GemmCg *G, LLVMValueRef jc, LLVMValueRef pc, LLVMValueRef kc_cur, LLVMValueRef nc_cur) {
+/* Element of operand w (P: w = 0, Q: w = 1) at own flat index x (clamped,
+ * in its block's tables) and flat reduction index pc + kl, generic or fast. */
+static LLVMValueRef operand_value(GemmCg *G, int w, LLVMValueRef x, LLVMValueRef xs, LLVMValueRef kk,
+                                  LLVMValueRef pc) {
+  KernelCg *kc = G->kc;
+  if (G->g->op[w].fast) return fast_value(G, w, x, xs, kk, pc);
+  set_batch_vars(G);
+  if (w == 0) {
+    set_i_vars(G, x);
+    set_j_vars(G, I64(kc, 0));
+  } else {
+    set_j_vars(G, x);
+    set_i_vars(G, I64(kc, 0));
+  }
+  set_k_vars(G, kk);
+  return cg_vx(kc, w == 0 ? G->g->P : G->g->Q);
+}
+
+/* Pointer to operand w (fast) at own index x and reduction index kk. */
+static LLVMValueRef fast_ptr(GemmCg *G, int w, LLVMValueRef x, LLVMValueRef xs, LLVMValueRef kk, LLVMValueRef pc) {
+  KernelCg *kc = G->kc;
+  const VExpr *l = w == 0 ? G->g->P : G->g->Q;
+  LLVMValueRef off = ADD(kc, G->base[w], part_offset(G, w, 2, kk, pc));
+  off = ADD(kc, off, part_offset(G, w, 1, x, xs));
+  return GEPF(kc, kc->buf[l->buf], off);
+}
+
+static LLVMValueRef shuf(GemmCg *G, LLVMValueRef a, LLVMValueRef b, const int *mask, int n) {
+  CgModule *m = G->kc->m;
+  LLVMValueRef e[16];
+  for (int i = 0; i < n; i++) e[i] = cg_i32(m, mask[i]);
+  return LLVMBuildShuffleVector(G->kc->b, a, b, LLVMConstVector(e, (unsigned)n), "");
+}
+
+/* In place 8x8 transpose of <8 x float> rows (unpack, 64-bit shuffle, 128-bit permute). */
+static void transpose8(GemmCg *G, LLVMValueRef r[8]) {
+  static const int lo[8] = {0, 8, 1, 9, 4, 12, 5, 13}, hi[8] = {2, 10, 3, 11, 6, 14, 7, 15};
+  static const int sa[8] = {0, 1, 8, 9, 4, 5, 12, 13}, sb[8] = {2, 3, 10, 11, 6, 7, 14, 15};
+  static const int pl[8] = {0, 1, 2, 3, 8, 9, 10, 11}, ph[8] = {4, 5, 6, 7, 12, 13, 14, 15};
+  LLVMValueRef t[8], u[8];
+  for (int i = 0; i < 8; i += 2) t[i] = shuf(G, r[i], r[i + 1], lo, 8), t[i + 1] = shuf(G, r[i], r[i + 1], hi, 8);
+  for (int q = 0; q < 8; q += 4) {
+    u[q + 0] = shuf(G, t[q + 0], t[q + 2], sa, 8), u[q + 1] = shuf(G, t[q + 0], t[q + 2], sb, 8);
+    u[q + 2] = shuf(G, t[q + 1], t[q + 3], sa, 8), u[q + 3] = shuf(G, t[q + 1], t[q + 3], sb, 8);
+  }
+  for (int i = 0; i < 4; i++) r[i] = shuf(G, u[i], u[4 + i], pl, 8), r[4 + i] = shuf(G, u[i], u[4 + i], ph, 8);
+}
+
+/* Packs operand w over own indices [xs, xs + cnt) and reduction indices
+ * [pc, pc + kc_cur) into dst as panels of R = MR (P) or NR (Q):
+ * dst[(panel * KC + k) * R + r], 0 where the own index is >= lim. Panels
+ * [p0, ceil(cnt / R)); element by element, at clamped indices. */
+static void pack_generic(GemmCg *G, int w, LLVMValueRef dst, LLVMValueRef xs, LLVMValueRef cnt, LLVMValueRef lim,
+                         LLVMValueRef pc, LLVMValueRef kc_cur, LLVMValueRef p0) {
   KernelCg *kc = G->kc;
   const GemmPlan *g = G->g;
   LLVMBuilderRef b = kc->b;
-  int64_t NR = g->NR;
-  LLVMValueRef npan = LLVMBuildUDiv(b, ADD(kc, nc_cur, I64(kc, NR - 1)), I64(kc, NR), "");
-  GLoop Lp, Lk, Lj;
-  bool kin = operand_k_inner(G, 1);
-  LLVMValueRef jp = gloop_begin(kc, &Lp, I64(kc, 0), npan, 1, "qp");
-  LLVMValueRef kl, jj;
+  int64_t R = w == 0 ? g->MR : g->NR;
+  LLVMValueRef npan = LLVMBuildUDiv(b, ADD(kc, cnt, I64(kc, R - 1)), I64(kc, R), "");
+  GLoop Lp, Lk, Lr;
+  bool kin = operand_k_inner(G, w);
+  LLVMValueRef p = gloop_begin(kc, &Lp, p0, npan, 1, "pp");
+  LLVMValueRef kl, r;
   if (kin) {
-    jj = gloop_begin(kc, &Lj, I64(kc, 0), I64(kc, NR), 1, "qj");
-    kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "qk");
+    r = gloop_begin(kc, &Lr, I64(kc, 0), I64(kc, R), 1, "pr");
+    kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "pk");
   } else {
-    kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "qk");
-    jj = gloop_begin(kc, &Lj, I64(kc, 0), I64(kc, NR), 1, "qj");
-    Lj.hint = LOOP_FULL_UNROLL; /* NR elements of a row: one short vector copy */
+    kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "pk");
+    r = gloop_begin(kc, &Lr, I64(kc, 0), I64(kc, R), 1, "pr");
+    Lr.hint = LOOP_FULL_UNROLL;
   }
-  LLVMValueRef j = ADD(kc, ADD(kc, jc, MUL(kc, jp, NR)), jj);
-  LLVMValueRef jcl = MIN(kc, j, I64(kc, g->N - 1));
-  LLVMValueRef v;
-  if (g->op[1].fast) {
-    v = fast_value(G, 1, jcl, jc, ADD(kc, pc, kl), pc);
-  } else {
-    set_batch_vars(G);
-    set_j_vars(G, jcl);
-    set_k_vars(G, ADD(kc, pc, kl));
-    set_i_vars(G, I64(kc, 0));
-    v = cg_vx(kc, g->Q);
-  }
-  if (g->N % NR) v = LLVMBuildSelect(b, LT(kc, j, I64(kc, g->N)), v, cg_f32(kc->m, 0.0), "");
-  LLVMValueRef at = ADD(kc, MUL(kc, ADD(kc, MUL(kc, jp, g->KC), kl), NR), jj);
-  LLVMBuildStore(b, v, GEPF(kc, G->Bp, at));
+  LLVMValueRef x = ADD(kc, ADD(kc, xs, MUL(kc, p, R)), r);
+  LLVMValueRef xcl = MIN(kc, x, SUB(kc, lim, I64(kc, 1)));
+  LLVMValueRef v = operand_value(G, w, xcl, xs, ADD(kc, pc, kl), pc);
+  v = LLVMBuildSelect(b, LT(kc, x, lim), v, cg_f32(kc->m, 0.0), "");
+  LLVMValueRef at = ADD(kc, MUL(kc, ADD(kc, MUL(kc, p, g->KC), kl), R), r);
+  LLVMBuildStore(b, v, GEPF(kc, dst, at));
   if (kin) {
     gloop_end(kc, &Lk);
-    gloop_end(kc, &Lj);
+    gloop_end(kc, &Lr);
   } else {
-    gloop_end(kc, &Lj);
+    gloop_end(kc, &Lr);
     gloop_end(kc, &Lk);
   }
   gloop_end(kc, &Lp);
 }
 
-/* Packs P[ic .. ic+mc_cur, pc .. pc+kc_cur) into Ap as [panel][k][MR] (0 beyond m_hi). */
-static void pack_p(GemmCg *G, LLVMValueRef ic, LLVMValueRef mc_cur, LLVMValueRef m_hi, LLVMValueRef pc,
-                   LLVMValueRef kc_cur) {
+/* pack_generic's contract, vectorized where the operand allows:
+ *  - own index unit-stride (rows of R contiguous floats per k): full panels
+ *    copy one <R x float> per k, the tail panel goes element by element;
+ *  - reduction index unit-stride (the transposed operand): groups of 8 k
+ *    whose offsets are contiguous load <8 x float> per own index and
+ *    transpose 8x8 blocks; other k element by element. */
+static void pack_block(GemmCg *G, int w, LLVMValueRef dst, LLVMValueRef xs, LLVMValueRef cnt, LLVMValueRef lim,
+                       LLVMValueRef pc, LLVMValueRef kc_cur) {
   KernelCg *kc = G->kc;
+  CgModule *m = kc->m;
   const GemmPlan *g = G->g;
+  const GemmOperand *o = &g->op[w];
   LLVMBuilderRef b = kc->b;
-  int64_t MR = g->MR;
-  LLVMValueRef npan = LLVMBuildUDiv(b, ADD(kc, mc_cur, I64(kc, MR - 1)), I64(kc, MR), "");
-  GLoop Lp, Lk, Lr;
-  bool kin = operand_k_inner(G, 0);
-  LLVMValueRef ip = gloop_begin(kc, &Lp, I64(kc, 0), npan, 1, "pp");
-  LLVMValueRef kl, r;
-  if (kin) {
-    r = gloop_begin(kc, &Lr, I64(kc, 0), I64(kc, MR), 1, "pr");
-    kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "pk");
-  } else {
-    kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "pk");
-    r = gloop_begin(kc, &Lr, I64(kc, 0), I64(kc, MR), 1, "pr");
-    Lr.hint = LOOP_FULL_UNROLL;
-  }
-  LLVMValueRef i = ADD(kc, ADD(kc, ic, MUL(kc, ip, MR)), r);
-  LLVMValueRef icl = MIN(kc, i, SUB(kc, m_hi, I64(kc, 1)));
-  LLVMValueRef v;
-  if (g->op[0].fast) {
-    v = fast_value(G, 0, icl, ic, ADD(kc, pc, kl), pc);
-  } else {
-    set_batch_vars(G);
-    set_i_vars(G, icl);
-    set_k_vars(G, ADD(kc, pc, kl));
-    set_j_vars(G, I64(kc, 0));
-    v = cg_vx(kc, g->P);
-  }
-  v = LLVMBuildSelect(b, LT(kc, i, m_hi), v, cg_f32(kc->m, 0.0), "");
-  LLVMValueRef at = ADD(kc, MUL(kc, ADD(kc, MUL(kc, ip, g->KC), kl), MR), r);
-  LLVMBuildStore(b, v, GEPF(kc, G->Ap, at));
-  if (kin) {
+  LLVMContextRef ctx = m->ctx;
+  int64_t R = w == 0 ? g->MR : g->NR;
+  bool kin = o->fast && operand_k_inner(G, w);
+  if (o->fast && !kin && o->x_affine && o->x_coef == 1) {
+    LLVMTypeRef vt = LLVMVectorType(m->t_f32, (unsigned)R);
+    LLVMValueRef nfull = LLVMBuildUDiv(b, cnt, I64(kc, R), "");
+    GLoop Lp, Lk;
+    LLVMValueRef p = gloop_begin(kc, &Lp, I64(kc, 0), nfull, 1, "vp");
+    LLVMValueRef kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "vk");
+    LLVMValueRef x0 = ADD(kc, xs, MUL(kc, p, R));
+    LLVMValueRef v = LLVMBuildLoad2(b, vt, fast_ptr(G, w, x0, xs, ADD(kc, pc, kl), pc), "");
+    LLVMSetAlignment(v, 4);
+    LLVMValueRef st = LLVMBuildStore(b, v, GEPF(kc, dst, MUL(kc, ADD(kc, MUL(kc, p, g->KC), kl), R)));
+    LLVMSetAlignment(st, 4);
     gloop_end(kc, &Lk);
+    gloop_end(kc, &Lp);
+    pack_generic(G, w, dst, xs, cnt, lim, pc, kc_cur, nfull);
+    return;
+  }
+  if (!kin || (R % 8 && R > 8)) {
+    pack_generic(G, w, dst, xs, cnt, lim, pc, kc_cur, I64(kc, 0));
+    return;
+  }
+  LLVMTypeRef v8 = LLVMVectorType(m->t_f32, 8);
+  LLVMValueRef npan = LLVMBuildUDiv(b, ADD(kc, cnt, I64(kc, R - 1)), I64(kc, R), "");
+  LLVMValueRef k8 = MUL(kc, LLVMBuildUDiv(b, kc_cur, I64(kc, 8), ""), 8);
+  GLoop Lp, Lk;
+  LLVMValueRef p = gloop_begin(kc, &Lp, I64(kc, 0), npan, 1, "tp");
+  LLVMValueRef x0 = ADD(kc, xs, MUL(kc, p, R));
+  LLVMValueRef lim1 = SUB(kc, lim, I64(kc, 1));
+  LLVMValueRef kl = gloop_begin(kc, &Lk, I64(kc, 0), k8, 8, "tk");
+  LLVMValueRef kk = ADD(kc, pc, kl);
+  LLVMValueRef contig = LLVMConstInt(m->t_i1, 1, 0);
+  if (!(o->k_affine && o->k_coef == 1)) {
+    LLVMValueRef d = SUB(kc, part_offset(G, w, 2, ADD(kc, kk, I64(kc, 7)), pc), part_offset(G, w, 2, kk, pc));
+    contig = LLVMBuildICmp(b, LLVMIntEQ, d, I64(kc, 7), "");
+  }
+  LLVMBasicBlockRef bv = LLVMAppendBasicBlockInContext(ctx, kc->fn, "tvec");
+  LLVMBasicBlockRef bs = LLVMAppendBasicBlockInContext(ctx, kc->fn, "tscal");
+  LLVMBasicBlockRef bj = LLVMAppendBasicBlockInContext(ctx, kc->fn, "tjoin");
+  LLVMBuildCondBr(b, contig, bv, bs);
+  LLVMPositionBuilderAtEnd(b, bv);
+  for (int64_t g0 = 0; g0 < R; g0 += 8) {
+    LLVMValueRef rows[8];
+    for (int t = 0; t < 8; t++) {
+      if (g0 + t >= R) {
+        rows[t] = LLVMConstNull(v8);
+        continue;
+      }
+      LLVMValueRef x = ADD(kc, x0, I64(kc, g0 + t));
+      LLVMValueRef ld = LLVMBuildLoad2(b, v8, fast_ptr(G, w, MIN(kc, x, lim1), xs, kk, pc), "");
+      LLVMSetAlignment(ld, 4);
+      rows[t] = LLVMBuildSelect(b, LT(kc, x, lim), ld, LLVMConstNull(v8), "");
+    }
+    transpose8(G, rows);
+    int64_t width = R - g0 < 8 ? R - g0 : 8;
+    LLVMTypeRef wt = LLVMVectorType(m->t_f32, (unsigned)width);
+    static const int first[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (int t = 0; t < 8; t++) {
+      LLVMValueRef v = width == 8 ? rows[t] : shuf(G, rows[t], rows[t], first, (int)width);
+      LLVMValueRef at = ADD(kc, MUL(kc, ADD(kc, MUL(kc, p, g->KC), ADD(kc, kl, I64(kc, t))), R), I64(kc, g0));
+      LLVMValueRef st = LLVMBuildStore(b, v, GEPF(kc, dst, at));
+      LLVMSetAlignment(st, 4);
+      (void)wt;
+    }
+  }
+  LLVMBuildBr(b, bj);
+  LLVMPositionBuilderAtEnd(b, bs);
+  {
+    GLoop Lr, Lt;
+    LLVMValueRef r = gloop_begin(kc, &Lr, I64(kc, 0), I64(kc, R), 1, "sr");
+    LLVMValueRef t = gloop_begin(kc, &Lt, I64(kc, 0), I64(kc, 8), 1, "st");
+    LLVMValueRef x = ADD(kc, x0, r);
+    LLVMValueRef v = operand_value(G, w, MIN(kc, x, lim1), xs, ADD(kc, kk, t), pc);
+    v = LLVMBuildSelect(b, LT(kc, x, lim), v, cg_f32(m, 0.0), "");
+    LLVMValueRef at = ADD(kc, MUL(kc, ADD(kc, MUL(kc, p, g->KC), ADD(kc, kl, t)), R), r);
+    LLVMBuildStore(b, v, GEPF(kc, dst, at));
+    gloop_end(kc, &Lt);
     gloop_end(kc, &Lr);
-  } else {
+  }
+  LLVMBuildBr(b, bj);
+  LLVMPositionBuilderAtEnd(b, bj);
+  gloop_end(kc, &Lk);
+  { /* the k remainder */
+    GLoop Lr, Lt;
+    LLVMValueRef r = gloop_begin(kc, &Lr, I64(kc, 0), I64(kc, R), 1, "rr");
+    LLVMValueRef t = gloop_begin(kc, &Lt, k8, kc_cur, 1, "rt");
+    LLVMValueRef x = ADD(kc, x0, r);
+    LLVMValueRef v = operand_value(G, w, MIN(kc, x, lim1), xs, ADD(kc, pc, t), pc);
+    v = LLVMBuildSelect(b, LT(kc, x, lim), v, cg_f32(m, 0.0), "");
+    LLVMValueRef at = ADD(kc, MUL(kc, ADD(kc, MUL(kc, p, g->KC), t), R), r);
+    LLVMBuildStore(b, v, GEPF(kc, dst, at));
+    gloop_end(kc, &Lt);
     gloop_end(kc, &Lr);
-    gloop_end(kc, &Lk);
   }
   gloop_end(kc, &Lp);
 }
@@ -837,14 +946,14 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
   LLVMValueRef last = LLVMBuildICmp(b, LLVMIntSGE, ADD(kc, pc, I64(kc, g->KC)), I64(kc, g->K), "last");
   LLVMValueRef nfull = MUL(kc, LLVMBuildUDiv(b, nc_cur, I64(kc, g->NR), ""), g->NR);
   if (g->direct_b) /* full panels are read in place; only the N tail is packed (panel 0) */
-    pack_q(&G, ADD(kc, jc, nfull), pc, kc_cur, SUB(kc, nc_cur, nfull));
+    pack_block(&G, 1, G.Bp, ADD(kc, jc, nfull), SUB(kc, nc_cur, nfull), I64(kc, g->N), pc, kc_cur);
   else
-    pack_q(&G, jc, pc, kc_cur, nc_cur);
+    pack_block(&G, 1, G.Bp, jc, nc_cur, I64(kc, g->N), pc, kc_cur);
   LLVMValueRef ic = gloop_begin(kc, &Lic, m_lo, m_hi, g->MC, "ic");
   LLVMValueRef mc_cur = MIN(kc, I64(kc, g->MC), SUB(kc, m_hi, ic));
   if (!g->direct_a) {
     if (G.xtab[0]) fill_table(&G, 0, 1, G.xtab[0], ic, mc_cur);
-    pack_p(&G, ic, mc_cur, m_hi, pc, kc_cur);
+    pack_block(&G, 0, G.Ap, ic, mc_cur, m_hi, pc, kc_cur);
   }
   LLVMValueRef jr = gloop_begin(kc, &Ljr, I64(kc, 0), nc_cur, g->NR, "jr");
   LLVMValueRef cols = MIN(kc, I64(kc, g->NR), SUB(kc, nc_cur, jr));
