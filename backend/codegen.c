@@ -439,17 +439,22 @@ int cg_optimize(CgModule *m, Diag *d) {
   if (m->opt_level >= 2) {
     LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
     LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
-    /* No loop unrolling (neither full nor runtime): with constant trip
-     * counts everywhere LLVM fully unrolls packing, edge-tile and epilogue
-     * loops into thousands of instructions, which made compile time (opt +
-     * instruction selection) 5-10x longer for no measurable speed-up; the
-     * GEMM micro-kernel is emitted unrolled by hand, and the vectorizer
-     * still interleaves vector loops. DLC_LLVM_UNROLL=1 restores it. */
+    /* LLVM's unroller stays on: loops that must not be unrolled (GEMM
+     * packing, edge tiles, epilogues, large constant-trip outer loops) carry
+     * llvm.loop.unroll.disable metadata (cg_loop_hint), while small
+     * constant-trip loops such as im2col windows gain from being fully
+     * unrolled before vectorization. DLC_LLVM_UNROLL=0 turns it off (only
+     * forced unrolling remains; the LeNet-5 step then runs about 2x slower). */
     const char *un = getenv("DLC_LLVM_UNROLL");
     LLVMPassBuilderOptionsSetLoopUnrolling(po, !(un && *un == '0'));
     LLVMPassBuilderOptionsSetLoopInterleaving(po, 1);
   }
-  LLVMErrorRef err = LLVMRunPasses(m->mod, pipeline, m->tm, po);
+  /* DLC_LLVM_PIPELINE=<new-pass-manager pipeline text> replaces the
+   * pipeline, for compile-time experiments (hand-written lean pipelines so
+   * far lost run-time speed: default<O3> fully unrolls with the O3
+   * threshold and infers function attributes the kernels' callers use). */
+  const char *pl = getenv("DLC_LLVM_PIPELINE");
+  LLVMErrorRef err = LLVMRunPasses(m->mod, pl && *pl ? pl : pipeline, m->tm, po);
   LLVMDisposePassBuilderOptions(po);
   if (err) {
     char *em = LLVMGetErrorMessage(err);
