@@ -56,6 +56,8 @@ typedef struct {
   LLVMValueRef *buf;                 /* [p->n_bufs]: pointer of each used buffer */
   LLVMValueRef var[2 * IR_MAX_RANK]; /* loop variables (i64) */
   LLVMValueRef acc;                  /* value of VX_ACC in the epilogue */
+  bool branch_guards;                /* guarded loads as a branch around the load (masked vector
+                                        loads in a vectorized loop) instead of a select of the index */
 } KernelCg;
 
 /* ---- codegen.c: module utilities ---- */
@@ -112,7 +114,8 @@ typedef struct {
   GemmOperand op[2];         /* [0] P, [1] Q */
   int64_t VW, MR, NR;        /* vector width (floats), micro-tile MR x NR */
   int64_t KC, MC, NC;        /* cache blocking */
-  bool by_batch;             /* units = batch entries (else MR-row tiles of M) */
+  bool by_batch;             /* units = batch entries (else MR-row tiles of M, or NR-column panels of N) */
+  bool split_n;              /* no batch, M within one block: units are NR-column panels of N */
   bool direct_a;             /* the micro-kernel reads P in place (rows of unit-stride k), no packing */
   bool direct_b;             /* ... reads Q in place (rows of NR unit-stride j), packing only the N tail */
   int64_t units;             /* the kernel's [begin, end) ranges over these */

@@ -294,6 +294,13 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   } else {
     g->by_batch = false;
     g->units = (g->M + g->MR - 1) / g->MR;
+    /* few row tiles (a filter gradient: M = output channels, K huge): split
+     * the columns, so threads do not pack the same B twice */
+    int64_t npan = (g->N + g->NR - 1) / g->NR;
+    if (g->M <= g->MC && npan > g->units) {
+      g->split_n = true;
+      g->units = npan;
+    }
   }
   return true;
 }
@@ -918,12 +925,19 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
       G.xtab[w] = LLVMBuildAlloca(b, LLVMArrayType2(m->t_i64, (uint64_t)(w == 0 ? g->MC : g->NC)), "xtab");
   }
 
-  LLVMValueRef m_lo, m_hi, b_lo, b_hi;
+  LLVMValueRef m_lo, m_hi, b_lo, b_hi, n_lo = I64(kc, 0), n_hi = I64(kc, g->N);
   if (g->by_batch) {
     b_lo = begin;
     b_hi = end;
     m_lo = I64(kc, 0);
     m_hi = I64(kc, g->M);
+  } else if (g->split_n) {
+    b_lo = I64(kc, 0);
+    b_hi = I64(kc, 1);
+    m_lo = I64(kc, 0);
+    m_hi = I64(kc, g->M);
+    n_lo = MUL(kc, begin, g->NR);
+    n_hi = MIN(kc, MUL(kc, end, g->NR), I64(kc, g->N));
   } else {
     b_lo = I64(kc, 0);
     b_hi = I64(kc, 1);
@@ -935,8 +949,8 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
   LLVMValueRef cbase = MUL(kc, G.bidx, g->M * g->N);
   for (int w = 0; w < 2; w++)
     if (g->op[w].fast) set_base(&G, w);
-  LLVMValueRef jc = gloop_begin(kc, &Ljc, I64(kc, 0), I64(kc, g->N), g->NC, "jc");
-  LLVMValueRef nc_cur = MIN(kc, I64(kc, g->NC), SUB(kc, I64(kc, g->N), jc));
+  LLVMValueRef jc = gloop_begin(kc, &Ljc, n_lo, n_hi, g->NC, "jc");
+  LLVMValueRef nc_cur = MIN(kc, I64(kc, g->NC), SUB(kc, n_hi, jc));
   if (G.xtab[1]) fill_table(&G, 1, 1, G.xtab[1], jc, nc_cur);
   LLVMValueRef pc = gloop_begin(kc, &Lpc, I64(kc, 0), I64(kc, g->K), g->KC, "pc");
   LLVMValueRef kc_cur = MIN(kc, I64(kc, g->KC), SUB(kc, I64(kc, g->K), pc));

@@ -531,7 +531,9 @@ static void test_parallel_bit_identical(void **state) {
  * bit-identical results on 1, 2 and 3 threads. batch > 1 adds a leading
  * batch dim (A, B batched too); flat = A is read through a flatten-like
  * div/mod index map (A stored as [M, K/5, 5]). */
-static void gemm_case(int batch, int M, int N, int K, bool ta, bool tb, bool epi, bool flat) {
+enum { X_DA = 1, X_DB = 2, X_SPLITN = 4 }; /* plan modes a case must exercise */
+
+static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool epi, bool flat, unsigned expect) {
   T t;
   t_init(&t);
   int bd = batch > 1 ? 1 : 0, r = 2 + bd;
@@ -562,6 +564,9 @@ static void gemm_case(int batch, int M, int N, int K, bool ta, bool tb, bool epi
   GemmPlan g;
   assert_true(cg_gemm_plan(NULL, t.p, k, &g));
   assert_true(g.op[0].fast && g.op[1].fast);
+  if (expect & X_DA) assert_true(g.direct_a);
+  if (expect & X_DB) assert_true(g.direct_b);
+  if (expect & X_SPLITN) assert_true(g.split_n && g.units > 1);
   compile(&t);
   int64_t na = (int64_t)batch * M * K, nb = (int64_t)batch * K * N, no = (int64_t)batch * M * N;
   for (int64_t i = 0; i < na; i++) F(&t, a)[i] = frand(-1, 1);
@@ -600,6 +605,10 @@ static void gemm_case(int batch, int M, int N, int K, bool ta, bool tb, bool epi
   t_free(&t);
 }
 
+static void gemm_case(int batch, int M, int N, int K, bool ta, bool tb, bool epi, bool flat) {
+  gemm_case_x(batch, M, N, K, ta, tb, epi, flat, 0);
+}
+
 static void test_gemm_path(void **state) {
   (void)state;
   for (int ta = 0; ta <= 1; ta++)
@@ -610,6 +619,13 @@ static void test_gemm_path(void **state) {
   gemm_case(3, 13, 37, 29, false, true, true, false); /* batched (units = batch entries) */
   gemm_case(3, 13, 37, 29, true, false, false, false);
   gemm_case(1, 64, 120, 400, false, false, true, true); /* flatten index map on A */
+  /* in-place operands (A rows for small N, B rows for small M), with edges */
+  gemm_case_x(1, 40, 10, 700, false, false, true, false, X_DA | X_DB);
+  gemm_case_x(1, 31, 200, 300, false, false, true, false, X_DB);
+  /* column split across threads (few row tiles, K large; transposed packs
+   * with a K remainder): the filter-gradient shape */
+  gemm_case_x(1, 6, 75, 20003, false, true, false, false, X_SPLITN);
+  gemm_case_x(1, 16, 150, 6403, true, true, true, false, X_SPLITN);
 }
 
 /* ---------------- RNG ---------------- */
