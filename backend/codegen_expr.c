@@ -151,22 +151,44 @@ static LLVMValueRef emit_load(KernelCg *kc, const VExpr *e) {
   LLVMValueRef idx[IR_MAX_RANK];
   for (int d = 0; d < e->rank; d++) idx[d] = cg_ix(kc, e->idx[d]);
   LLVMValueRef lin = cg_linear(kc, idx, B->shape.d, e->rank);
-  LLVMValueRef g = NULL;
-  if (e->guard) {
+  LLVMTypeRef et = cg_dtype(m, B->dtype);
+  if (e->guard && !kc->branch_guards) {
     /* A guarded-off load must not touch memory: read element 0 instead
      * (always in bounds) and select the fill value. */
-    g = cg_ix_cond(kc, e->guard);
+    LLVMValueRef g = cg_ix_cond(kc, e->guard);
     lin = LLVMBuildSelect(b, g, lin, cg_i64(m, 0), "");
-  }
-  LLVMTypeRef et = cg_dtype(m, B->dtype);
-  LLVMValueRef ptr = LLVMBuildInBoundsGEP2(b, et, base, &lin, 1, "");
-  LLVMValueRef v = LLVMBuildLoad2(b, et, ptr, "");
-  v = cg_convert(kc, v, B->dtype, e->dtype);
-  if (g) {
+    LLVMValueRef ptr = LLVMBuildInBoundsGEP2(b, et, base, &lin, 1, "");
+    LLVMValueRef v = cg_convert(kc, LLVMBuildLoad2(b, et, ptr, ""), B->dtype, e->dtype);
     LLVMValueRef fill = e->dtype == DT_F32 ? cg_f32(m, e->f) : cg_i32(m, (int64_t)e->f);
-    v = LLVMBuildSelect(b, g, v, fill, "");
+    return LLVMBuildSelect(b, g, v, fill, "");
   }
-  return v;
+  if (!e->guard) {
+    LLVMValueRef ptr = LLVMBuildInBoundsGEP2(b, et, base, &lin, 1, "");
+    return cg_convert(kc, LLVMBuildLoad2(b, et, ptr, ""), B->dtype, e->dtype);
+  }
+  /* With branch_guards the load sits in a block entered only when the
+   * guard holds, and a phi yields the fill value
+   * otherwise. Along a loop where the address is contiguous the vectorizer
+   * turns this into a masked load (a select of the index instead made the
+   * address irregular: a gather). */
+  LLVMValueRef g = cg_ix_cond(kc, e->guard);
+  LLVMValueRef fill = e->dtype == DT_F32 ? cg_f32(m, e->f) : cg_i32(m, (int64_t)e->f);
+  LLVMBasicBlockRef from = LLVMGetInsertBlock(b);
+  LLVMValueRef fn = LLVMGetBasicBlockParent(from);
+  LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(m->ctx, fn, "gload");
+  LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(m->ctx, fn, "gload.join");
+  LLVMBuildCondBr(b, g, then, join);
+  LLVMPositionBuilderAtEnd(b, then);
+  LLVMValueRef ptr = LLVMBuildInBoundsGEP2(b, et, base, &lin, 1, "");
+  LLVMValueRef v = cg_convert(kc, LLVMBuildLoad2(b, et, ptr, ""), B->dtype, e->dtype);
+  LLVMBasicBlockRef then_end = LLVMGetInsertBlock(b);
+  LLVMBuildBr(b, join);
+  LLVMPositionBuilderAtEnd(b, join);
+  LLVMValueRef phi = LLVMBuildPhi(b, cg_dtype(m, e->dtype), "");
+  LLVMValueRef vals[2] = {v, fill};
+  LLVMBasicBlockRef bbs[2] = {then_end, from};
+  LLVMAddIncoming(phi, vals, bbs, 2);
+  return phi;
 }
 
 /* dlrt_mix64, exactly (runtime/dlrt.h). */

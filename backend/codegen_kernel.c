@@ -136,13 +136,14 @@ static bool loads_buf(const VExpr *e, int buf) {
 typedef struct {
   const Program *p;
   int v;
+  bool guard_ok; /* a guard that depends on v is fine (a masked load) */
   bool all_ok, has_unit;
 } StrideScan;
 
 static void stride_cb(const VExpr *l, void *ctx) {
   StrideScan *s = ctx;
   const Shape *sh = &s->p->bufs[l->buf].shape;
-  if (l->guard && ix_uses(l->guard, s->v)) {
+  if (l->guard && !s->guard_ok && ix_uses(l->guard, s->v)) {
     s->all_ok = false;
     return;
   }
@@ -160,8 +161,8 @@ static void stride_cb(const VExpr *l, void *ctx) {
   else if (stride != 0) s->all_ok = false;
 }
 
-static StrideScan scan_strides(const Program *p, const VExpr *e, int v) {
-  StrideScan s = {p, v, true, false};
+static StrideScan scan_strides(const Program *p, const VExpr *e, int v, bool guard_ok) {
+  StrideScan s = {p, v, guard_ok, true, false};
   visit_loads(e, stride_cb, &s);
   return s;
 }
@@ -213,6 +214,31 @@ static bool *kernel_buffers(const Program *p, const Kernel *k) {
   return used;
 }
 
+enum { UNROLL_MAX_BODY = 32, SMALL_KERNEL_WORK = 4096, ROW_UNROLL_MAX = 32 };
+
+static int64_t red_iterations(const Kernel *k) {
+  int64_t n = 1;
+  for (int r = 0; r < k->n_red; r++) n *= k->red_ext[r];
+  return n;
+}
+
+typedef struct {
+  int v;
+  bool found;
+} GuardUse;
+
+static void guard_use_cb(const VExpr *l, void *ctx) {
+  GuardUse *g = ctx;
+  if (l->guard && ix_uses(l->guard, g->v)) g->found = true;
+}
+
+/* Whether some load of e is guarded by a condition on loop var v. */
+static bool guarded_along(const VExpr *e, int v) {
+  GuardUse g = {v, false};
+  visit_loads(e, guard_use_cb, &g);
+  return g.found;
+}
+
 /* Legal: a plain sum whose output memory can serve as the accumulator —
  * the kernel neither reads its own output (directly or through shared
  * memory) nor adds into it, and the sum's type is the output's. */
@@ -233,15 +259,67 @@ static bool reorder_legal(const Program *p, const Kernel *k) {
  * contiguous: a clean vector loop of FMAs. (sum_k a[i,k] b[j,k] keeps the
  * standard order: its k loop is already contiguous in both operands.) */
 static bool reorder_profitable(const Program *p, const Kernel *k) {
-  StrideScan j = scan_strides(p, k->body, k->shape.rank - 1);
-  StrideScan r = scan_strides(p, k->body, k->shape.rank + k->n_red - 1);
+  /* a guarded load (a window that runs over padding, col2im) whose address
+   * is contiguous along j becomes a masked vector load in the j loop */
+  StrideScan j = scan_strides(p, k->body, k->shape.rank - 1, true);
+  StrideScan r = scan_strides(p, k->body, k->shape.rank + k->n_red - 1, false);
   return j.all_ok && j.has_unit && !r.all_ok;
+}
+
+/* The reordered nest's row may be the last two output dims (a plane) when
+ * every load of the body is, over those two dims, either invariant or one
+ * contiguous block (the plane's rows follow each other in memory, e.g.
+ * col2im with stride 1 and "same" padding), and the plane is small enough
+ * to stay in L1 while the reduction loops sweep over it. Each term of the
+ * sum then streams through a whole plane of its operand instead of one row
+ * of it, and the output plane is re-read from L1. */
+enum { PLANE_MAX_BYTES = 16384 };
+
+typedef struct {
+  const Program *p;
+  int vi, vj; /* the plane's two loop vars (outer, inner) */
+  int64_t nj; /* extent of the inner one */
+  bool ok, has_unit;
+} PlaneScan;
+
+/* Element stride of load l along loop var v; false if not affine. */
+static bool load_stride(const Program *p, const VExpr *l, int v, int64_t *stride) {
+  const Shape *sh = &p->bufs[l->buf].shape;
+  int64_t st = 0, row = 1;
+  for (int d = l->rank - 1; d >= 0; d--) {
+    int64_t c;
+    if (!ix_coef(l->idx[d], v, &c)) return false;
+    st += c * row;
+    if (d < sh->rank) row *= sh->d[d];
+  }
+  *stride = st;
+  return true;
+}
+
+static void plane_cb(const VExpr *l, void *ctx) {
+  PlaneScan *s = ctx;
+  int64_t si, sj;
+  if (!load_stride(s->p, l, s->vi, &si) || !load_stride(s->p, l, s->vj, &sj)) {
+    s->ok = false;
+    return;
+  }
+  if (si == 0 && sj == 0) return;
+  if (sj == 1 && si == s->nj) s->has_unit = true;
+  else s->ok = false;
+}
+
+static bool reorder_plane(const Program *p, const Kernel *k) {
+  int r = k->shape.rank;
+  if (r < 3 || k->shape.d[r - 2] * k->shape.d[r - 1] * 4 > PLANE_MAX_BYTES) return false;
+  PlaneScan s = {p, r - 2, r - 1, k->shape.d[r - 1], true, false};
+  visit_loads(k->body, plane_cb, &s);
+  return s.ok && s.has_unit;
 }
 
 bool cg_sum_in_output_legal(const Program *p, const Kernel *k) { return reorder_legal(p, k); }
 
 bool cg_unit_stride_along(const Program *p, const VExpr *e, int v) {
-  StrideScan s = scan_strides(p, e, v);
+  StrideScan s = scan_strides(p, e, v, false);
   return s.all_ok && s.has_unit;
 }
 
@@ -264,7 +342,6 @@ typedef struct {
  * it and everything inside it is at most UNROLL_MAX_BODY iterations (e.g. a
  * 2x2 pooling window). Otherwise full unrolling of constant-trip outer
  * loops turned e.g. a 64x10x10 sum into a 10k-line function. */
-enum { UNROLL_MAX_BODY = 32, SMALL_KERNEL_WORK = 4096 };
 /* Hints for loops L[0..n) (outermost first) around a body that runs
  * `inner` iterations of further loops (1 and innermost=true: none). */
 static void set_unroll_hints(Loop *L, int n, int64_t inner, bool innermost) {
@@ -275,12 +352,6 @@ static void set_unroll_hints(Loop *L, int n, int64_t inner, bool innermost) {
     bool in = innermost && i == n - 1;
     L[i].hint = in || (prod >= 0 && prod <= UNROLL_MAX_BODY) ? -1 : LOOP_NO_UNROLL;
   }
-}
-
-static int64_t red_iterations(const Kernel *k) {
-  int64_t n = 1;
-  for (int r = 0; r < k->n_red; r++) n *= k->red_ext[r];
-  return n;
 }
 
 /* for (iv = lo; iv < hi; iv++): leaves the builder in the body. */
@@ -492,54 +563,83 @@ static void emit_standard_nest(KernelCg *kc, RedSlots *s, LLVMValueRef begin, LL
  *       for j in row: out[o, j] += body(o, j, r)     <- contiguous, vectorizes
  *     for j in row: out[o, j] = epilogue(out[o, j])   (if any)
  *
- * When J = 0 the row is [begin, end) itself. Each element still sums its
- * terms in reduction order, so the result does not depend on threading. */
+ * When J = 0 the row is [begin, end) itself. With a plane (reorder_plane)
+ * the row is the last two dims: `for j in row` is two nested loops. Each
+ * element still sums its terms in reduction order, so the result does not
+ * depend on threading. */
+static void open_row(KernelCg *kc, Loop *L, int nrow, LLVMValueRef jlo, LLVMValueRef jhi, const char *name) {
+  const Kernel *k = kc->k;
+  int J0 = k->shape.rank - nrow;
+  for (int d = J0; d < k->shape.rank; d++) {
+    char nm[32];
+    snprintf(nm, sizeof nm, "%s%d", name, d - J0);
+    LLVMValueRef lo = d == J0 ? jlo : cg_i64(kc->m, 0);
+    LLVMValueRef hi = d == J0 ? jhi : cg_i64(kc->m, k->shape.d[d]);
+    kc->var[d] = loop_begin(kc, &L[d - J0], lo, hi, nm);
+  }
+}
+
+/* out[o, row]: the linear offset from the row's base */
+static LLVMValueRef row_offset(KernelCg *kc, int nrow) {
+  const Kernel *k = kc->k;
+  int J0 = k->shape.rank - nrow;
+  return cg_linear(kc, &kc->var[J0], &k->shape.d[J0], nrow);
+}
+
 static void emit_reordered_nest(KernelCg *kc, LLVMValueRef begin, LLVMValueRef end) {
   const Kernel *k = kc->k;
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
-  int J = k->shape.rank - 1;
+  int nrow = reorder_plane(kc->p, k) ? 2 : 1;
+  int J0 = k->shape.rank - nrow; /* first row dim */
   LLVMTypeRef et = cg_dtype(m, k->dtype);
   LLVMValueRef zero = k->dtype == DT_F32 ? cg_f32(m, 0.0) : cg_i32(m, 0);
-  Loop L[IR_MAX_RANK], R[IR_MAX_RANK], Z, A, E;
-  open_out_loops(kc, L, J, begin, end);
-  LLVMValueRef jlo = J == 0 ? begin : cg_i64(m, 0);
-  LLVMValueRef jhi = J == 0 ? end : cg_i64(m, k->shape.d[J]);
-  kc->var[J] = cg_i64(m, 0);
+  Loop L[IR_MAX_RANK], R[IR_MAX_RANK], Z[2], A[2], E[2];
+  open_out_loops(kc, L, J0, begin, end);
+  LLVMValueRef jlo = J0 == 0 ? begin : cg_i64(m, 0);
+  LLVMValueRef jhi = J0 == 0 ? end : cg_i64(m, k->shape.d[J0]);
+  for (int d = J0; d < k->shape.rank; d++) kc->var[d] = cg_i64(m, 0);
   LLVMValueRef base = cg_linear(kc, kc->var, k->shape.d, k->shape.rank); /* out[o, 0] */
 
-  LLVMValueRef j = loop_begin(kc, &Z, jlo, jhi, "zero");
-  LLVMBuildStore(b, zero, out_ptr(kc, LLVMBuildNSWAdd(b, base, j, "")));
-  loop_end(kc, &Z);
+  open_row(kc, Z, nrow, jlo, jhi, "zero");
+  LLVMBuildStore(b, zero, out_ptr(kc, LLVMBuildNSWAdd(b, base, row_offset(kc, nrow), "")));
+  close_loops(kc, Z, nrow);
 
   open_red_loops(kc, R);
-  j = loop_begin(kc, &A, jlo, jhi, "row");
-  kc->var[J] = j;
+  open_row(kc, A, nrow, jlo, jhi, "row");
   LLVMValueRef x = cg_vx(kc, k->body);
-  LLVMValueRef ptr = out_ptr(kc, LLVMBuildNSWAdd(b, base, j, ""));
+  LLVMValueRef ptr = out_ptr(kc, LLVMBuildNSWAdd(b, base, row_offset(kc, nrow), ""));
   LLVMValueRef old = LLVMBuildLoad2(b, et, ptr, "");
   LLVMBuildStore(b, add_of(kc, k->dtype, old, x), ptr);
-  loop_end(kc, &A);
   {
-    Loop all[IR_MAX_RANK + 1];
+    Loop all[IR_MAX_RANK + 2];
     memcpy(all, R, sizeof(Loop) * (size_t)k->n_red);
-    all[k->n_red] = A;
-    set_unroll_hints(all, k->n_red + 1, 1, true);
+    for (int i = 0; i < nrow; i++) all[k->n_red + i] = A[i];
+    set_unroll_hints(all, k->n_red + nrow, 1, true);
     for (int r = 0; r < k->n_red; r++) R[r].hint = all[r].hint;
+    for (int i = 0; i < nrow; i++) A[i].hint = all[k->n_red + i].hint;
+    /* a short row with a guard along it (padding): unrolled, the guard
+     * folds to a constant at every position but the edges. Vectorized
+     * instead, the masks cost more than the loads, and the output row
+     * stored per term stalls the masked loads (4K aliasing of the planes). */
+    if (guarded_along(k->body, k->shape.rank - 1) && A[nrow - 1].trip > 0 && A[nrow - 1].trip <= ROW_UNROLL_MAX)
+      A[nrow - 1].hint = LOOP_FULL_UNROLL;
   }
+  close_loops(kc, A, nrow);
   close_loops(kc, R, k->n_red);
 
   if (k->epilogue) {
-    j = loop_begin(kc, &E, jlo, jhi, "epi");
-    kc->var[J] = j;
-    ptr = out_ptr(kc, LLVMBuildNSWAdd(b, base, j, ""));
+    open_row(kc, E, nrow, jlo, jhi, "epi");
+    ptr = out_ptr(kc, LLVMBuildNSWAdd(b, base, row_offset(kc, nrow), ""));
     DType vdt = k->dtype;
     LLVMValueRef v = apply_epilogue(kc, LLVMBuildLoad2(b, et, ptr, ""), &vdt);
     LLVMBuildStore(b, cg_convert(kc, v, vdt, k->dtype), ptr);
-    loop_end(kc, &E);
+    close_loops(kc, E, nrow);
   }
-  set_unroll_hints(L, J, A.trip < 0 ? -1 : A.trip * red_iterations(k), false);
-  close_loops(kc, L, J);
+  int64_t rowlen = A[0].trip;
+  for (int i = 1; i < nrow && rowlen >= 0; i++) rowlen = A[i].trip < 0 ? -1 : rowlen * A[i].trip;
+  set_unroll_hints(L, J0, rowlen < 0 ? -1 : rowlen * red_iterations(k), false);
+  close_loops(kc, L, J0);
 }
 
 /* ================= structural keys (sharing of bodies) ================= */
@@ -806,8 +906,11 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   GemmPlan gp;
   if (k->shape.rank == 0) emit_point(&kc, &slots);
   else if (cg_gemm_plan(m, p, k, &gp)) cg_emit_gemm(&kc, &gp, begin, end);
-  else if (cg_kernel_uses_reorder(p, k)) emit_reordered_nest(&kc, begin, end);
-  else emit_standard_nest(&kc, &slots, begin, end);
+  else {
+    kc.branch_guards = true;
+    if (cg_kernel_uses_reorder(p, k)) emit_reordered_nest(&kc, begin, end);
+    else emit_standard_nest(&kc, &slots, begin, end);
+  }
   LLVMBuildRetVoid(kc.b);
 
   /* K(void *ctx, i64 begin, i64 end): bind bufs[i] and call the body */
