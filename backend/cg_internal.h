@@ -116,6 +116,12 @@ typedef struct {
   int64_t KC, MC, NC;        /* cache blocking */
   bool by_batch;             /* units = batch entries (else MR-row tiles of M, or NR-column panels of N) */
   bool split_n;              /* no batch, M within one block: units are NR-column panels of N */
+  /* dot form (both operands unit-stride along k in runs of `run`, M and N
+   * small against K: filter gradients): RM x RN blocks of C as dot products
+   * of vectors along k, over blocks of `runs_per_block` runs; units are
+   * RN-column blocks */
+  bool dot;
+  int64_t run, runs_per_block, RM, RN;
   bool direct_a;             /* the micro-kernel reads P in place (rows of unit-stride k), no packing */
   bool direct_b;             /* ... reads Q in place (rows of NR unit-stride j), packing only the N tail */
   int64_t units;             /* the kernel's [begin, end) ranges over these */

@@ -38,6 +38,7 @@
 
 static int g_gemm_mode = 0; /* 0 auto, 1 never */
 static int64_t g_direct_a_max_n = 64, g_direct_b_max_m = 72;
+static int g_dot_mode = 1;
 void cg_debug_set_gemm(int mode) { g_gemm_mode = mode; }
 
 /* ---------------- matching ---------------- */
@@ -241,6 +242,39 @@ static void analyse_operand(const Program *p, const Kernel *k, const GemmPlan *g
   o->fast = true;
 }
 
+/* Offset of load e at flat reduction index t (other vars 0). */
+static int64_t k_offset(const Program *p, const Kernel *k, const VExpr *e, int64_t t, bool *bad) {
+  int64_t v[2 * IR_MAX_RANK] = {0};
+  for (int d = k->n_red - 1; d >= 0; d--) {
+    v[k->shape.rank + d] = t % k->red_ext[d];
+    t /= k->red_ext[d];
+  }
+  return load_offset(p, e, v, bad);
+}
+
+/* The dot form's run: the longest product of trailing reduction extents over
+ * which both operands step by one element (0: none of at least 16). */
+static int64_t dot_run(const Program *p, const Kernel *k, const GemmPlan *g) {
+  if (g->K > (1 << 22)) return 0;
+  int64_t best = 0, d = 1;
+  for (int r = k->n_red - 1; r >= 0; r--) {
+    d *= k->red_ext[r];
+    bool ok = true, bad = false;
+    for (int w = 0; w < 2 && ok; w++) {
+      const VExpr *e = w == 0 ? g->P : g->Q;
+      int64_t prev = k_offset(p, k, e, 0, &bad);
+      for (int64_t t = 1; t < g->K && ok; t++) {
+        int64_t cur = k_offset(p, k, e, t, &bad);
+        if (t % d && cur - prev != 1) ok = false;
+        prev = cur;
+      }
+    }
+    if (!ok || bad) break;
+    best = d;
+  }
+  return best >= 16 ? best : 0;
+}
+
 bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan *g) {
   memset(g, 0, sizeof *g);
   if (g_gemm_mode == 1) return false;
@@ -269,6 +303,7 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   long long t1 = 0, t2 = 0, t3 = 0, t4 = 0, t5 = 0, t6 = 2048;
   if (tune && sscanf(tune, "%lld,%lld,%lld,%lld,%lld,%lld", &t1, &t2, &t3, &t4, &t5, &t6) >= 5) {
     kcmax = t1, kc1 = t2, g_direct_a_max_n = t4, g_direct_b_max_m = t5;
+    g_dot_mode = getenv("DLC_NODOT") ? 0 : 1;
   }
   int64_t nk = g->K <= kc1 ? 1 : (g->K + kcmax - 1) / kcmax;
   g->KC = (g->K + nk - 1) / nk;
@@ -288,6 +323,22 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   const GemmOperand *oa = &g->op[0], *ob = &g->op[1];
   g->direct_a = oa->fast && oa->k_affine && oa->k_coef == 1 && oa->x_affine && g->N <= g_direct_a_max_n;
   g->direct_b = ob->fast && ob->x_affine && ob->x_coef == 1 && ob->k_affine && g->M <= g_direct_b_max_m;
+  /* the dot form: both operands contiguous along k (the transposed-both
+   * shape of filter gradients), K much longer than M and N */
+  if (g_dot_mode && g->batch == 1 && oa->fast && ob->fast && oa->x_affine && ob->x_affine && oa->k_unit &&
+      ob->k_unit && g->M <= 8 && g->N <= 256 && g->K >= 64 * g->N) {
+    int64_t run = dot_run(p, k, g);
+    if (run) {
+      g->dot = true;
+      g->run = run;
+      g->runs_per_block = run >= 1024 ? 1 : 1024 / run;
+      g->RM = 3;
+      g->RN = 4;
+      g->by_batch = false;
+      g->units = (g->N + g->RN - 1) / g->RN;
+      return true;
+    }
+  }
   if (g->nb > 0 && g->batch > 1) {
     g->by_batch = true;
     g->units = g->batch;
@@ -899,7 +950,172 @@ static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef lda, LLVMValueRe
   }
 }
 
+/* The dot form. For the column blocks of units [begin, end), per block of
+ * runs (ascending), per RM x RN tile of C: RM x RN vector accumulators
+ * over k (<8 x float>, lane t % 8 of each run; a masked load for a run's
+ * tail), reduced in lane order and added to C (stored on the first block);
+ * the epilogue runs after the last block. The order of every sum is fixed
+ * by the plan alone, whatever the units' split. */
+static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end) {
+  CgModule *m = kc->m;
+  LLVMBuilderRef b = kc->b;
+  const Kernel *k = kc->k;
+  GemmCg G = {0};
+  G.kc = kc;
+  G.g = g;
+  enum { MAXT = 16 };
+  int RM = (int)g->RM, RN = (int)g->RN, NT = RM * RN;
+  LLVMTypeRef v8 = LLVMVectorType(m->t_f32, 8);
+  LLVMValueRef tile = LLVMBuildAlloca(b, LLVMArrayType2(m->t_f32, (uint64_t)NT), "dtile");
+  zero_vars(&G);
+  set_base(&G, 0);
+  set_base(&G, 1);
+  LLVMValueRef base0 = G.base[0], base1 = G.base[1];
+  LLVMValueRef Pb = kc->buf[g->P->buf], Qb = kc->buf[g->Q->buf], C = kc->buf[k->out_buf];
+  int64_t L = g->run, L8 = L / 8 * 8, nruns = g->K / L, RB = g->runs_per_block;
+  LLVMValueRef j_lo = MUL(kc, begin, RN), j_hi = MIN(kc, MUL(kc, end, RN), I64(kc, g->N));
+  LLVMValueRef zero = LLVMConstNull(v8);
+  LLVMValueRef tmask = NULL;
+  if (L % 8) {
+    LLVMValueRef bits[8];
+    for (int i = 0; i < 8; i++) bits[i] = LLVMConstInt(m->t_i1, i < L % 8, 0);
+    tmask = LLVMConstVector(bits, 8);
+  }
+  GLoop Lb, Lj, Li, Lr, Lt;
+  LLVMValueRef rb = gloop_begin(kc, &Lb, I64(kc, 0), I64(kc, nruns), RB, "db");
+  LLVMValueRef re = MIN(kc, ADD(kc, rb, I64(kc, RB)), I64(kc, nruns));
+  LLVMValueRef first = LLVMBuildICmp(b, LLVMIntEQ, rb, I64(kc, 0), "");
+  LLVMValueRef last = LLVMBuildICmp(b, LLVMIntSGE, ADD(kc, rb, I64(kc, RB)), I64(kc, nruns), "");
+  LLVMValueRef jb = gloop_begin(kc, &Lj, j_lo, j_hi, RN, "dj");
+  LLVMValueRef ib = gloop_begin(kc, &Li, I64(kc, 0), I64(kc, g->M), RM, "di");
+  LLVMValueRef arow[MAXT], brow[MAXT];
+  for (int i = 0; i < RM; i++)
+    arow[i] = GEPF(kc, Pb, ADD(kc, base0, MUL(kc, MIN(kc, ADD(kc, ib, I64(kc, i)), I64(kc, g->M - 1)),
+                                                g->op[0].x_coef)));
+  for (int j = 0; j < RN; j++)
+    brow[j] = GEPF(kc, Qb, ADD(kc, base1, MUL(kc, MIN(kc, ADD(kc, jb, I64(kc, j)), I64(kc, g->N - 1)),
+                                                g->op[1].x_coef)));
+  /* accumulators as phis of the run loop and the k loop */
+  LLVMValueRef accR[MAXT], accT[MAXT], cur[MAXT];
+  LLVMBasicBlockRef preR = LLVMGetInsertBlock(b);
+  LLVMValueRef r = gloop_begin(kc, &Lr, rb, re, 1, "dr");
+  LLVMPositionBuilderBefore(b, Lr.iv);
+  for (int t = 0; t < NT; t++) {
+    accR[t] = LLVMBuildPhi(b, v8, "accr");
+    LLVMAddIncoming(accR[t], &zero, &preR, 1);
+    cur[t] = accR[t];
+  }
+  LLVMPositionBuilderAtEnd(b, LLVMGetNextBasicBlock(Lr.header));
+  /* offsets of the run's first k in each operand (beyond the row part) */
+  LLVMValueRef ko[2];
+  for (int w = 0; w < 2; w++) {
+    zero_vars(&G);
+    set_k_vars(&G, MUL(kc, r, L));
+    ko[w] = SUB(kc, emit_offset(kc, w == 0 ? g->P : g->Q), I64(kc, g->op[w].f0));
+  }
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 1 && !tmask) break;
+    if (pass == 0 && L8 == 0) continue;
+    LLVMValueRef t;
+    if (pass == 0) {
+      LLVMBasicBlockRef preT = LLVMGetInsertBlock(b);
+      t = gloop_begin(kc, &Lt, I64(kc, 0), I64(kc, L8), 8, "dt");
+      LLVMPositionBuilderBefore(b, Lt.iv);
+      for (int q = 0; q < NT; q++) {
+        accT[q] = LLVMBuildPhi(b, v8, "acct");
+        LLVMAddIncoming(accT[q], &cur[q], &preT, 1);
+        cur[q] = accT[q];
+      }
+      LLVMPositionBuilderAtEnd(b, LLVMGetNextBasicBlock(Lt.header));
+    } else {
+      t = I64(kc, L8);
+    }
+    LLVMValueRef av[MAXT], bv[MAXT];
+    for (int i = 0; i < RM + RN; i++) {
+      LLVMValueRef ptr = i < RM ? GEPF(kc, arow[i], ADD(kc, ko[0], t)) : GEPF(kc, brow[i - RM], ADD(kc, ko[1], t));
+      LLVMValueRef v;
+      if (pass == 0) {
+        v = LLVMBuildLoad2(b, v8, ptr, "");
+        LLVMSetAlignment(v, 4);
+      } else {
+        LLVMTypeRef ov[2] = {v8, m->t_ptr};
+        LLVMValueRef args[4] = {ptr, cg_i32(m, 4), tmask, zero};
+        v = cg_intrinsic(m, b, "llvm.masked.load", ov, 2, args, 4);
+      }
+      if (i < RM) av[i] = v;
+      else bv[i - RM] = v;
+    }
+    LLVMValueRef nxt[MAXT];
+    for (int i = 0; i < RM; i++)
+      for (int j = 0; j < RN; j++) {
+        LLVMValueRef args[3] = {av[i], bv[j], cur[i * RN + j]};
+        nxt[i * RN + j] = cg_intrinsic(m, b, "llvm.fma", &v8, 1, args, 3);
+      }
+    if (pass == 0) {
+      LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
+      for (int q = 0; q < NT; q++) LLVMAddIncoming(accT[q], &nxt[q], &latch, 1);
+      gloop_end(kc, &Lt); /* at the exit the header phis hold the sums */
+    } else {
+      for (int q = 0; q < NT; q++) cur[q] = nxt[q];
+    }
+  }
+  {
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
+    for (int q = 0; q < NT; q++) LLVMAddIncoming(accR[q], &cur[q], &latch, 1);
+  }
+  gloop_end(kc, &Lr);
+  for (int t = 0; t < NT; t++) {
+    LLVMValueRef args[2] = {cg_f32(m, 0.0), accR[t]};
+    LLVMValueRef sum = cg_intrinsic(m, b, "llvm.vector.reduce.fadd", &v8, 1, args, 2);
+    LLVMBuildStore(b, sum, GEPF(kc, tile, I64(kc, t)));
+  }
+  { /* C (valid part) = (first ? 0 : C) + sums; the epilogue after the last block */
+    GLoop Lx, Ly;
+    LLVMValueRef rows = MIN(kc, I64(kc, RM), SUB(kc, I64(kc, g->M), ib));
+    LLVMValueRef cols = MIN(kc, I64(kc, RN), SUB(kc, j_hi, jb));
+    LLVMValueRef i = gloop_begin(kc, &Lx, I64(kc, 0), rows, 1, "dx");
+    LLVMValueRef j = gloop_begin(kc, &Ly, I64(kc, 0), cols, 1, "dy");
+    LLVMValueRef s = LLVMBuildLoad2(b, m->t_f32, GEPF(kc, tile, ADD(kc, MUL(kc, i, RN), j)), "");
+    LLVMValueRef ci = ADD(kc, MUL(kc, ADD(kc, ib, i), g->N), ADD(kc, jb, j));
+    LLVMValueRef cp = GEPF(kc, C, ci);
+    LLVMValueRef old = LLVMBuildLoad2(b, m->t_f32, cp, "");
+    LLVMValueRef v = LLVMBuildSelect(b, first, s, LLVMBuildFAdd(b, old, s, ""), "");
+    if (k->epilogue) {
+      LLVMContextRef ctx = m->ctx;
+      LLVMBasicBlockRef cur = LLVMGetInsertBlock(b);
+      LLVMBasicBlockRef be = LLVMAppendBasicBlockInContext(ctx, kc->fn, "depi");
+      LLVMBasicBlockRef bd = LLVMAppendBasicBlockInContext(ctx, kc->fn, "depi.done");
+      LLVMBuildCondBr(b, last, be, bd);
+      LLVMPositionBuilderAtEnd(b, be);
+      set_i_vars(&G, ADD(kc, ib, i));
+      set_j_vars(&G, ADD(kc, jb, j));
+      for (int rr = 0; rr < k->n_red; rr++) kc->var[k->shape.rank + rr] = NULL;
+      kc->acc = v;
+      LLVMValueRef y = cg_convert(kc, cg_vx(kc, k->epilogue), k->epilogue->dtype, DT_F32);
+      kc->acc = NULL;
+      LLVMBasicBlockRef be_end = LLVMGetInsertBlock(b);
+      LLVMBuildBr(b, bd);
+      LLVMPositionBuilderAtEnd(b, bd);
+      LLVMValueRef ph = LLVMBuildPhi(b, m->t_f32, "");
+      LLVMValueRef vals[2] = {v, y};
+      LLVMBasicBlockRef bbs[2] = {cur, be_end};
+      LLVMAddIncoming(ph, vals, bbs, 2);
+      v = ph;
+    }
+    LLVMBuildStore(b, v, cp);
+    gloop_end(kc, &Ly);
+    gloop_end(kc, &Lx);
+  }
+  gloop_end(kc, &Li);
+  gloop_end(kc, &Lj);
+  gloop_end(kc, &Lb);
+}
+
 void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end) {
+  if (g->dot) {
+    emit_dot(kc, g, begin, end);
+    return;
+  }
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
   GemmCg G = {0};

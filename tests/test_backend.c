@@ -531,7 +531,7 @@ static void test_parallel_bit_identical(void **state) {
  * bit-identical results on 1, 2 and 3 threads. batch > 1 adds a leading
  * batch dim (A, B batched too); flat = A is read through a flatten-like
  * div/mod index map (A stored as [M, K/5, 5]). */
-enum { X_DA = 1, X_DB = 2, X_SPLITN = 4 }; /* plan modes a case must exercise */
+enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8 }; /* plan modes a case must exercise */
 
 static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool epi, bool flat, unsigned expect) {
   T t;
@@ -567,6 +567,7 @@ static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool e
   if (expect & X_DA) assert_true(g.direct_a);
   if (expect & X_DB) assert_true(g.direct_b);
   if (expect & X_SPLITN) assert_true(g.split_n && g.units > 1);
+  if (expect & X_DOT) assert_true(g.dot && g.units > 1);
   compile(&t);
   int64_t na = (int64_t)batch * M * K, nb = (int64_t)batch * K * N, no = (int64_t)batch * M * N;
   for (int64_t i = 0; i < na; i++) F(&t, a)[i] = frand(-1, 1);
@@ -624,8 +625,11 @@ static void test_gemm_path(void **state) {
   gemm_case_x(1, 31, 200, 300, false, false, true, false, X_DB);
   /* column split across threads (few row tiles, K large; transposed packs
    * with a K remainder): the filter-gradient shape */
-  gemm_case_x(1, 6, 75, 20003, false, true, false, false, X_SPLITN);
+  gemm_case_x(1, 6, 75, 20003, false, false, false, false, X_SPLITN);
   gemm_case_x(1, 16, 150, 6403, true, true, true, false, X_SPLITN);
+  /* the dot form (both operands contiguous along k; a masked run tail) */
+  gemm_case_x(1, 6, 75, 20003, false, true, true, false, X_DOT);
+  gemm_case_x(1, 7, 30, 4096, false, true, false, false, X_DOT);
 }
 
 /* ---------------- RNG ---------------- */
