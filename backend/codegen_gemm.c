@@ -902,52 +902,52 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   return fn;
 }
 
-/* The tile at C rows i0.. (rows valid), cols j0.. (cols valid): the shared
- * micro-kernel, then (after the last K block) the kernel's epilogue. */
+/* The tile at C rows i0.. (rows valid), cols j0.. (cols valid): a call of
+ * the shared micro-kernel. */
 static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef lda, LLVMValueRef bp, LLVMValueRef ldb,
-                       LLVMValueRef kc_cur, LLVMValueRef cbase,
-                       LLVMValueRef i0, LLVMValueRef rows, LLVMValueRef j0, LLVMValueRef cols, LLVMValueRef first,
-                       LLVMValueRef last) {
+                       LLVMValueRef kc_cur, LLVMValueRef cbase, LLVMValueRef i0, LLVMValueRef rows, LLVMValueRef j0,
+                       LLVMValueRef cols, LLVMValueRef first) {
   KernelCg *kc = G->kc;
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
   const GemmPlan *g = G->g;
-  const Kernel *k = kc->k;
   int64_t N = g->N;
-  LLVMValueRef C = kc->buf[k->out_buf];
-  LLVMContextRef ctx = m->ctx;
-  LLVMValueRef fn = kc->fn;
+  LLVMValueRef C = kc->buf[kc->k->out_buf];
   /* row r of the tile in C starts at cbase + (i0 + r) * N + j0 */
   LLVMValueRef crow0 = ADD(kc, ADD(kc, cbase, MUL(kc, i0, N)), j0);
   LLVMValueRef ukr = ukr_fn(m, g);
   LLVMValueRef args[10] = {ap, lda, bp, ldb, kc_cur, GEPF(kc, C, crow0), I64(kc, N), rows, cols, first};
   LLVMBuildCall2(b, LLVMGlobalGetValueType(ukr), ukr, args, 10, "");
+}
 
-  /* epilogue over the tile, after the last K block */
-  if (k->epilogue) {
-    LLVMBasicBlockRef be = LLVMAppendBasicBlockInContext(ctx, fn, "epi");
-    LLVMBasicBlockRef bd = LLVMAppendBasicBlockInContext(ctx, fn, "epi.done");
-    LLVMBuildCondBr(b, last, be, bd);
-    LLVMPositionBuilderAtEnd(b, be);
-    GLoop Lr, Lc;
-    LLVMValueRef r = gloop_begin(kc, &Lr, I64(kc, 0), rows, 1, "xr");
-    LLVMValueRef c = gloop_begin(kc, &Lc, I64(kc, 0), cols, 1, "xc");
-    LLVMValueRef p = GEPF(kc, C, ADD(kc, ADD(kc, crow0, MUL(kc, r, N)), c));
-    LLVMValueRef x = LLVMBuildLoad2(b, m->t_f32, p, "");
-    set_batch_vars(G);
-    set_i_vars(G, ADD(kc, i0, r));
-    set_j_vars(G, ADD(kc, j0, c));
-    for (int rr = 0; rr < k->n_red; rr++) kc->var[k->shape.rank + rr] = NULL;
-    kc->acc = x;
-    LLVMValueRef y = cg_vx(kc, k->epilogue);
-    kc->acc = NULL;
-    y = cg_convert(kc, y, k->epilogue->dtype, DT_F32);
-    LLVMBuildStore(b, y, p);
-    gloop_end(kc, &Lc);
-    gloop_end(kc, &Lr);
-    LLVMBuildBr(b, bd);
-    LLVMPositionBuilderAtEnd(b, bd);
-  }
+/* The epilogue over C rows [m_lo, m_hi) x cols [n_lo, n_hi) of the current
+ * batch entry, after every K block: a plain nest (the inner loop over
+ * columns vectorizes), while that part of C is still in cache. */
+static void epilogue_nest(GemmCg *G, LLVMValueRef cbase, LLVMValueRef m_lo, LLVMValueRef m_hi, LLVMValueRef n_lo,
+                          LLVMValueRef n_hi) {
+  KernelCg *kc = G->kc;
+  CgModule *m = kc->m;
+  LLVMBuilderRef b = kc->b;
+  const Kernel *k = kc->k;
+  LLVMValueRef C = kc->buf[k->out_buf];
+  GLoop Lr, Lc;
+  LLVMValueRef r = gloop_begin(kc, &Lr, m_lo, m_hi, 1, "xr");
+  LLVMValueRef row = ADD(kc, cbase, MUL(kc, r, G->g->N));
+  LLVMValueRef c = gloop_begin(kc, &Lc, n_lo, n_hi, 1, "xc");
+  Lc.hint = -1; /* LLVM vectorizes and interleaves it */
+  LLVMValueRef p = GEPF(kc, C, ADD(kc, row, c));
+  LLVMValueRef x = LLVMBuildLoad2(b, m->t_f32, p, "");
+  set_batch_vars(G);
+  set_i_vars(G, r);
+  set_j_vars(G, c);
+  for (int rr = 0; rr < k->n_red; rr++) kc->var[k->shape.rank + rr] = NULL;
+  kc->acc = x;
+  LLVMValueRef y = cg_vx(kc, k->epilogue);
+  kc->acc = NULL;
+  y = cg_convert(kc, y, k->epilogue->dtype, DT_F32);
+  LLVMBuildStore(b, y, p);
+  gloop_end(kc, &Lc);
+  gloop_end(kc, &Lr);
 }
 
 /* The dot form. For the column blocks of units [begin, end), per block of
@@ -1173,7 +1173,6 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
   for (int w = 0; w < 2; w++)
     if (G.ktab[w]) fill_table(&G, w, 2, G.ktab[w], pc, kc_cur);
   LLVMValueRef first = LLVMBuildICmp(b, LLVMIntEQ, pc, I64(kc, 0), "first");
-  LLVMValueRef last = LLVMBuildICmp(b, LLVMIntSGE, ADD(kc, pc, I64(kc, g->KC)), I64(kc, g->K), "last");
   LLVMValueRef nfull = MUL(kc, LLVMBuildUDiv(b, nc_cur, I64(kc, g->NR), ""), g->NR);
   if (g->direct_b) /* full panels are read in place; only the N tail is packed (panel 0) */
     pack_block(&G, 1, G.Bp, ADD(kc, jc, nfull), SUB(kc, nc_cur, nfull), I64(kc, g->N), pc, kc_cur);
@@ -1208,11 +1207,12 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
     ap = GEPF(kc, G.Ap, MUL(kc, LLVMBuildUDiv(b, ir, I64(kc, g->MR), ""), g->KC * g->MR));
     lda = I64(kc, 0);
   }
-  micro_tile(&G, ap, lda, bp, ldb, kc_cur, cbase, ADD(kc, ic, ir), rows, ADD(kc, jc, jr), cols, first, last);
+  micro_tile(&G, ap, lda, bp, ldb, kc_cur, cbase, ADD(kc, ic, ir), rows, ADD(kc, jc, jr), cols, first);
   gloop_end(kc, &Lir);
   gloop_end(kc, &Ljr);
   gloop_end(kc, &Lic);
   gloop_end(kc, &Lpc);
   gloop_end(kc, &Ljc);
+  if (kc->k->epilogue) epilogue_nest(&G, cbase, m_lo, m_hi, n_lo, n_hi);
   gloop_end(kc, &Lb);
 }
