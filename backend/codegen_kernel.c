@@ -189,6 +189,17 @@ static bool bufs_overlap(const Program *p, int x, int y) {
   return b->offset < a->offset + buf_bytes(a) && a->offset < b->offset + buf_bytes(b);
 }
 
+/* Whether buffer i is the output's own memory under another name (an
+ * in-place kernel: same start address, shape and type). Its loads then go
+ * through the output's pointer, which keeps the parameters noalias. */
+static bool same_as_out(const Program *p, const Kernel *k, int i) {
+  const Buffer *a = &p->bufs[i], *o = &p->bufs[k->out_buf];
+  if (i == k->out_buf || a->dtype != o->dtype || !shape_eq(&a->shape, &o->shape)) return false;
+  int ra = buf_root(p, i), ro = buf_root(p, k->out_buf);
+  if (ra == ro) return true;
+  return p->bufs[ra].offset >= 0 && p->bufs[ra].offset == p->bufs[ro].offset;
+}
+
 /* Whether a buffer the kernel reads, other than the output buffer itself,
  * may share memory with the output. Reads and writes of the output buffer
  * go through one pointer, which noalias allows; a different buffer in the
@@ -724,10 +735,13 @@ static void key_vx(KeyBuf *k, const VExpr *e) {
 }
 
 /* Everything K.body's code depends on, with buffers as parameter ordinals. */
-static char *kernel_key(const Program *p, const Kernel *k, const int *pbuf, int nparams, bool noalias) {
+static char *kernel_key(const Program *p, const Kernel *k, const int *pbuf, int nparams, bool noalias,
+                        const bool *same) {
   int *ord = malloc(sizeof(int) * ((size_t)p->n_bufs + 1));
   for (int i = 0; i < p->n_bufs; i++) ord[i] = -1;
   for (int i = 0; i < nparams; i++) ord[pbuf[i]] = i;
+  for (int i = 0; i < p->n_bufs; i++)
+    if (same[i]) ord[i] = ord[k->out_buf];
   KeyBuf kb = {NULL, 0, 0, ord, p->n_bufs};
   kb_put(&kb, "dt%d red%d acc%d out%d na%d rng%d |", (int)k->dtype, (int)k->red, (int)k->accumulate,
          kb_ord(&kb, k->out_buf), (int)noalias, kb_ord(&kb, p->rng_buf));
@@ -832,6 +846,10 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
     diag_error(d, k->loc, "internal error: backend: kernel %s reads a buffer out of range", k->name);
     return NULL;
   }
+  /* in-place inputs read through the output's parameter */
+  bool *same = calloc((size_t)p->n_bufs + 1, sizeof *same);
+  for (int i = 0; i < p->n_bufs; i++)
+    if (used[i] && same_as_out(p, k, i)) same[i] = true, used[i] = false;
   bool noalias = !output_shared(p, k, used);
 
   /* K.body(ptr b..., i64 begin, i64 end) */
@@ -839,7 +857,7 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   int *pbuf = calloc((size_t)p->n_bufs + 1, sizeof *pbuf);
   for (int i = 0; i < p->n_bufs; i++)
     if (used[i]) pbuf[nparams++] = i;
-  char *key = kernel_key(p, k, pbuf, nparams, noalias);
+  char *key = kernel_key(p, k, pbuf, nparams, noalias, same);
   const char *share_env = getenv("DLC_SHARE_BODIES");
   CgBodyKey *shared = key && !(share_env && *share_env == '0') ? find_body(m, key) : NULL;
   if (shared) {
@@ -854,6 +872,7 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
     LLVMValueRef fn = emit_wrapper(m, p, k, shared->fn, pbuf, nparams);
     free(pbuf);
     free(used);
+    free(same);
     return fn;
   }
   LLVMTypeRef *pt = calloc((size_t)nparams + 2, sizeof *pt);
@@ -886,6 +905,8 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
     if (bytes > 0) add_param_attr(m, body, ai, "dereferenceable", (uint64_t)bytes);
     if (pbuf[i] != k->out_buf) add_param_attr(m, body, ai, "readonly", 0);
   }
+  for (int i = 0; i < p->n_bufs; i++)
+    if (same[i]) bufv[i] = bufv[k->out_buf];
 
   KernelCg kc = {0};
   kc.m = m;
@@ -926,5 +947,6 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   free(pt);
   free(pbuf);
   free(used);
+  free(same);
   return fn;
 }
