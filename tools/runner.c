@@ -1,6 +1,9 @@
 /* runner.c — training loop, evaluation, single steps, prediction and
  * benchmarks over a DlrtModel (see runner.h). */
 #include "tools/runner.h"
+#include "tools/peak.h"
+
+#include <omp.h>
 
 #include <math.h>
 #include <stdarg.h>
@@ -365,6 +368,14 @@ int run_bench(DlrtModel *m, const RunOptions *o) {
   int64_t B = x >= 0 && d->bufs[x].rank > 0 ? d->bufs[x].shape[0] : 1;
   printf("model %s, batch %lld, %d threads, %d steps after warm-up\n", d->model, (long long)B, dlrt_get_threads(),
          steps);
+  const char *isa = NULL;
+  double core_peak = peak_gflops_per_core(&isa);
+  int cores = omp_get_num_procs();
+  int pth = dlrt_get_threads() < cores ? dlrt_get_threads() : cores;
+  double peak = core_peak * (pth > 0 ? pth : 1);
+  if (peak > 0)
+    printf("measured peak %.1f GFLOP/s per core (%s loop) x %d core%s = %.1f GFLOP/s\n", core_peak, isa, pth,
+           pth == 1 ? "" : "s", peak);
   static const char *const names[] = {"train step", "eval step", "inference"};
   for (int e = 0; e < DLRT_ENTRY_COUNT; e++) {
     if (!d->entries[e] || e == DLRT_ENTRY_EVAL) continue;
@@ -380,9 +391,11 @@ int run_bench(DlrtModel *m, const RunOptions *o) {
     }
     qsort(t, (size_t)steps, sizeof *t, cmp_double);
     double med = t[steps / 2];
-    printf("%-10s  median %.3f ms  (min %.3f, p90 %.3f)  %.0f steps/s  %.0f samples/s  %.2f GFLOP/s\n", names[e],
-           med * 1e3, t[0] * 1e3, t[(steps * 9) / 10] * 1e3, 1.0 / med, (double)B / med,
-           (double)d->flops[e] / med * 1e-9);
+    double gf = (double)d->flops[e] / med * 1e-9;
+    printf("%-10s  median %.3f ms  (min %.3f, p90 %.3f)  %.0f steps/s  %.0f samples/s  %.2f GFLOP/s", names[e],
+           med * 1e3, t[0] * 1e3, t[(steps * 9) / 10] * 1e3, 1.0 / med, (double)B / med, gf);
+    if (peak > 0) printf("  %.0f%% of peak", 100.0 * gf / peak);
+    printf("\n");
   }
   if (o->profile_print) {
     printf("per-kernel CPU time of the calling thread over the %d measured steps of each entry:", steps);

@@ -110,6 +110,18 @@ xor)
     [ "$acc" = "1.0000" ] && ok "xor_mlp: train accuracy $acc after 300 epochs" || { bad "xor_mlp: train accuracy '$acc' != 1.0000"; tail -3 "$WORK/out"; }
   fi
   ;;
+bench)
+  cd "$WORK" || exit 1
+  if run 0 "$DLRUN" bench "$SRC/examples/xor_mlp.dl" --steps 20 --threads 1 --per-kernel; then
+    grep -q '^measured peak [0-9.]* GFLOP/s per core' "$WORK/out" && ok "bench: measured peak printed" || bad "bench: no measured peak line"
+    for e in 'train step' 'inference'; do
+      line=$(grep "^$e " "$WORK/out")
+      echo "$line" | grep -Eq 'median [0-9.]+ ms  \(min [0-9.]+, p90 [0-9.]+\)  [0-9]+ steps/s  [0-9]+ samples/s  [0-9.]+ GFLOP/s  [0-9]+% of peak' &&
+        ok "bench: $e line has median, spread, samples/s, GFLOP/s and share of peak" || bad "bench: $e line malformed: '$line'"
+    done
+    grep -q 'xor_mlp.dl:[0-9]*' "$WORK/out" && ok "bench --per-kernel: kernels with source lines" || bad "bench --per-kernel: no per-kernel table"
+  fi
+  ;;
 linreg)
   cd "$WORK" || exit 1
   if run 0 "$DLRUN" train "$SRC/examples/linreg.dl" --data linreg --epochs 5 --save W.safetensors; then
