@@ -6,6 +6,7 @@
 #include "runtime/dlrt.h"
 
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 static int g_threads = 0; /* 0: not set yet, use the default */
@@ -44,18 +45,41 @@ void dlrt_chunk_range(int64_t n, int64_t chunks, int64_t i, int64_t *begin, int6
   *end = *begin + base + (i < rem ? 1 : 0);
 }
 
-static _Thread_local void *t_scratch;
-static _Thread_local int64_t t_scratch_bytes;
+/* Per-thread scratch: a pthread key whose destructor frees it when a pool
+ * thread exits (the thread count can change between runs). */
+typedef struct {
+  void *p;
+  int64_t bytes;
+} Scratch;
+
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *v) {
+  Scratch *s = v;
+  free(s->p);
+  free(s);
+}
+
+static void scratch_key_init(void) {
+  if (pthread_key_create(&g_scratch_key, scratch_free) != 0) abort();
+}
 
 void *dlrt_scratch(int64_t bytes) {
-  if (bytes > t_scratch_bytes) {
-    free(t_scratch);
-    int64_t n = (bytes + 4095) / 4096 * 4096;
-    t_scratch = aligned_alloc(64, (size_t)n);
-    if (!t_scratch) abort(); /* the kernel has no error path: out of memory is fatal */
-    t_scratch_bytes = n;
+  pthread_once(&g_scratch_once, scratch_key_init);
+  Scratch *s = pthread_getspecific(g_scratch_key);
+  if (!s) {
+    s = calloc(1, sizeof *s);
+    if (!s || pthread_setspecific(g_scratch_key, s) != 0) abort(); /* kernels have no error path */
   }
-  return t_scratch;
+  if (bytes > s->bytes) {
+    free(s->p);
+    int64_t n = (bytes + 4095) / 4096 * 4096;
+    s->p = aligned_alloc(64, (size_t)n);
+    if (!s->p) abort(); /* out of memory inside a kernel is fatal */
+    s->bytes = n;
+  }
+  return s->p;
 }
 
 void dlrt_parallel_for(DlrtKernelFn fn, void *ctx, int64_t n, int64_t grain) {
