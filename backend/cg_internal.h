@@ -123,6 +123,7 @@ typedef struct {
   bool dot;
   int64_t run, runs_per_block, RM, RN;
   bool direct_a;             /* the micro-kernel reads P in place (rows of unit-stride k), no packing */
+  bool direct_at;            /* ... reads P in place k-major (unit-stride rows i, a transposed A) */
   bool direct_b;             /* ... reads Q in place (rows of NR unit-stride j), packing only the N tail */
   int64_t units;             /* the kernel's [begin, end) ranges over these */
 } GemmPlan;

@@ -322,6 +322,8 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
    * (unit-stride j) when one M block uses each B panel (small M). */
   const GemmOperand *oa = &g->op[0], *ob = &g->op[1];
   g->direct_a = oa->fast && oa->k_affine && oa->k_coef == 1 && oa->x_affine && g->N <= g_direct_a_max_n;
+  g->direct_at = !g->direct_a && oa->fast && oa->x_affine && oa->x_coef == 1 && oa->k_affine &&
+                 g->N <= g_direct_a_max_n;
   g->direct_b = ob->fast && ob->x_affine && ob->x_coef == 1 && ob->k_affine && g->M <= g_direct_b_max_m;
   /* the dot form: both operands contiguous along k (the transposed-both
    * shape of filter gradients), K much longer than M and N */
@@ -786,8 +788,9 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   LLVMValueRef crow[MAXACC], arow[MAXACC];
   for (int r = 0; r < MR; r++) crow[r] = GEPF(kc, C, LLVMBuildNSWMul(b, ldc, I64(kc, r), ""));
   /* direct A: row r at ap + min(r, rows - 1) * lda (rows past M repeat the last valid one) */
-  for (int r = 0; r < MR && g->direct_a; r++)
-    arow[r] = GEPF(kc, ap, LLVMBuildNSWMul(b, lda, MIN(kc, I64(kc, r), SUB(kc, rows, I64(kc, 1))), ""));
+  LLVMValueRef aclamp[MAXACC] = {0};
+  for (int r = 0; r < MR; r++) aclamp[r] = MIN(kc, I64(kc, r), SUB(kc, rows, I64(kc, 1)));
+  for (int r = 0; r < MR && g->direct_a; r++) arow[r] = GEPF(kc, ap, LLVMBuildNSWMul(b, lda, aclamp[r], ""));
 
   LLVMValueRef full = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntEQ, rows, I64(kc, MR), ""),
                                    LLVMBuildICmp(b, LLVMIntEQ, cols, I64(kc, NR), ""), "full");
@@ -847,12 +850,14 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   LLVMValueRef boff = LLVMBuildNSWMul(b, kl, ldb, "");
   /* B rows read in place (direct B) are not vector-aligned */
   for (int v = 0; v < NV; v++) bv[v] = vload(G, GEPF(kc, bp, ADD(kc, boff, I64(kc, v * VW))), 4);
-  LLVMValueRef aoff = MUL(kc, kl, MR);
+  /* k-major A (packed: lda = MR; transposed A in place: lda = its k stride),
+   * rows past `rows` read the last valid row */
+  LLVMValueRef aoff = LLVMBuildNSWMul(b, kl, lda, "");
   LLVMTypeRef vt = G->vt;
   LLVMValueRef nacc[MAXACC];
   LLVMValueRef mask = LLVMConstNull(LLVMVectorType(m->t_i32, (unsigned)VW));
   for (int r = 0; r < MR; r++) {
-    LLVMValueRef aptr = g->direct_a ? GEPF(kc, arow[r], kl) : GEPF(kc, ap, ADD(kc, aoff, I64(kc, r)));
+    LLVMValueRef aptr = g->direct_a ? GEPF(kc, arow[r], kl) : GEPF(kc, ap, ADD(kc, aoff, aclamp[r]));
     LLVMValueRef s = LLVMBuildLoad2(b, m->t_f32, aptr, "");
     LLVMValueRef one = LLVMBuildInsertElement(b, LLVMGetUndef(vt), s, cg_i32(m, 0), "");
     LLVMValueRef sp = LLVMBuildShuffleVector(b, one, LLVMGetUndef(vt), mask, "");
@@ -1180,7 +1185,7 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
     pack_block(&G, 1, G.Bp, jc, nc_cur, I64(kc, g->N), pc, kc_cur);
   LLVMValueRef ic = gloop_begin(kc, &Lic, m_lo, m_hi, g->MC, "ic");
   LLVMValueRef mc_cur = MIN(kc, I64(kc, g->MC), SUB(kc, m_hi, ic));
-  if (!g->direct_a) {
+  if (!g->direct_a && !g->direct_at) {
     if (G.xtab[0]) fill_table(&G, 0, 1, G.xtab[0], ic, mc_cur);
     pack_block(&G, 0, G.Ap, ic, mc_cur, m_hi, pc, kc_cur);
   }
@@ -1203,9 +1208,13 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
     LLVMValueRef off = ADD(kc, ADD(kc, G.base[0], MUL(kc, ADD(kc, ic, ir), g->op[0].x_coef)), pc);
     ap = GEPF(kc, kc->buf[g->P->buf], off);
     lda = I64(kc, g->op[0].x_coef);
+  } else if (g->direct_at) {
+    LLVMValueRef off = ADD(kc, ADD(kc, G.base[0], ADD(kc, ic, ir)), MUL(kc, pc, g->op[0].k_coef));
+    ap = GEPF(kc, kc->buf[g->P->buf], off);
+    lda = I64(kc, g->op[0].k_coef);
   } else {
     ap = GEPF(kc, G.Ap, MUL(kc, LLVMBuildUDiv(b, ir, I64(kc, g->MR), ""), g->KC * g->MR));
-    lda = I64(kc, 0);
+    lda = I64(kc, g->MR);
   }
   micro_tile(&G, ap, lda, bp, ldb, kc_cur, cbase, ADD(kc, ic, ir), rows, ADD(kc, jc, jr), cols, first);
   gloop_end(kc, &Lir);

@@ -531,7 +531,7 @@ static void test_parallel_bit_identical(void **state) {
  * bit-identical results on 1, 2 and 3 threads. batch > 1 adds a leading
  * batch dim (A, B batched too); flat = A is read through a flatten-like
  * div/mod index map (A stored as [M, K/5, 5]). */
-enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8 }; /* plan modes a case must exercise */
+enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16 }; /* plan modes a case must exercise */
 
 static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool epi, bool flat, unsigned expect) {
   T t;
@@ -568,6 +568,7 @@ static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool e
   if (expect & X_DB) assert_true(g.direct_b);
   if (expect & X_SPLITN) assert_true(g.split_n && g.units > 1);
   if (expect & X_DOT) assert_true(g.dot && g.units > 1);
+  if (expect & X_DAT) assert_true(g.direct_at);
   compile(&t);
   int64_t na = (int64_t)batch * M * K, nb = (int64_t)batch * K * N, no = (int64_t)batch * M * N;
   for (int64_t i = 0; i < na; i++) F(&t, a)[i] = frand(-1, 1);
@@ -623,6 +624,7 @@ static void test_gemm_path(void **state) {
   /* in-place operands (A rows for small N, B rows for small M), with edges */
   gemm_case_x(1, 40, 10, 700, false, false, true, false, X_DA | X_DB);
   gemm_case_x(1, 31, 200, 300, false, false, true, false, X_DB);
+  gemm_case_x(1, 257, 10, 700, true, false, true, false, X_DAT); /* transposed A in place, M edge */
   /* column split across threads (few row tiles, K large; transposed packs
    * with a K remainder): the filter-gradient shape */
   gemm_case_x(1, 6, 75, 20003, false, false, false, false, X_SPLITN);
