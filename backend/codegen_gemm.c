@@ -37,8 +37,21 @@
 #include <string.h>
 
 static int g_gemm_mode = 0; /* 0 auto, 1 never */
-static int64_t g_direct_a_max_n = 64, g_direct_b_max_m = 72;
-static int g_dot_mode = 1;
+/* Plan thresholds (measured with bench/gemm_bench.c on AVX2 and AVX-512):
+ * A read in place up to this N (few B panels would reuse a packed A), B read
+ * in place up to this M (one M block uses each B panel), the dot form up to
+ * this M; K blocks of at most KC_MAX (one block up to KC_ONE); the packed B
+ * block up to NC_BYTES; M blocks of MC_PANELS micro-panels. */
+enum {
+  DIRECT_A_MAX_N = 64,
+  DIRECT_B_MAX_M = 72,
+  DOT_MAX_M = 8,
+  DOT_BLOCK = 4096,
+  KC_MAX = 384,
+  KC_ONE = 512,
+  NC_BYTES = 2 << 20,
+  MC_PANELS = 16
+};
 void cg_debug_set_gemm(int mode) { g_gemm_mode = mode; }
 
 /* ---------------- matching ---------------- */
@@ -298,42 +311,35 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   g->MR = 6;
   g->NR = 2 * g->VW;
   /* K blocks: one block up to 512, else equal blocks of at most 384 */
-  int64_t kcmax = 384, kc1 = 512;
-  const char *tune = getenv("DLC_GEMM_TUNE"); /* TEMP: kcmax,kc1,mc,da_n,db_m */
-  long long t1 = 0, t2 = 0, t3 = 0, t4 = 0, t5 = 0, t6 = 2048;
-  if (tune && sscanf(tune, "%lld,%lld,%lld,%lld,%lld,%lld", &t1, &t2, &t3, &t4, &t5, &t6) >= 5) {
-    kcmax = t1, kc1 = t2, g_direct_a_max_n = t4, g_direct_b_max_m = t5;
-    g_dot_mode = getenv("DLC_NODOT") ? 0 : 1;
-  }
-  int64_t nk = g->K <= kc1 ? 1 : (g->K + kcmax - 1) / kcmax;
+  int64_t nk = g->K <= KC_ONE ? 1 : (g->K + KC_MAX - 1) / KC_MAX;
   g->KC = (g->K + nk - 1) / nk;
   /* N block: the packed Q block (heap scratch) stays within ~2 MiB, so A is
    * repacked rarely; its NR-column panels stream through L1 */
   int64_t npad = (g->N + g->NR - 1) / g->NR * g->NR;
-  int64_t ncmax = (t6 * 1024 / 4) / g->KC / g->NR * g->NR;
+  int64_t ncmax = (NC_BYTES / 4) / g->KC / g->NR * g->NR;
   if (ncmax < g->NR) ncmax = g->NR;
   g->NC = npad < ncmax ? npad : ncmax;
   /* M block: 96 rows (multiple of MR): the packed A block stays in L2 */
-  g->MC = t3 > 0 ? t3 : 16 * g->MR;
+  g->MC = MC_PANELS * g->MR;
   analyse_operand(p, k, g, g->P, true, &g->op[0]);
   analyse_operand(p, k, g, g->Q, false, &g->op[1]);
   /* In-place operands skip packing where packing does not pay: P's rows
    * (unit-stride k) when few B panels reuse a packed A (small N); Q's rows
    * (unit-stride j) when one M block uses each B panel (small M). */
   const GemmOperand *oa = &g->op[0], *ob = &g->op[1];
-  g->direct_a = oa->fast && oa->k_affine && oa->k_coef == 1 && oa->x_affine && g->N <= g_direct_a_max_n;
+  g->direct_a = oa->fast && oa->k_affine && oa->k_coef == 1 && oa->x_affine && g->N <= DIRECT_A_MAX_N;
   g->direct_at = !g->direct_a && oa->fast && oa->x_affine && oa->x_coef == 1 && oa->k_affine &&
-                 g->N <= g_direct_a_max_n;
-  g->direct_b = ob->fast && ob->x_affine && ob->x_coef == 1 && ob->k_affine && g->M <= g_direct_b_max_m;
+                 g->N <= DIRECT_A_MAX_N;
+  g->direct_b = ob->fast && ob->x_affine && ob->x_coef == 1 && ob->k_affine && g->M <= DIRECT_B_MAX_M;
   /* the dot form: both operands contiguous along k (the transposed-both
    * shape of filter gradients), K much longer than M and N */
-  if (g_dot_mode && g->batch == 1 && oa->fast && ob->fast && oa->x_affine && ob->x_affine && oa->k_unit &&
-      ob->k_unit && g->M <= 8 && g->N <= 256 && g->K >= 64 * g->N) {
+  if (g->batch == 1 && oa->fast && ob->fast && oa->x_affine && ob->x_affine && oa->k_unit &&
+      ob->k_unit && g->M <= DOT_MAX_M && g->N <= 256 && g->K >= 64 * g->N) {
     int64_t run = dot_run(p, k, g);
     if (run) {
       g->dot = true;
       g->run = run;
-      g->runs_per_block = run >= 1024 ? 1 : 1024 / run;
+      g->runs_per_block = run >= DOT_BLOCK ? 1 : DOT_BLOCK / run;
       g->RM = 3;
       g->RN = 4;
       g->by_batch = false;
@@ -987,6 +993,26 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
     tmask = LLVMConstVector(bits, 8);
   }
   GLoop Lb, Lj, Li, Lr, Lt;
+  /* rtab[2 r + w]: offset of run r's first k in operand w (beyond its row
+   * part), in the thread's scratch, filled once per call */
+  LLVMValueRef rtab;
+  {
+    LLVMValueRef fs = LLVMGetNamedFunction(m->mod, "dlrt_scratch");
+    LLVMTypeRef ft = LLVMFunctionType(m->t_ptr, &m->t_i64, 1, 0);
+    if (!fs) fs = LLVMAddFunction(m->mod, "dlrt_scratch", ft);
+    LLVMValueRef bytes = I64(kc, 16 * nruns);
+    rtab = LLVMBuildCall2(b, ft, fs, &bytes, 1, "rtab");
+    GLoop Lf;
+    LLVMValueRef rr = gloop_begin(kc, &Lf, I64(kc, 0), I64(kc, nruns), 1, "dfill");
+    for (int w = 0; w < 2; w++) {
+      zero_vars(&G);
+      set_k_vars(&G, MUL(kc, rr, L));
+      LLVMValueRef off = SUB(kc, emit_offset(kc, w == 0 ? g->P : g->Q), I64(kc, g->op[w].f0));
+      LLVMValueRef ix = ADD(kc, MUL(kc, rr, 2), I64(kc, w));
+      LLVMBuildStore(b, off, LLVMBuildInBoundsGEP2(b, m->t_i64, rtab, &ix, 1, ""));
+    }
+    gloop_end(kc, &Lf);
+  }
   LLVMValueRef rb = gloop_begin(kc, &Lb, I64(kc, 0), I64(kc, nruns), RB, "db");
   LLVMValueRef re = MIN(kc, ADD(kc, rb, I64(kc, RB)), I64(kc, nruns));
   LLVMValueRef first = LLVMBuildICmp(b, LLVMIntEQ, rb, I64(kc, 0), "");
@@ -1014,9 +1040,8 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   /* offsets of the run's first k in each operand (beyond the row part) */
   LLVMValueRef ko[2];
   for (int w = 0; w < 2; w++) {
-    zero_vars(&G);
-    set_k_vars(&G, MUL(kc, r, L));
-    ko[w] = SUB(kc, emit_offset(kc, w == 0 ? g->P : g->Q), I64(kc, g->op[w].f0));
+    LLVMValueRef ix = ADD(kc, MUL(kc, r, 2), I64(kc, w));
+    ko[w] = LLVMBuildLoad2(b, m->t_i64, LLVMBuildInBoundsGEP2(b, m->t_i64, rtab, &ix, 1, ""), "");
   }
   for (int pass = 0; pass < 2; pass++) {
     if (pass == 1 && !tmask) break;
