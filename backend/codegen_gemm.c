@@ -10,7 +10,7 @@
  *   C[b, i, j] = epilogue(sum_k P(b, i, k) * Q(b, k, j))
  *
  * Code shape (BLIS-style, all extents constant):
- *   for b in batch (or the unit range of M tiles):
+ *   for b in batch (or the unit range of M tiles / N panels):
  *     for jc in N step NC:
  *       for pc in K step KC:
  *         pack Q[pc.., jc..] into Bp: panels of NR columns, [panel][k][NR]
@@ -18,19 +18,26 @@
  *           pack P[ic.., pc..] into Ap: panels of MR rows, [panel][k][MR]
  *           for each NR panel, for each MR panel: the micro-kernel:
  *             MR x (NR/VW) vector accumulators (<VW x float>, llvm.fma),
- *             one broadcast of Ap and NR/VW vector loads of Bp per k;
+ *             one broadcast of A and NR/VW vector loads of B per k;
  *             accumulators start at 0 (first K block) or C (later blocks);
  *             edge tiles go through a small tile buffer;
- *           after the last K block the epilogue runs over the tile in C.
- * Packing evaluates P and Q with the generic expression code at clamped
- * (always in-bounds) indices and writes 0 outside [M, N): remainders cost
- * no special micro-kernels. Scratch panels live on the stack (bounded by
- * the blocking constants).
+ *     after the last K block the epilogue runs as a vectorized nest over
+ *     the unit's part of C.
+ * Packing copies rows of unit-stride operands as vectors and transposes
+ * 8x8 blocks of operands contiguous along k; other operands are evaluated
+ * with the generic expression code at clamped (in-bounds) indices, 0
+ * outside [M, N). Operands are read in place instead where packing does
+ * not pay: A's rows (or a transposed A) for small N, B's rows for small M.
+ * The packed B block lives in the thread's heap scratch (dlrt_scratch).
+ * The dot form (tiny M, N against a long reduction contiguous in both
+ * operands: the first convolution's filter gradient) computes C as vector
+ * dot products along k instead.
  *
  * Threads: the kernel's [begin, end) is a range of "units": batch entries
- * when there are batch dims, else MR-row tiles of M. Every output element
- * is the same FMA chain over k in the same fixed K blocks whatever the
- * unit range, so results are identical for any thread count. */
+ * when there are batch dims, else MR-row tiles of M, or NR-column panels
+ * of N when M fits one block (dot form: RN-column blocks). Every output
+ * element is the same FMA chain over k in the same fixed K blocks whatever
+ * the unit range, so results are identical for any thread count. */
 #include "backend/cg_internal.h"
 
 #include <stdlib.h>
