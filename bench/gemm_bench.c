@@ -56,6 +56,7 @@ static const Shape3 shapes[] = {
     {"mlpB_dW2_TN", 'T', 'N', 1024, 1024, 256},
     {"mlpB_dW1_TN", 'T', 'N', 784, 1024, 256},
     {"lenet_fc1", 'N', 'N', 64, 120, 400},
+    {"vgg_fc1", 'N', 'N', 64, 256, 4096},
     /* per-image products of convolutions (im2col): forward, data gradient */
     {"vgg_c2_fwd", 'N', 'N', 32, 1024, 288},
     {"vgg_c4_fwd", 'N', 'N', 64, 256, 576},

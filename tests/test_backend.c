@@ -634,6 +634,29 @@ static void test_gemm_path(void **state) {
   gemm_case_x(1, 7, 30, 4096, false, true, false, false, X_DOT);
 }
 
+/* Random shapes over every plan mode (in-place A/B, transposed A, column
+ * split, dot form, K blocks, edges in M and N, batches), each checked
+ * against the double reference and for 1/2/3-thread bit identity. */
+static void test_gemm_random_shapes(void **state) {
+  (void)state;
+  uint64_t r = 0x9e3779b97f4a7c15ULL;
+  static const int dims[] = {1, 2, 5, 6, 7, 10, 13, 16, 17, 31, 33, 64, 97, 150, 257};
+  static const int ks[] = {1, 3, 8, 29, 100, 385, 513, 1000, 3001};
+  enum { ND = sizeof dims / sizeof dims[0], NK = sizeof ks / sizeof ks[0] };
+  for (int c = 0; c < 36; c++) {
+    r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+    int M = dims[(r >> 20) % ND], N = dims[(r >> 28) % ND], K = ks[(r >> 36) % NK];
+    bool ta = (r >> 44) & 1, tb = (r >> 45) & 1, epi = (r >> 46) & 1;
+    int batch = ((r >> 47) & 3) == 0 ? 3 : 1;
+    if ((int64_t)M * N * K < 2048 || N < 4 || M < 2) { /* below the GEMM path: widen */
+      M = M < 7 ? 7 : M;
+      N = N < 16 ? 16 : N;
+      K = K < 29 ? 29 : K;
+    }
+    gemm_case(batch, M, N, K, ta, tb, epi, false);
+  }
+}
+
 /* ---------------- RNG ---------------- */
 
 static void test_rand(void **state) {
@@ -914,6 +937,7 @@ int main(void) {
       cmocka_unit_test(test_column_sum_reordered),
       cmocka_unit_test(test_parallel_bit_identical),
       cmocka_unit_test(test_gemm_path),
+      cmocka_unit_test(test_gemm_random_shapes),
       cmocka_unit_test(test_rand),
       cmocka_unit_test(test_vecmath_accuracy),
       cmocka_unit_test(test_vecmath_special),
