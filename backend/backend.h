@@ -23,6 +23,7 @@
 typedef struct {
   const char *cpu; /* "native" (default when NULL) or an LLVM CPU name / "x86-64-v2|v3|v4" */
   int opt_level;   /* 0..3, LLVM pipeline "default<O3>" for 2 and 3 */
+  unsigned entries; /* bit e: build entry e only (0: every entry of the program) */
 } CgOptions;
 
 typedef struct CgModule CgModule; /* owns an LLVMContext + LLVMModule + target machine */

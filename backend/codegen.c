@@ -6,6 +6,7 @@
 #include "backend/cg_internal.h"
 
 #include <stdarg.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,11 +79,16 @@ void cg_kernel_error(KernelCg *kc, const char *fmt, ...) {
 
 /* ---- target machine ---- */
 
-static void init_llvm_targets(void) {
-  /* Idempotent; cheap after the first call. */
+static void init_llvm_targets_once(void) {
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
   LLVMInitializeNativeAsmParser();
+}
+
+static void init_llvm_targets(void) {
+  /* once per process (modules may be built on several threads) */
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, init_llvm_targets_once);
 }
 
 static LLVMCodeGenOptLevel codegen_level(int opt) {
@@ -278,7 +284,19 @@ void cg_profile_print(FILE *out) {
 }
 
 /* A new row (its address stays valid: rows are allocated in fixed blocks). */
+static pthread_mutex_t g_prof_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static ProfRow *prof_row_locked(const Kernel *k, const char *entry);
+
+/* A new row; modules may be built on several threads at once. */
 static ProfRow *prof_row(const Kernel *k, const char *entry) {
+  pthread_mutex_lock(&g_prof_lock);
+  ProfRow *r = prof_row_locked(k, entry);
+  pthread_mutex_unlock(&g_prof_lock);
+  return r;
+}
+
+static ProfRow *prof_row_locked(const Kernel *k, const char *entry) {
   if (!g_prof_t0) {
     g_prof_t0 = 1;
     atexit(prof_report);
@@ -402,7 +420,7 @@ CgModule *cg_build(const Program *p, const CgOptions *o, Diag *d) {
   bool ok = true;
   for (int e = 0; e < ENTRY__COUNT && ok; e++) {
     const Entry *en = &p->entries[e];
-    if (!en->present) continue;
+    if (!en->present || (o && o->entries && !(o->entries & (1u << e)))) continue;
     LLVMValueRef *kfns = calloc((size_t)en->n_kernels + 1, sizeof *kfns);
     for (int i = 0; i < en->n_kernels && ok; i++) {
       const Kernel *k = en->kernels[i];

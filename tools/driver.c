@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "ir/ir_parse.h"
@@ -193,6 +195,104 @@ static int load_dlir(DrvModel *m, const char *text, DrvStage stage, Diag *d) {
   return DRV_OK;
 }
 
+/* ---- JIT: the training entry and the other entries as two modules, each
+ * built, optimised and compiled on its own thread (two LLVM contexts), so
+ * the compile takes about as long as the larger of the two ---- */
+
+typedef struct {
+  const Program *prog;
+  CgOptions co;
+  Diag d;             /* this job's errors (collected, copied to the caller's) */
+  CgJit *jit;
+  const char *sym[ENTRY__COUNT]; /* entry symbols to look up (compiles them), NULL if not in this job */
+  void *fn[ENTRY__COUNT];
+  double t_build, t_opt, t_jit;
+  int status;
+} JitJob;
+
+static void *jit_job(void *arg) {
+  JitJob *j = arg;
+  double t0 = drv_now();
+  CgModule *mod = cg_build(j->prog, &j->co, &j->d);
+  if (!mod) {
+    j->status = strstr(j->d.first, "unknown CPU") ? DRV_USAGE : DRV_INTERNAL;
+    return NULL;
+  }
+  double t1 = drv_now();
+  if (cg_optimize(mod, &j->d)) {
+    cg_free(mod);
+    j->status = DRV_INTERNAL;
+    return NULL;
+  }
+  double t2 = drv_now();
+  j->jit = cg_jit(mod, &j->d); /* consumes mod */
+  j->status = j->jit ? DRV_OK : DRV_INTERNAL;
+  /* the lookups compile the module's code, on this thread */
+  for (int e = 0; e < ENTRY__COUNT && j->jit; e++) {
+    if (!j->sym[e]) continue;
+    j->fn[e] = (void *)cg_jit_entry(j->jit, j->sym[e]);
+    if (!j->fn[e]) {
+      diag_error(&j->d, (SrcLoc){0}, "internal error: JIT entry %s not found", j->sym[e]);
+      j->status = DRV_INTERNAL;
+    }
+  }
+  j->t_build = t1 - t0, j->t_opt = t2 - t1, j->t_jit = drv_now() - t2;
+  return NULL;
+}
+
+static int jit_parallel(DrvModel *m, const CgOptions *co, Diag *d) {
+  double t0 = drv_now();
+  unsigned train = 1u << ENTRY_TRAIN, rest = 0;
+  for (int e = 0; e < ENTRY__COUNT; e++)
+    if (m->prog->entries[e].present && e != ENTRY_TRAIN) rest |= 1u << e;
+  if (!m->prog->entries[ENTRY_TRAIN].present) train = 0;
+  JitJob jobs[2];
+  int n = 0;
+  unsigned masks[2] = {train, rest};
+  for (int i = 0; i < 2; i++) {
+    if (!masks[i]) continue;
+    memset(&jobs[n], 0, sizeof jobs[n]);
+    jobs[n].prog = m->prog;
+    jobs[n].co = *co;
+    jobs[n].co.entries = masks[i];
+    for (int e = 0; e < ENTRY__COUNT; e++)
+      if (masks[i] & (1u << e)) jobs[n].sym[e] = cg_entry_symbol(m->arena, m->prog, (EntryKind)e);
+    diag_init(&jobs[n].d, NULL);
+    n++;
+  }
+  pthread_t th;
+  bool threaded = n == 2 && sysconf(_SC_NPROCESSORS_ONLN) > 1 && pthread_create(&th, NULL, jit_job, &jobs[1]) == 0;
+  jit_job(&jobs[0]);
+  if (n == 2) {
+    if (threaded) pthread_join(th, NULL);
+    else jit_job(&jobs[1]);
+  }
+  int rc = DRV_OK;
+  for (int i = 0; i < n; i++)
+    if (jobs[i].status != DRV_OK) {
+      if (rc == DRV_OK) rc = jobs[i].status;
+      diag_error(d, (SrcLoc){0}, "%s", jobs[i].d.first[0] ? jobs[i].d.first : "internal error: JIT failed");
+    }
+  /* phases of the job on the critical path (the longer one) */
+  int c = n == 2 && jobs[1].t_build + jobs[1].t_opt + jobs[1].t_jit > jobs[0].t_build + jobs[0].t_opt + jobs[0].t_jit;
+  if (n > 0) {
+    pipeline_time_phase("llvm codegen", jobs[c].t_build);
+    pipeline_time_phase("llvm optimisation", jobs[c].t_opt);
+    pipeline_time_phase("jit", jobs[c].t_jit);
+  }
+  m->jit = n > 0 ? jobs[0].jit : NULL;
+  m->jit2 = n > 1 ? jobs[1].jit : NULL;
+  for (int i = 0; i < n; i++) diag_free(&jobs[i].d);
+  if (rc != DRV_OK) return rc;
+  m->desc.set_threads = dlrt_set_threads;
+  for (int i = 0; i < n; i++)
+    for (int e = 0; e < ENTRY__COUNT; e++)
+      if (jobs[i].sym[e]) m->desc.entries[e] = (DlrtEntryFn)jobs[i].fn[e];
+  m->t_llvm = 0;
+  m->t_jit = drv_now() - t0;
+  return DRV_OK;
+}
+
 int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage stage, Diag *d) {
   memset(m, 0, sizeof *m);
   m->arena = arena_new();
@@ -275,6 +375,7 @@ int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage sta
 codegen:
   t0 = drv_now();
   CgOptions co = {.cpu = o->cpu, .opt_level = o->opt_level >= 2 ? 3 : o->opt_level};
+  if (stage >= DRV_STAGE_JIT) return jit_parallel(m, &co, d);
   m->mod = cg_build(m->prog, &co, d);
   if (!m->mod) return strstr(d->first, "unknown CPU") ? DRV_USAGE : DRV_INTERNAL;
   double tc = drv_now();
@@ -282,30 +383,12 @@ codegen:
   if (cg_optimize(m->mod, d)) return DRV_INTERNAL;
   m->t_llvm = drv_now() - t0;
   pipeline_time_phase("llvm optimisation", drv_now() - tc);
-  if (stage == DRV_STAGE_LLVM) return DRV_OK;
-
-  t0 = drv_now();
-  CgModule *mod = m->mod;
-  m->mod = NULL;
-  m->jit = cg_jit(mod, d);
-  if (!m->jit) return DRV_INTERNAL;
-  m->desc.set_threads = dlrt_set_threads;
-  for (int e = 0; e < ENTRY__COUNT; e++) {
-    if (!m->prog->entries[e].present) continue;
-    m->desc.entries[e] = (DlrtEntryFn)cg_jit_entry(m->jit, cg_entry_symbol(m->arena, m->prog, (EntryKind)e));
-    if (!m->desc.entries[e]) {
-      diag_error(d, (SrcLoc){0}, "internal error: JIT entry %s not found",
-                 cg_entry_symbol(m->arena, m->prog, (EntryKind)e));
-      return DRV_INTERNAL;
-    }
-  }
-  m->t_jit = drv_now() - t0;
-  pipeline_time_phase("jit", m->t_jit);
   return DRV_OK;
 }
 
 void drv_free(DrvModel *m) {
   if (m->jit) cg_jit_free(m->jit);
+  if (m->jit2) cg_jit_free(m->jit2);
   if (m->mod) cg_free(m->mod);
   arena_free(m->arena);
   memset(m, 0, sizeof *m);

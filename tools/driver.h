@@ -34,7 +34,7 @@ typedef struct {
   Graph *graph[ENTRY__COUNT]; /* NULL where the model has no such entry */
   Program *prog;
   CgModule *mod;
-  CgJit *jit;
+  CgJit *jit, *jit2; /* JIT: the training entry, the other entries (compiled in parallel) */
   DlrtBufDesc *bufs;
   DlrtModelDesc desc;
   double t_frontend, t_passes, t_llvm, t_jit; /* seconds */
