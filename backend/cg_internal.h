@@ -31,6 +31,11 @@ struct CgModule {
   LLVMTypeRef t_entry;       /* void (ptr) */
   LLVMTypeRef t_par_for;     /* void (ptr, ptr, i64, i64) */
   LLVMValueRef fn_par_for;   /* declared lazily */
+  /* partitioned modules (CgOptions.parts > 1): the table the entries call
+   * kernels through, and the table order */
+  LLVMValueRef ktab;
+  const Kernel **kt;
+  int nkt;
   /* kernel bodies by structural key (codegen_kernel.c): kernels that differ
    * only in name and buffer identities (the forward pass of the train, eval
    * and infer entries) share one body function */

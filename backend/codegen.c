@@ -369,7 +369,15 @@ static bool emit_entry(CgModule *m, const Program *p, EntryKind e, LLVMValueRef 
     LLVMTypeRef clk_t = LLVMFunctionType(m->t_i64, NULL, 0, 0);
     LLVMValueRef clk = LLVMConstIntToPtr(LLVMConstInt(m->t_i64, (unsigned long long)(uintptr_t)prof_clock, 0), m->t_ptr);
     if (row) t0 = LLVMBuildCall2(b, clk_t, clk, NULL, 0, "");
-    emit_kernel_call(m, p, b, kfns[i], LLVMGetParam(fn, 0), en->kernels[i]);
+    LLVMValueRef kfn = kfns[i];
+    if (m->ktab) { /* partitioned: the kernel's address from the table */
+      int ix = 0;
+      while (ix < m->nkt && m->kt[ix] != en->kernels[i]) ix++;
+      LLVMValueRef idx[2] = {cg_i64(m, 0), cg_i64(m, ix)};
+      LLVMValueRef slot = LLVMBuildInBoundsGEP2(b, LLVMGlobalGetValueType(m->ktab), m->ktab, idx, 2, "");
+      kfn = LLVMBuildLoad2(b, m->t_ptr, slot, en->kernels[i]->name);
+    }
+    emit_kernel_call(m, p, b, kfn, LLVMGetParam(fn, 0), en->kernels[i]);
     if (row) {
       LLVMValueRef t1 = LLVMBuildCall2(b, clk_t, clk, NULL, 0, "");
       LLVMValueRef pt = LLVMConstIntToPtr(LLVMConstInt(m->t_i64, (unsigned long long)(uintptr_t)&row->ticks, 0), m->t_ptr);
@@ -386,6 +394,66 @@ static bool emit_entry(CgModule *m, const Program *p, EntryKind e, LLVMValueRef 
 }
 
 /* ---- the module ---- */
+
+int cg_kernel_table(const Program *p, unsigned entries, int parts, const Kernel **kt, int *part_of, int cap) {
+  int n = 0;
+  double load[64] = {0};
+  if (parts < 1) parts = 1;
+  if (parts > 64) parts = 64;
+  load[0] = 2; /* the entries */
+  for (int e = 0; e < ENTRY__COUNT; e++) {
+    const Entry *en = &p->entries[e];
+    if (!en->present || (entries && !(entries & (1u << e)))) continue;
+    for (int i = 0; i < en->n_kernels; i++) {
+      const Kernel *k = en->kernels[i];
+      bool seen = false;
+      for (int j = 0; j < n && !seen; j++) seen = kt[j] == k || !strcmp(kt[j]->name, k->name);
+      if (seen || n == cap) continue;
+      /* compile cost estimate: a GEMM is a packed nest of several loops */
+      GemmPlan g;
+      double cost = cg_gemm_plan(NULL, p, k, &g) ? 8 : 1;
+      int best = 0;
+      for (int q = 1; q < parts; q++)
+        if (load[q] < load[best]) best = q;
+      load[best] += cost;
+      kt[n] = k;
+      if (part_of) part_of[n] = best;
+      n++;
+    }
+  }
+  return n;
+}
+
+/* One part of a partitioned program: its kernels (external, named as the
+ * kernel), and in part 0 the kernel table and the entries. */
+static bool build_part(CgModule *m, const Program *p, const CgOptions *o, Diag *d) {
+  int cap = 0;
+  for (int e = 0; e < ENTRY__COUNT; e++) cap += p->entries[e].n_kernels;
+  m->kt = calloc((size_t)cap + 1, sizeof *m->kt);
+  int *part_of = calloc((size_t)cap + 1, sizeof *part_of);
+  m->nkt = cg_kernel_table(p, o->entries, o->parts, m->kt, part_of, cap);
+  bool ok = true;
+  for (int i = 0; i < m->nkt && ok; i++) {
+    if (part_of[i] != o->part) continue;
+    LLVMValueRef fn = cg_kernel(m, p, m->kt[i], d);
+    if (!fn) ok = false;
+    else LLVMSetLinkage(fn, LLVMExternalLinkage);
+  }
+  free(part_of);
+  if (!ok || o->part != 0) return ok;
+  LLVMTypeRef tt = LLVMArrayType2(m->t_ptr, (uint64_t)(m->nkt > 0 ? m->nkt : 1));
+  m->ktab = LLVMAddGlobal(m->mod, tt, CG_KTAB_SYMBOL);
+  LLVMSetInitializer(m->ktab, LLVMConstNull(tt));
+  LLVMSetLinkage(m->ktab, LLVMExternalLinkage);
+  for (int e = 0; e < ENTRY__COUNT && ok; e++) {
+    const Entry *en = &p->entries[e];
+    if (!en->present || (o->entries && !(o->entries & (1u << e)))) continue;
+    LLVMValueRef *kfns = calloc((size_t)en->n_kernels + 1, sizeof *kfns);
+    ok = emit_entry(m, p, (EntryKind)e, kfns, d);
+    free(kfns);
+  }
+  return ok;
+}
 
 CgModule *cg_build(const Program *p, const CgOptions *o, Diag *d) {
   CgModule *m = calloc(1, sizeof *m);
@@ -418,6 +486,14 @@ CgModule *cg_build(const Program *p, const CgOptions *o, Diag *d) {
   m->t_par_for = LLVMFunctionType(m->t_void, pp, 4, 0);
 
   bool ok = true;
+  if (o && o->parts > 1) {
+    ok = build_part(m, p, o, d);
+    if (!ok) {
+      cg_free(m);
+      return NULL;
+    }
+    return m;
+  }
   for (int e = 0; e < ENTRY__COUNT && ok; e++) {
     const Entry *en = &p->entries[e];
     if (!en->present || (o && o->entries && !(o->entries & (1u << e)))) continue;
@@ -498,5 +574,6 @@ void cg_free(CgModule *m) {
   free(m->features);
   for (int i = 0; i < m->n_bodies; i++) free(m->bodies[i].key);
   free(m->bodies);
+  free(m->kt);
   free(m);
 }

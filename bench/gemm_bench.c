@@ -104,7 +104,7 @@ static int build(Prog *g, const Shape3 *s) {
   kir_add_kernel(g->p, ENTRY_INFER, K);
   Diag d;
   diag_init(&d, stderr);
-  CgOptions o = {NULL, 3, 0};
+  CgOptions o = {.cpu = NULL, .opt_level = 3};
   CgModule *m = cg_build(g->p, &o, &d);
   if (!m || cg_optimize(m, &d)) return 1;
   g->jit = cg_jit(m, &d);

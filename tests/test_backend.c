@@ -110,7 +110,7 @@ static const char *g_cpu = NULL; /* CPU for compile(): NULL = native */
 static void compile(T *t) {
   Diag d;
   diag_init(&d, stderr);
-  CgOptions o = {g_cpu, 3, 0};
+  CgOptions o = {.cpu = g_cpu, .opt_level = 3};
   CgModule *m = cg_build(t->p, &o, &d);
   assert_non_null(m);
   assert_int_equal(cg_optimize(m, &d), 0);
@@ -149,7 +149,7 @@ static bool line_has(const char *text, const char *at, const char *what) {
 static char *module_ir(T *t) {
   Diag d;
   diag_init(&d, stderr);
-  CgOptions o = {NULL, 0, 0};
+  CgOptions o = {.cpu = NULL, .opt_level = 0};
   CgModule *m = cg_build(t->p, &o, &d);
   assert_non_null(m);
   char *s = NULL;
@@ -852,7 +852,7 @@ static void test_emit(void **state) {
   build_small(&t);
   Diag d;
   diag_init(&d, stderr);
-  CgOptions o = {"x86-64-v3", 2, 0};
+  CgOptions o = {.cpu = "x86-64-v3", .opt_level = 2};
   CgModule *m = cg_build(t.p, &o, &d);
   assert_non_null(m);
   assert_int_equal(cg_optimize(m, &d), 0);
@@ -903,7 +903,7 @@ static void test_bad_kernel_reported(void **state) {
   kern(&t, "k_bad", o, vx_load(t.a, DT_F32, 99, 1, idx, NULL, 0));
   Diag d;
   diag_init(&d, NULL);
-  CgOptions opt = {NULL, 2, 0};
+  CgOptions opt = {.cpu = NULL, .opt_level = 2};
   assert_null(cg_build(t.p, &opt, &d));
   assert_true(d.n_errors > 0);
   assert_non_null(strstr(d.first, "internal error"));
@@ -917,7 +917,7 @@ static void test_unknown_cpu(void **state) {
   build_small(&t);
   Diag d;
   diag_init(&d, NULL);
-  CgOptions o = {"no-such-cpu", 2, 0};
+  CgOptions o = {.cpu = "no-such-cpu", .opt_level = 2};
   assert_null(cg_build(t.p, &o, &d));
   assert_true(d.n_errors == 1);
   assert_non_null(strstr(d.first, "no-such-cpu"));

@@ -195,17 +195,25 @@ static int load_dlir(DrvModel *m, const char *text, DrvStage stage, Diag *d) {
   return DRV_OK;
 }
 
-/* ---- JIT: the training entry and the other entries as two modules, each
- * built, optimised and compiled on its own thread (two LLVM contexts), so
- * the compile takes about as long as the larger of the two ---- */
+/* ---- JIT: the program's kernels split into two modules (balanced by an
+ * estimate of compile cost), each built, optimised and compiled to machine
+ * code on its own thread with its own LLVM context and JIT; part 0 also
+ * holds the entries, which call the kernels through a table filled here ---- */
+
+enum { JIT_PARTS = 2 };
 
 typedef struct {
   const Program *prog;
   CgOptions co;
   Diag d;             /* this job's errors (collected, copied to the caller's) */
   CgJit *jit;
-  const char *sym[ENTRY__COUNT]; /* entry symbols to look up (compiles them), NULL if not in this job */
+  const char *sym[ENTRY__COUNT]; /* part 0: entry symbols to look up */
   void *fn[ENTRY__COUNT];
+  const Kernel **kt; /* the kernel table (shared, read-only) */
+  const int *part_of;
+  int nkt;
+  void **kaddr;      /* kaddr[i] for this part's kernels */
+  void *ktab;        /* part 0: the table's address */
   double t_build, t_opt, t_jit;
   int status;
 } JitJob;
@@ -228,11 +236,26 @@ static void *jit_job(void *arg) {
   j->jit = cg_jit(mod, &j->d); /* consumes mod */
   j->status = j->jit ? DRV_OK : DRV_INTERNAL;
   /* the lookups compile the module's code, on this thread */
-  for (int e = 0; e < ENTRY__COUNT && j->jit; e++) {
+  for (int i = 0; i < j->nkt && j->jit && j->status == DRV_OK; i++) {
+    if (j->part_of[i] != j->co.part) continue;
+    j->kaddr[i] = (void *)cg_jit_entry(j->jit, j->kt[i]->name);
+    if (!j->kaddr[i]) {
+      diag_error(&j->d, (SrcLoc){0}, "internal error: JIT kernel %s not found", j->kt[i]->name);
+      j->status = DRV_INTERNAL;
+    }
+  }
+  for (int e = 0; e < ENTRY__COUNT && j->jit && j->status == DRV_OK; e++) {
     if (!j->sym[e]) continue;
     j->fn[e] = (void *)cg_jit_entry(j->jit, j->sym[e]);
     if (!j->fn[e]) {
       diag_error(&j->d, (SrcLoc){0}, "internal error: JIT entry %s not found", j->sym[e]);
+      j->status = DRV_INTERNAL;
+    }
+  }
+  if (j->co.part == 0 && j->jit && j->status == DRV_OK) {
+    j->ktab = (void *)cg_jit_entry(j->jit, CG_KTAB_SYMBOL);
+    if (!j->ktab) {
+      diag_error(&j->d, (SrcLoc){0}, "internal error: JIT kernel table not found");
       j->status = DRV_INTERNAL;
     }
   }
@@ -242,55 +265,57 @@ static void *jit_job(void *arg) {
 
 static int jit_parallel(DrvModel *m, const CgOptions *co, Diag *d) {
   double t0 = drv_now();
-  unsigned train = 1u << ENTRY_TRAIN, rest = 0;
-  for (int e = 0; e < ENTRY__COUNT; e++)
-    if (m->prog->entries[e].present && e != ENTRY_TRAIN) rest |= 1u << e;
-  if (!m->prog->entries[ENTRY_TRAIN].present) train = 0;
-  JitJob jobs[2];
-  int n = 0;
-  unsigned masks[2] = {train, rest};
-  for (int i = 0; i < 2; i++) {
-    if (!masks[i]) continue;
-    memset(&jobs[n], 0, sizeof jobs[n]);
-    jobs[n].prog = m->prog;
-    jobs[n].co = *co;
-    jobs[n].co.entries = masks[i];
-    for (int e = 0; e < ENTRY__COUNT; e++)
-      if (masks[i] & (1u << e)) jobs[n].sym[e] = cg_entry_symbol(m->arena, m->prog, (EntryKind)e);
-    diag_init(&jobs[n].d, NULL);
-    n++;
+  int cap = 0;
+  for (int e = 0; e < ENTRY__COUNT; e++) cap += m->prog->entries[e].n_kernels;
+  const Kernel **kt = calloc((size_t)cap + 1, sizeof *kt);
+  int *part_of = calloc((size_t)cap + 1, sizeof *part_of);
+  void **kaddr = calloc((size_t)cap + 1, sizeof *kaddr);
+  int nkt = cg_kernel_table(m->prog, 0, JIT_PARTS, kt, part_of, cap);
+  JitJob jobs[JIT_PARTS];
+  for (int i = 0; i < JIT_PARTS; i++) {
+    memset(&jobs[i], 0, sizeof jobs[i]);
+    jobs[i].prog = m->prog;
+    jobs[i].co = *co;
+    jobs[i].co.part = i;
+    jobs[i].co.parts = JIT_PARTS;
+    jobs[i].kt = kt, jobs[i].part_of = part_of, jobs[i].nkt = nkt, jobs[i].kaddr = kaddr;
+    if (i == 0)
+      for (int e = 0; e < ENTRY__COUNT; e++)
+        if (m->prog->entries[e].present) jobs[i].sym[e] = cg_entry_symbol(m->arena, m->prog, (EntryKind)e);
+    diag_init(&jobs[i].d, NULL);
   }
   pthread_t th;
-  bool threaded = n == 2 && sysconf(_SC_NPROCESSORS_ONLN) > 1 && pthread_create(&th, NULL, jit_job, &jobs[1]) == 0;
+  bool threaded = sysconf(_SC_NPROCESSORS_ONLN) > 1 && pthread_create(&th, NULL, jit_job, &jobs[1]) == 0;
   jit_job(&jobs[0]);
-  if (n == 2) {
-    if (threaded) pthread_join(th, NULL);
-    else jit_job(&jobs[1]);
-  }
+  if (threaded) pthread_join(th, NULL);
+  else jit_job(&jobs[1]);
   int rc = DRV_OK;
-  for (int i = 0; i < n; i++)
+  for (int i = 0; i < JIT_PARTS; i++)
     if (jobs[i].status != DRV_OK) {
       if (rc == DRV_OK) rc = jobs[i].status;
       diag_error(d, (SrcLoc){0}, "%s", jobs[i].d.first[0] ? jobs[i].d.first : "internal error: JIT failed");
     }
-  /* phases of the job on the critical path (the longer one) */
-  int c = n == 2 && jobs[1].t_build + jobs[1].t_opt + jobs[1].t_jit > jobs[0].t_build + jobs[0].t_opt + jobs[0].t_jit;
-  if (n > 0) {
-    pipeline_time_phase("llvm codegen", jobs[c].t_build);
-    pipeline_time_phase("llvm optimisation", jobs[c].t_opt);
-    pipeline_time_phase("jit", jobs[c].t_jit);
-  }
-  m->jit = n > 0 ? jobs[0].jit : NULL;
-  m->jit2 = n > 1 ? jobs[1].jit : NULL;
-  for (int i = 0; i < n; i++) diag_free(&jobs[i].d);
-  if (rc != DRV_OK) return rc;
-  m->desc.set_threads = dlrt_set_threads;
-  for (int i = 0; i < n; i++)
+  /* phases of the part on the critical path (the longer one) */
+  int c = jobs[1].t_build + jobs[1].t_opt + jobs[1].t_jit > jobs[0].t_build + jobs[0].t_opt + jobs[0].t_jit;
+  pipeline_time_phase("llvm codegen", jobs[c].t_build);
+  pipeline_time_phase("llvm optimisation", jobs[c].t_opt);
+  pipeline_time_phase("jit", jobs[c].t_jit);
+  m->jit = jobs[0].jit;
+  m->jit2 = jobs[1].jit;
+  for (int i = 0; i < JIT_PARTS; i++) diag_free(&jobs[i].d);
+  if (rc == DRV_OK) {
+    void **tab = jobs[0].ktab;
+    for (int i = 0; i < nkt; i++) tab[i] = kaddr[i];
+    m->desc.set_threads = dlrt_set_threads;
     for (int e = 0; e < ENTRY__COUNT; e++)
-      if (jobs[i].sym[e]) m->desc.entries[e] = (DlrtEntryFn)jobs[i].fn[e];
+      if (jobs[0].sym[e]) m->desc.entries[e] = (DlrtEntryFn)jobs[0].fn[e];
+  }
+  free(kt);
+  free(part_of);
+  free(kaddr);
   m->t_llvm = 0;
   m->t_jit = drv_now() - t0;
-  return DRV_OK;
+  return rc;
 }
 
 int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage stage, Diag *d) {
