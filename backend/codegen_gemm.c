@@ -44,16 +44,19 @@
 #include <string.h>
 
 static int g_gemm_mode = 0; /* 0 auto, 1 never */
+
 /* Plan thresholds (measured with bench/gemm_bench.c on AVX2 and AVX-512):
  * A read in place up to this N (few B panels would reuse a packed A), B read
  * in place up to this M (one M block uses each B panel), the dot form up to
- * this M; K blocks of at most KC_MAX (one block up to KC_ONE); the packed B
+ * this M (DOT_RM x DOT_RN tiles over blocks of about DOT_BLOCK k); K blocks of at most KC_MAX (one block up to KC_ONE); the packed B
  * block up to NC_BYTES; M blocks of MC_PANELS micro-panels. */
 enum {
   DIRECT_A_MAX_N = 64,
   DIRECT_B_MAX_M = 72,
   DOT_MAX_M = 8,
-  DOT_BLOCK = 4096,
+  DOT_BLOCK = 512,
+  DOT_RM = 2,
+  DOT_RN = 5,
   KC_MAX = 384,
   KC_ONE = 512,
   NC_BYTES = 2 << 20,
@@ -343,12 +346,18 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   if (g->batch == 1 && oa->fast && ob->fast && oa->x_affine && ob->x_affine && oa->k_unit &&
       ob->k_unit && g->M <= DOT_MAX_M && g->N <= 256 && g->K >= 64 * g->N) {
     int64_t run = dot_run(p, k, g);
+    /* a run longer than a block is cut into equal contiguous pieces */
+    if (run > DOT_BLOCK) {
+      int64_t d = DOT_BLOCK;
+      while (d > 8 && (run % d || d % 8)) d--;
+      if (run % d == 0) run = d;
+    }
     if (run) {
       g->dot = true;
       g->run = run;
       g->runs_per_block = run >= DOT_BLOCK ? 1 : DOT_BLOCK / run;
-      g->RM = 3;
-      g->RN = 4;
+      g->RM = DOT_RM; /* 10 accumulators + 5 rows of Q + 1 of P: 16 vector registers */
+      g->RN = DOT_RN;
       g->by_batch = false;
       g->units = (g->N + g->RN - 1) / g->RN;
       return true;
@@ -971,9 +980,9 @@ static void epilogue_nest(GemmCg *G, LLVMValueRef cbase, LLVMValueRef m_lo, LLVM
 /* The dot form. For the column blocks of units [begin, end), per block of
  * runs (ascending), per RM x RN tile of C: RM x RN vector accumulators
  * over k (<8 x float>, lane t % 8 of each run; a masked load for a run's
- * tail), reduced in lane order and added to C (stored on the first block);
- * the epilogue runs after the last block. The order of every sum is fixed
- * by the plan alone, whatever the units' split. */
+ * tail), kept in the thread's scratch between blocks; after the last block
+ * they are reduced in lane order and the epilogue writes C. The order of
+ * every sum is fixed by the plan alone, whatever the units' split. */
 static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end) {
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
@@ -1000,15 +1009,19 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
     tmask = LLVMConstVector(bits, 8);
   }
   GLoop Lb, Lj, Li, Lr, Lt;
-  /* rtab[2 r + w]: offset of run r's first k in operand w (beyond its row
-   * part), in the thread's scratch, filled once per call */
-  LLVMValueRef rtab;
+  /* scratch: rtab[2 r + w], the offset of run r's first k in operand w
+   * (beyond its row part), filled once per call; then the tiles' vector
+   * accumulators between blocks, vacc[tile][NT] */
+  int64_t itiles = (g->M + RM - 1) / RM, ntiles_max = itiles * ((g->N + RN - 1) / RN);
+  int64_t vacc_at = (16 * nruns + 63) / 64 * 64;
+  LLVMValueRef rtab, vacc;
   {
     LLVMValueRef fs = LLVMGetNamedFunction(m->mod, "dlrt_scratch");
     LLVMTypeRef ft = LLVMFunctionType(m->t_ptr, &m->t_i64, 1, 0);
     if (!fs) fs = LLVMAddFunction(m->mod, "dlrt_scratch", ft);
-    LLVMValueRef bytes = I64(kc, 16 * nruns);
+    LLVMValueRef bytes = I64(kc, vacc_at + 32 * NT * ntiles_max);
     rtab = LLVMBuildCall2(b, ft, fs, &bytes, 1, "rtab");
+    vacc = GEPF(kc, rtab, I64(kc, vacc_at / 4));
     GLoop Lf;
     LLVMValueRef rr = gloop_begin(kc, &Lf, I64(kc, 0), I64(kc, nruns), 1, "dfill");
     for (int w = 0; w < 2; w++) {
@@ -1033,14 +1046,23 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   for (int j = 0; j < RN; j++)
     brow[j] = GEPF(kc, Qb, ADD(kc, base1, MUL(kc, MIN(kc, ADD(kc, jb, I64(kc, j)), I64(kc, g->N - 1)),
                                                 g->op[1].x_coef)));
-  /* accumulators as phis of the run loop and the k loop */
-  LLVMValueRef accR[MAXT], accT[MAXT], cur[MAXT];
+  /* accumulators as phis of the run loop and the k loop, starting from the
+   * tile's accumulators of the previous block */
+  LLVMValueRef accR[MAXT], accT[MAXT], cur[MAXT], init[MAXT];
+  LLVMValueRef tix = ADD(kc, MUL(kc, LLVMBuildUDiv(b, SUB(kc, jb, j_lo), I64(kc, RN), ""), itiles),
+                         LLVMBuildUDiv(b, ib, I64(kc, RM), ""));
+  LLVMValueRef tbase = MUL(kc, tix, NT * 8);
+  for (int q = 0; q < NT; q++) {
+    LLVMValueRef ld = LLVMBuildLoad2(b, v8, GEPF(kc, vacc, ADD(kc, tbase, I64(kc, q * 8))), "");
+    LLVMSetAlignment(ld, 32);
+    init[q] = LLVMBuildSelect(b, first, zero, ld, "");
+  }
   LLVMBasicBlockRef preR = LLVMGetInsertBlock(b);
   LLVMValueRef r = gloop_begin(kc, &Lr, rb, re, 1, "dr");
   LLVMPositionBuilderBefore(b, Lr.iv);
   for (int t = 0; t < NT; t++) {
     accR[t] = LLVMBuildPhi(b, v8, "accr");
-    LLVMAddIncoming(accR[t], &zero, &preR, 1);
+    LLVMAddIncoming(accR[t], &init[t], &preR, 1);
     cur[t] = accR[t];
   }
   LLVMPositionBuilderAtEnd(b, LLVMGetNextBasicBlock(Lr.header));
@@ -1101,48 +1123,45 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
     for (int q = 0; q < NT; q++) LLVMAddIncoming(accR[q], &cur[q], &latch, 1);
   }
   gloop_end(kc, &Lr);
+  /* not the last block: keep the accumulators; the last: reduce into C */
+  LLVMBasicBlockRef bkeep = LLVMAppendBasicBlockInContext(m->ctx, kc->fn, "dkeep");
+  LLVMBasicBlockRef bfin = LLVMAppendBasicBlockInContext(m->ctx, kc->fn, "dfin");
+  LLVMBasicBlockRef bnext = LLVMAppendBasicBlockInContext(m->ctx, kc->fn, "dnext");
+  LLVMBuildCondBr(b, last, bfin, bkeep);
+  LLVMPositionBuilderAtEnd(b, bkeep);
+  for (int q = 0; q < NT; q++) {
+    LLVMValueRef st = LLVMBuildStore(b, accR[q], GEPF(kc, vacc, ADD(kc, tbase, I64(kc, q * 8))));
+    LLVMSetAlignment(st, 32);
+  }
+  LLVMBuildBr(b, bnext);
+  LLVMPositionBuilderAtEnd(b, bfin);
   for (int t = 0; t < NT; t++) {
     LLVMValueRef args[2] = {cg_f32(m, 0.0), accR[t]};
     LLVMValueRef sum = cg_intrinsic(m, b, "llvm.vector.reduce.fadd", &v8, 1, args, 2);
     LLVMBuildStore(b, sum, GEPF(kc, tile, I64(kc, t)));
   }
-  { /* C (valid part) = (first ? 0 : C) + sums; the epilogue after the last block */
+  { /* C (valid part) = epilogue(sums) */
     GLoop Lx, Ly;
     LLVMValueRef rows = MIN(kc, I64(kc, RM), SUB(kc, I64(kc, g->M), ib));
     LLVMValueRef cols = MIN(kc, I64(kc, RN), SUB(kc, j_hi, jb));
     LLVMValueRef i = gloop_begin(kc, &Lx, I64(kc, 0), rows, 1, "dx");
     LLVMValueRef j = gloop_begin(kc, &Ly, I64(kc, 0), cols, 1, "dy");
-    LLVMValueRef s = LLVMBuildLoad2(b, m->t_f32, GEPF(kc, tile, ADD(kc, MUL(kc, i, RN), j)), "");
-    LLVMValueRef ci = ADD(kc, MUL(kc, ADD(kc, ib, i), g->N), ADD(kc, jb, j));
-    LLVMValueRef cp = GEPF(kc, C, ci);
-    LLVMValueRef old = LLVMBuildLoad2(b, m->t_f32, cp, "");
-    LLVMValueRef v = LLVMBuildSelect(b, first, s, LLVMBuildFAdd(b, old, s, ""), "");
+    LLVMValueRef v = LLVMBuildLoad2(b, m->t_f32, GEPF(kc, tile, ADD(kc, MUL(kc, i, RN), j)), "");
+    LLVMValueRef cp = GEPF(kc, C, ADD(kc, MUL(kc, ADD(kc, ib, i), g->N), ADD(kc, jb, j)));
     if (k->epilogue) {
-      LLVMContextRef ctx = m->ctx;
-      LLVMBasicBlockRef cur = LLVMGetInsertBlock(b);
-      LLVMBasicBlockRef be = LLVMAppendBasicBlockInContext(ctx, kc->fn, "depi");
-      LLVMBasicBlockRef bd = LLVMAppendBasicBlockInContext(ctx, kc->fn, "depi.done");
-      LLVMBuildCondBr(b, last, be, bd);
-      LLVMPositionBuilderAtEnd(b, be);
       set_i_vars(&G, ADD(kc, ib, i));
       set_j_vars(&G, ADD(kc, jb, j));
       for (int rr = 0; rr < k->n_red; rr++) kc->var[k->shape.rank + rr] = NULL;
       kc->acc = v;
-      LLVMValueRef y = cg_convert(kc, cg_vx(kc, k->epilogue), k->epilogue->dtype, DT_F32);
+      v = cg_convert(kc, cg_vx(kc, k->epilogue), k->epilogue->dtype, DT_F32);
       kc->acc = NULL;
-      LLVMBasicBlockRef be_end = LLVMGetInsertBlock(b);
-      LLVMBuildBr(b, bd);
-      LLVMPositionBuilderAtEnd(b, bd);
-      LLVMValueRef ph = LLVMBuildPhi(b, m->t_f32, "");
-      LLVMValueRef vals[2] = {v, y};
-      LLVMBasicBlockRef bbs[2] = {cur, be_end};
-      LLVMAddIncoming(ph, vals, bbs, 2);
-      v = ph;
     }
     LLVMBuildStore(b, v, cp);
     gloop_end(kc, &Ly);
     gloop_end(kc, &Lx);
   }
+  LLVMBuildBr(b, bnext);
+  LLVMPositionBuilderAtEnd(b, bnext);
   gloop_end(kc, &Li);
   gloop_end(kc, &Lj);
   gloop_end(kc, &Lb);
