@@ -807,15 +807,18 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   G->tile = LLVMBuildAlloca(b, LLVMArrayType2(m->t_f32, (uint64_t)(MR * NR)), "tile");
   LLVMSetAlignment(G->tile, 64);
   LLVMValueRef zero = LLVMConstNull(G->vt);
-  LLVMValueRef crow[MAXACC], arow[MAXACC];
-  for (int r = 0; r < MR; r++) crow[r] = GEPF(kc, C, LLVMBuildNSWMul(b, ldc, I64(kc, r), ""));
+  LLVMValueRef arow[MAXACC];
   /* direct A: row r at ap + min(r, rows - 1) * lda (rows past M repeat the last valid one) */
   LLVMValueRef aclamp[MAXACC] = {0};
   for (int r = 0; r < MR; r++) aclamp[r] = MIN(kc, I64(kc, r), SUB(kc, rows, I64(kc, 1)));
   for (int r = 0; r < MR && g->direct_a; r++) arow[r] = GEPF(kc, ap, LLVMBuildNSWMul(b, lda, aclamp[r], ""));
 
-  LLVMValueRef full = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntEQ, rows, I64(kc, MR), ""),
-                                   LLVMBuildICmp(b, LLVMIntEQ, cols, I64(kc, NR), ""), "full");
+  /* full-width tiles (any rows) load and store C directly: row r at row
+   * min(r, rows - 1), stored last row first, so rows past `rows` land on
+   * row rows - 1 before its own value does */
+  LLVMValueRef full = LLVMBuildICmp(b, LLVMIntEQ, cols, I64(kc, NR), "full");
+  LLVMValueRef crowc[MAXACC] = {0};
+  for (int r = 0; r < MR; r++) crowc[r] = GEPF(kc, C, LLVMBuildNSWMul(b, ldc, aclamp[r], ""));
   LLVMBasicBlockRef bb_full = LLVMAppendBasicBlockInContext(ctx, fn, "tile.full");
   LLVMBasicBlockRef bb_edge = LLVMAppendBasicBlockInContext(ctx, fn, "tile.edge");
   LLVMBasicBlockRef bb_pre = LLVMAppendBasicBlockInContext(ctx, fn, "tile.pre");
@@ -824,7 +827,7 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   LLVMPositionBuilderAtEnd(b, bb_full);
   for (int r = 0; r < MR; r++)
     for (int v = 0; v < NV; v++) {
-      LLVMValueRef x = vload(G, GEPF(kc, crow[r], I64(kc, v * VW)), 4);
+      LLVMValueRef x = vload(G, GEPF(kc, crowc[r], I64(kc, v * VW)), 4);
       init_full[r * NV + v] = LLVMBuildSelect(b, first, zero, x, "");
     }
   LLVMBasicBlockRef bb_full_end = LLVMGetInsertBlock(b);
@@ -906,8 +909,8 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   LLVMBasicBlockRef bs_done = LLVMAppendBasicBlockInContext(ctx, fn, "st.done");
   LLVMBuildCondBr(b, full, bs_full, bs_edge);
   LLVMPositionBuilderAtEnd(b, bs_full);
-  for (int r = 0; r < MR; r++)
-    for (int v = 0; v < NV; v++) vstore(G, nacc[r * NV + v], GEPF(kc, crow[r], I64(kc, v * VW)), 4);
+  for (int r = MR - 1; r >= 0; r--)
+    for (int v = 0; v < NV; v++) vstore(G, nacc[r * NV + v], GEPF(kc, crowc[r], I64(kc, v * VW)), 4);
   LLVMBuildBr(b, bs_done);
   LLVMPositionBuilderAtEnd(b, bs_edge);
   for (int r = 0; r < MR; r++)
