@@ -337,9 +337,9 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
    * (unit-stride k) when few B panels reuse a packed A (small N); Q's rows
    * (unit-stride j) when one M block uses each B panel (small M). */
   const GemmOperand *oa = &g->op[0], *ob = &g->op[1];
-  g->direct_a = oa->fast && oa->k_affine && oa->k_coef == 1 && oa->x_affine && g->N <= DIRECT_A_MAX_N;
-  g->direct_at = !g->direct_a && oa->fast && oa->x_affine && oa->x_coef == 1 && oa->k_affine &&
-                 g->N <= DIRECT_A_MAX_N;
+  bool a_small = g->N <= DIRECT_A_MAX_N;
+  g->direct_a = oa->fast && oa->k_affine && oa->k_coef == 1 && oa->x_affine && a_small;
+  g->direct_at = !g->direct_a && oa->fast && oa->x_affine && oa->x_coef == 1 && oa->k_affine && a_small;
   g->direct_b = ob->fast && ob->x_affine && ob->x_coef == 1 && ob->k_affine && g->M <= DIRECT_B_MAX_M;
   /* the dot form: both operands contiguous along k (the transposed-both
    * shape of filter gradients), K much longer than M and N */
@@ -822,35 +822,34 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   LLVMBasicBlockRef bb_full = LLVMAppendBasicBlockInContext(ctx, fn, "tile.full");
   LLVMBasicBlockRef bb_edge = LLVMAppendBasicBlockInContext(ctx, fn, "tile.edge");
   LLVMBasicBlockRef bb_pre = LLVMAppendBasicBlockInContext(ctx, fn, "tile.pre");
+  /* the first K block starts from 0 without reading C */
+  LLVMBasicBlockRef bb_first = LLVMGetInsertBlock(b);
+  LLVMBasicBlockRef bb_load = LLVMAppendBasicBlockInContext(ctx, fn, "tile.load");
+  LLVMBuildCondBr(b, first, bb_pre, bb_load);
+  LLVMPositionBuilderAtEnd(b, bb_load);
   LLVMBuildCondBr(b, full, bb_full, bb_edge);
   LLVMValueRef init_full[MAXACC], init_edge[MAXACC];
   LLVMPositionBuilderAtEnd(b, bb_full);
   for (int r = 0; r < MR; r++)
-    for (int v = 0; v < NV; v++) {
-      LLVMValueRef x = vload(G, GEPF(kc, crowc[r], I64(kc, v * VW)), 4);
-      init_full[r * NV + v] = LLVMBuildSelect(b, first, zero, x, "");
-    }
+    for (int v = 0; v < NV; v++) init_full[r * NV + v] = vload(G, GEPF(kc, crowc[r], I64(kc, v * VW)), 4);
   LLVMBasicBlockRef bb_full_end = LLVMGetInsertBlock(b);
   LLVMBuildBr(b, bb_pre);
 
   LLVMPositionBuilderAtEnd(b, bb_edge);
-  {
-    /* tile buffer = C's valid part (or 0), zeros elsewhere */
-    GLoop Lr, Lc;
-    LLVMValueRef r = gloop_begin(kc, &Lr, I64(kc, 0), I64(kc, MR), 1, "er");
-    LLVMValueRef c = gloop_begin(kc, &Lc, I64(kc, 0), I64(kc, NR), 1, "ec");
-    LLVMValueRef valid = LLVMBuildAnd(b, LT(kc, r, rows), LT(kc, c, cols), "");
-    valid = LLVMBuildAnd(b, valid, LLVMBuildNot(b, first, ""), "");
-    LLVMValueRef cidx = ADD(kc, LLVMBuildNSWMul(b, r, ldc, ""), c);
-    cidx = LLVMBuildSelect(b, valid, cidx, I64(kc, 0), "");
-    LLVMValueRef x = LLVMBuildLoad2(b, m->t_f32, GEPF(kc, C, cidx), "");
-    x = LLVMBuildSelect(b, valid, x, cg_f32(m, 0.0), "");
-    LLVMBuildStore(b, x, GEPF(kc, G->tile, ADD(kc, MUL(kc, r, NR), c)));
-    gloop_end(kc, &Lc);
-    gloop_end(kc, &Lr);
-    for (int r2 = 0; r2 < MR; r2++)
-      for (int v = 0; v < NV; v++)
-        init_edge[r2 * NV + v] = vload(G, GEPF(kc, G->tile, I64(kc, r2 * NR + v * VW)), (unsigned)(VW * 4));
+  { /* short width: masked loads of the valid columns (rows clamped) */
+    LLVMTypeRef it = LLVMVectorType(m->t_i64, (unsigned)VW);
+    LLVMValueRef cs = LLVMBuildInsertElement(b, LLVMGetUndef(it), cols, cg_i32(m, 0), "");
+    cs = LLVMBuildShuffleVector(b, cs, LLVMGetUndef(it), LLVMConstNull(LLVMVectorType(m->t_i32, (unsigned)VW)), "");
+    LLVMTypeRef ov[2] = {G->vt, m->t_ptr};
+    for (int v = 0; v < NV; v++) {
+      LLVMValueRef lanes[64];
+      for (int l = 0; l < VW; l++) lanes[l] = I64(kc, v * VW + l);
+      LLVMValueRef cm = LLVMBuildICmp(b, LLVMIntSLT, LLVMConstVector(lanes, (unsigned)VW), cs, "");
+      for (int r = 0; r < MR; r++) {
+        LLVMValueRef args[4] = {GEPF(kc, crowc[r], I64(kc, v * VW)), cg_i32(m, 4), cm, zero};
+        init_edge[r * NV + v] = cg_intrinsic(m, b, "llvm.masked.load", ov, 2, args, 4);
+      }
+    }
   }
   LLVMBasicBlockRef bb_edge_end = LLVMGetInsertBlock(b);
   LLVMBuildBr(b, bb_pre);
@@ -860,9 +859,9 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   LLVMValueRef init[MAXACC];
   for (int a = 0; a < MR * NV; a++) {
     init[a] = LLVMBuildPhi(b, G->vt, "");
-    LLVMValueRef vals[2] = {init_full[a], init_edge[a]};
-    LLVMBasicBlockRef bbs[2] = {bb_full_end, bb_edge_end};
-    LLVMAddIncoming(init[a], vals, bbs, 2);
+    LLVMValueRef vals[3] = {init_full[a], init_edge[a], zero};
+    LLVMBasicBlockRef bbs[3] = {bb_full_end, bb_edge_end, bb_first};
+    LLVMAddIncoming(init[a], vals, bbs, 3);
   }
   LLVMBasicBlockRef bb_k = LLVMAppendBasicBlockInContext(ctx, fn, "kloop");
   LLVMBasicBlockRef bb_kx = LLVMAppendBasicBlockInContext(ctx, fn, "kloop.exit");
