@@ -62,6 +62,7 @@ static const Shape3 shapes[] = {
     {"vgg_c4_fwd", 'N', 'N', 64, 256, 576},
     {"vgg_c2_dcol_TN", 'T', 'N', 288, 1024, 32},
     {"lenet_c2_fwd", 'N', 'N', 16, 100, 150},
+    {"lenet_c2_dcol_TN", 'T', 'N', 150, 100, 16},
     /* filter gradients (dy . cols^T over the batch and the image) */
     {"lenet_c1_dW_NT", 'N', 'T', 6, 25, 50176},
     {"lenet_c2_dW_NT", 'N', 'T', 16, 150, 6400},
