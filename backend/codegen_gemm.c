@@ -53,7 +53,7 @@ static int g_gemm_mode = 0; /* 0 auto, 1 never */
 enum {
   DIRECT_A_MAX_N = 64,
   DIRECT_B_MAX_M = 72,
-  DOT_MAX_M = 8,
+  DOT_MAX_M = 16,
   DOT_BLOCK = 512,
   DOT_RM = 2,
   DOT_RN = 5,
@@ -344,7 +344,7 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   /* the dot form: both operands contiguous along k (the transposed-both
    * shape of filter gradients), K much longer than M and N */
   if (g->batch == 1 && oa->fast && ob->fast && oa->x_affine && ob->x_affine && oa->k_unit &&
-      ob->k_unit && g->M <= DOT_MAX_M && g->N <= 256 && g->K >= 64 * g->N) {
+      ob->k_unit && g->M <= DOT_MAX_M && g->N <= 256 && g->K >= 16 * g->N) {
     int64_t run = dot_run(p, k, g);
     /* a run longer than a block is cut into equal contiguous pieces */
     if (run > DOT_BLOCK) {
