@@ -126,3 +126,25 @@ for M in $BW_MODELS; do
   done
 done
 rm -f "$BWLOG"
+
+echo
+echo "== Fashion-MNIST epoch (2 threads, per-step batch gathering included, file loading not) =="
+# dlc: `dlrun train` epoch time (examples/mnist_mlp.dl B=128, examples/lenet.dl B=64: the models
+# and batch sizes of /work/shared/bench/torch_train_fmnist.py); torch: that script's epoch time with
+# 2 torch threads and OpenBLAS at 1 thread (its fastest 2-core setting). One epoch each, alternating.
+if [ -d /usr/share/datasets/fashion-mnist ]; then
+  printf "%-6s | %9s %9s %6s\n" model "dlc s" "torch s" ratio
+  for spec in mlp:mnist_mlp lenet:lenet; do
+    N=${spec%%:*}; E=${spec#*:}
+    dt=$("$DLRUN" train "$ROOT/examples/$E.dl" --data fashion-mnist --epochs 1 --threads 2 2>/dev/null |
+         awk '/^epoch 1\/1/{print $NF}' | tr -d s)
+    tt=nan
+    if [ $HAVE_TORCH = 1 ]; then
+      tt=$(cd /tmp && OPENBLAS_NUM_THREADS=1 $PY /work/shared/bench/torch_train_fmnist.py --models "$N" --epochs 1 \
+           --threads 2 2>/dev/null | awk -v n="$N" '$1=="fmnist_"n"_2T_epoch1_time"{print $2}')
+    fi
+    awk -v n="$N" -v d="$dt" -v t="$tt" 'BEGIN{printf "%-6s | %9.2f %9.2f %6.2f\n", n, d, t, (d>0?t/d:0)}'
+  done
+else
+  echo "# dataset-fashion-mnist is not installed: skipped"
+fi
