@@ -105,6 +105,15 @@ int main(int argc, char **argv) {
     }
   }
   if (!model) return bad_usage("%s", "no model given");
+  /* compile only the entries the command runs */
+  static const unsigned needs[5] = {
+      1u << ENTRY_TRAIN | 1u << ENTRY_EVAL, /* train: steps, then the test set */
+      1u << ENTRY_EVAL,                     /* eval */
+      1u << ENTRY_INFER,                    /* predict */
+      1u << ENTRY_TRAIN,                    /* step */
+      1u << ENTRY_TRAIN | 1u << ENTRY_INFER /* bench: the training step and inference */
+  };
+  o.jit_entries = needs[which];
   dlrt_set_threads(threads);
   Diag d;
   diag_init(&d, stderr);

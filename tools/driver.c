@@ -270,7 +270,7 @@ static int jit_parallel(DrvModel *m, const CgOptions *co, Diag *d) {
   const Kernel **kt = calloc((size_t)cap + 1, sizeof *kt);
   int *part_of = calloc((size_t)cap + 1, sizeof *part_of);
   void **kaddr = calloc((size_t)cap + 1, sizeof *kaddr);
-  int nkt = cg_kernel_table(m->prog, 0, JIT_PARTS, kt, part_of, cap);
+  int nkt = cg_kernel_table(m->prog, co->entries, JIT_PARTS, kt, part_of, cap);
   JitJob jobs[JIT_PARTS];
   for (int i = 0; i < JIT_PARTS; i++) {
     memset(&jobs[i], 0, sizeof jobs[i]);
@@ -281,7 +281,8 @@ static int jit_parallel(DrvModel *m, const CgOptions *co, Diag *d) {
     jobs[i].kt = kt, jobs[i].part_of = part_of, jobs[i].nkt = nkt, jobs[i].kaddr = kaddr;
     if (i == 0)
       for (int e = 0; e < ENTRY__COUNT; e++)
-        if (m->prog->entries[e].present) jobs[i].sym[e] = cg_entry_symbol(m->arena, m->prog, (EntryKind)e);
+        if (m->prog->entries[e].present && (!co->entries || (co->entries & (1u << e))))
+          jobs[i].sym[e] = cg_entry_symbol(m->arena, m->prog, (EntryKind)e);
     diag_init(&jobs[i].d, NULL);
   }
   pthread_t th;
@@ -400,7 +401,10 @@ int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage sta
 codegen:
   t0 = drv_now();
   CgOptions co = {.cpu = o->cpu, .opt_level = o->opt_level >= 2 ? 3 : o->opt_level};
-  if (stage >= DRV_STAGE_JIT) return jit_parallel(m, &co, d);
+  if (stage >= DRV_STAGE_JIT) {
+    co.entries = o->jit_entries;
+    return jit_parallel(m, &co, d);
+  }
   m->mod = cg_build(m->prog, &co, d);
   if (!m->mod) return strstr(d->first, "unknown CPU") ? DRV_USAGE : DRV_INTERNAL;
   double tc = drv_now();

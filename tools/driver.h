@@ -24,6 +24,7 @@ typedef struct {
   bool verify_each;  /* verify the graph after every pass */
   bool time_passes;
   const char *print_after; /* --print-after=PASS|all */
+  unsigned jit_entries;    /* DRV_STAGE_JIT: bit e compiles entry e (0: every entry) */
 } DrvOptions;
 
 typedef struct {
