@@ -44,6 +44,10 @@ CgModule *cg_build(const Program *p, const CgOptions *o, Diag *d);
 /* Verifies the module (a broken module is an internal error, reported to d),
  * then runs LLVM's pass pipeline for the target machine. 0 on success. */
 int cg_optimize(CgModule *m, Diag *d);
+/* Runs LLVM's pass and code-generation machinery once on a tiny module, so
+ * its lazily created global state exists before modules are compiled on
+ * several threads at once. Idempotent; call it from one thread. */
+void cg_warm_up(void);
 /* Textual LLVM IR to out. 0 on success. */
 int cg_emit_llvm(CgModule *m, FILE *out);
 /* Target assembly to out. 0 on success. */

@@ -564,6 +564,36 @@ int cg_optimize(CgModule *m, Diag *d) {
   return 0;
 }
 
+void cg_warm_up(void) {
+  static bool done;
+  if (done) return;
+  done = true;
+  Arena *a = arena_new();
+  if (!a) return;
+  Program *p = kir_program_new(a, "dlc_warm_up");
+  Diag d;
+  diag_init(&d, NULL);
+  CgOptions o = {.cpu = NULL, .opt_level = 3};
+  CgModule *m = cg_build(p, &o, &d);
+  if (m) {
+    /* one function, so the pipeline and the code generator run for real */
+    LLVMValueRef fn = LLVMAddFunction(m->mod, "dlc_warm_up", m->t_entry);
+    LLVMBuilderRef b = LLVMCreateBuilderInContext(m->ctx);
+    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(m->ctx, fn, "entry"));
+    LLVMBuildRetVoid(b);
+    LLVMDisposeBuilder(b);
+    if (!cg_optimize(m, &d)) {
+      LLVMMemoryBufferRef buf = NULL;
+      char *err = NULL;
+      if (!LLVMTargetMachineEmitToMemoryBuffer(m->tm, m->mod, LLVMObjectFile, &err, &buf)) LLVMDisposeMemoryBuffer(buf);
+      LLVMDisposeMessage(err);
+    }
+    cg_free(m);
+  }
+  diag_free(&d);
+  arena_free(a);
+}
+
 void cg_free(CgModule *m) {
   if (!m) return;
   if (m->mod) LLVMDisposeModule(m->mod);

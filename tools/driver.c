@@ -286,6 +286,7 @@ static int jit_parallel(DrvModel *m, const CgOptions *co, Diag *d) {
     diag_init(&jobs[i].d, NULL);
   }
   pthread_t th;
+  cg_warm_up(); /* LLVM's lazily built global state, before two threads use it */
   bool threaded = sysconf(_SC_NPROCESSORS_ONLN) > 1 && pthread_create(&th, NULL, jit_job, &jobs[1]) == 0;
   jit_job(&jobs[0]);
   if (threaded) pthread_join(th, NULL);
