@@ -665,7 +665,9 @@ static void pack_block(GemmCg *G, int w, LLVMValueRef dst, LLVMValueRef xs, LLVM
     LLVMSetAlignment(st, 4);
     gloop_end(kc, &Lk);
     gloop_end(kc, &Lp);
-    pack_generic(G, w, dst, xs, cnt, lim, pc, kc_cur, nfull);
+    /* a partial panel exists only when the extent is not a multiple of R
+     * (blocks and thread ranges are) */
+    if ((w == 0 ? g->M : g->N) % R) pack_generic(G, w, dst, xs, cnt, lim, pc, kc_cur, nfull);
     return;
   }
   if (!kin || (R % 8 && R > 8)) {
@@ -682,14 +684,18 @@ static void pack_block(GemmCg *G, int w, LLVMValueRef dst, LLVMValueRef xs, LLVM
   LLVMValueRef kl = gloop_begin(kc, &Lk, I64(kc, 0), k8, 8, "tk");
   LLVMValueRef kk = ADD(kc, pc, kl);
   LLVMValueRef contig = LLVMConstInt(m->t_i1, 1, 0);
-  if (!(o->k_affine && o->k_coef == 1)) {
+  bool always_contig = o->k_affine && o->k_coef == 1;
+  int64_t k_last = g->K - (g->K - 1) / g->KC * g->KC; /* the last K block's length */
+  bool k_rem = g->KC % 8 || k_last % 8;
+  if (!always_contig) {
     LLVMValueRef d = SUB(kc, part_offset(G, w, 2, ADD(kc, kk, I64(kc, 7)), pc), part_offset(G, w, 2, kk, pc));
     contig = LLVMBuildICmp(b, LLVMIntEQ, d, I64(kc, 7), "");
   }
   LLVMBasicBlockRef bv = LLVMAppendBasicBlockInContext(ctx, kc->fn, "tvec");
-  LLVMBasicBlockRef bs = LLVMAppendBasicBlockInContext(ctx, kc->fn, "tscal");
+  LLVMBasicBlockRef bs = always_contig ? NULL : LLVMAppendBasicBlockInContext(ctx, kc->fn, "tscal");
   LLVMBasicBlockRef bj = LLVMAppendBasicBlockInContext(ctx, kc->fn, "tjoin");
-  LLVMBuildCondBr(b, contig, bv, bs);
+  if (always_contig) LLVMBuildBr(b, bv);
+  else LLVMBuildCondBr(b, contig, bv, bs);
   LLVMPositionBuilderAtEnd(b, bv);
   for (int64_t g0 = 0; g0 < R; g0 += 8) {
     LLVMValueRef rows[8];
@@ -716,8 +722,8 @@ static void pack_block(GemmCg *G, int w, LLVMValueRef dst, LLVMValueRef xs, LLVM
     }
   }
   LLVMBuildBr(b, bj);
-  LLVMPositionBuilderAtEnd(b, bs);
-  {
+  if (bs) { /* a group of 8 k crossing a run of contiguous k: element by element */
+    LLVMPositionBuilderAtEnd(b, bs);
     GLoop Lr, Lt;
     LLVMValueRef r = gloop_begin(kc, &Lr, I64(kc, 0), I64(kc, R), 1, "sr");
     LLVMValueRef t = gloop_begin(kc, &Lt, I64(kc, 0), I64(kc, 8), 1, "st");
@@ -728,11 +734,11 @@ static void pack_block(GemmCg *G, int w, LLVMValueRef dst, LLVMValueRef xs, LLVM
     LLVMBuildStore(b, v, GEPF(kc, dst, at));
     gloop_end(kc, &Lt);
     gloop_end(kc, &Lr);
+    LLVMBuildBr(b, bj);
   }
-  LLVMBuildBr(b, bj);
   LLVMPositionBuilderAtEnd(b, bj);
   gloop_end(kc, &Lk);
-  { /* the k remainder */
+  if (k_rem) { /* the k remainder */
     GLoop Lr, Lt;
     LLVMValueRef r = gloop_begin(kc, &Lr, I64(kc, 0), I64(kc, R), 1, "rr");
     LLVMValueRef t = gloop_begin(kc, &Lt, k8, kc_cur, 1, "rt");
@@ -1232,8 +1238,9 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
     if (G.ktab[w]) fill_table(&G, w, 2, G.ktab[w], pc, kc_cur);
   LLVMValueRef first = LLVMBuildICmp(b, LLVMIntEQ, pc, I64(kc, 0), "first");
   LLVMValueRef nfull = MUL(kc, LLVMBuildUDiv(b, nc_cur, I64(kc, g->NR), ""), g->NR);
-  if (g->direct_b) /* full panels are read in place; only the N tail is packed (panel 0) */
-    pack_block(&G, 1, G.Bp, ADD(kc, jc, nfull), SUB(kc, nc_cur, nfull), I64(kc, g->N), pc, kc_cur);
+  if (g->direct_b) { /* full panels are read in place; only the N tail is packed (panel 0) */
+    if (g->N % g->NR) pack_block(&G, 1, G.Bp, ADD(kc, jc, nfull), SUB(kc, nc_cur, nfull), I64(kc, g->N), pc, kc_cur);
+  }
   else
     pack_block(&G, 1, G.Bp, jc, nc_cur, I64(kc, g->N), pc, kc_cur);
   LLVMValueRef ic = gloop_begin(kc, &Lic, m_lo, m_hi, g->MC, "ic");
@@ -1247,7 +1254,7 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
   LLVMValueRef bp, ldb;
   if (g->direct_b) {
     LLVMValueRef off = ADD(kc, ADD(kc, G.base[1], ADD(kc, jc, jr)), MUL(kc, pc, g->op[1].k_coef));
-    LLVMValueRef full = LT(kc, jr, nfull);
+    LLVMValueRef full = g->N % g->NR ? LT(kc, jr, nfull) : LLVMConstInt(m->t_i1, 1, 0);
     bp = LLVMBuildSelect(b, full, GEPF(kc, kc->buf[g->Q->buf], off), G.Bp, "");
     ldb = LLVMBuildSelect(b, full, I64(kc, g->op[1].k_coef), I64(kc, g->NR), "");
   } else {
