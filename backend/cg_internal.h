@@ -140,6 +140,9 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
 /* 0 automatic (default), 1 never use the GEMM path. */
 void cg_debug_set_gemm(int mode);
 
+/* Value of an index expression at loop var values v (*bad on division by 0). */
+int64_t cg_ix_eval(const IExpr *e, const int64_t *v, bool *bad);
+
 /* ---- codegen_kernel.c: analysis shared with codegen_gemm.c ---- */
 /* A plain sum whose output memory can hold partial sums (see reorder_legal). */
 bool cg_sum_in_output_legal(const Program *p, const Kernel *k);

@@ -133,6 +133,9 @@ static bool plan_split(const Kernel *k, const VExpr *P, const VExpr *Q, GemmPlan
 
 /* ---------------- operand addressing analysis ---------------- */
 
+static int64_t ix_eval(const IExpr *e, const int64_t *v, bool *bad);
+int64_t cg_ix_eval(const IExpr *e, const int64_t *v, bool *bad) { return ix_eval(e, v, bad); }
+
 static int64_t ix_eval(const IExpr *e, const int64_t *v, bool *bad) {
   if (!e) return 0;
   int64_t a, b;

@@ -426,6 +426,117 @@ static void close_loops(KernelCg *kc, Loop *L, int n) {
   for (int d = n - 1; d >= 0; d--) loop_end(kc, &L[d]);
 }
 
+/* ================= col2im as plane scatter ================= */
+
+/* A pure col2im with stride 1 and dilation 1:
+ *   out[n, c, h, w] = sum_{kh, kw} d[n, (c*KH + kh)*KW + kw, h - kh + ph, w - kw + pw]
+ * (0 outside d's plane), checked numerically over the whole index space.
+ * It runs as, per plane (n, c): zero it, then for kh, kw add the d plane
+ * shifted into it, one contiguous row range at a time; every output element
+ * adds its terms in the same (kh, kw) order as the sum. */
+typedef struct {
+  int d;                 /* the read buffer */
+  int64_t C, H, W, KH, KW, OH, OW, ph, pw;
+} Scatter;
+
+static bool scatter_plan(const Program *p, const Kernel *k, Scatter *s) {
+  const VExpr *l = k->body;
+  if (k->red != RED_SUM || k->accumulate || k->epilogue || k->dtype != DT_F32 || k->shape.rank != 4 ||
+      k->n_red != 2 || !l || l->op != VX_LOAD || l->rank != 4 || l->dtype != DT_F32)
+    return false;
+  const Buffer *D = &p->bufs[l->buf], *O = &p->bufs[k->out_buf];
+  if (D->shape.rank != 4 || O->dtype != DT_F32 || !shape_eq(&O->shape, &k->shape) || l->buf == k->out_buf ||
+      bufs_overlap(p, l->buf, k->out_buf))
+    return false;
+  s->d = l->buf;
+  s->C = k->shape.d[1], s->H = k->shape.d[2], s->W = k->shape.d[3];
+  s->KH = k->red_ext[0], s->KW = k->red_ext[1];
+  s->OH = D->shape.d[2], s->OW = D->shape.d[3];
+  if (D->shape.d[0] != k->shape.d[0] || D->shape.d[1] != s->C * s->KH * s->KW) return false;
+  if (s->C * s->H * s->W * s->KH * s->KW > (1 << 22)) return false;
+  /* the pads from the first valid term of the first plane, then every point checked */
+  bool found = false;
+  for (int64_t ph = 0; ph < s->KH && !found; ph++)
+    for (int64_t pw = 0; pw < s->KW && !found; pw++) {
+      s->ph = ph, s->pw = pw;
+      bool ok = true, bad = false;
+      int64_t v[8] = {0};
+      for (int64_t n = 0; n < (k->shape.d[0] > 1 ? 2 : 1) && ok; n++)
+        for (int64_t c = 0; c < s->C && ok; c++)
+          for (int64_t h = 0; h < s->H && ok; h++)
+            for (int64_t w = 0; w < s->W && ok; w++)
+              for (int64_t kh = 0; kh < s->KH && ok; kh++)
+                for (int64_t kw = 0; kw < s->KW && ok; kw++) {
+                  v[0] = n, v[1] = c, v[2] = h, v[3] = w, v[4] = kh, v[5] = kw;
+                  int64_t oh = h - kh + ph, ow = w - kw + pw;
+                  bool valid = oh >= 0 && oh < s->OH && ow >= 0 && ow < s->OW;
+                  bool g = l->guard ? cg_ix_eval(l->guard, v, &bad) != 0 : true;
+                  if (g != valid) ok = false;
+                  else if (valid)
+                    ok = cg_ix_eval(l->idx[0], v, &bad) == n &&
+                         cg_ix_eval(l->idx[1], v, &bad) == (c * s->KH + kh) * s->KW + kw &&
+                         cg_ix_eval(l->idx[2], v, &bad) == oh && cg_ix_eval(l->idx[3], v, &bad) == ow;
+                  if (bad) ok = false;
+                }
+      found = ok;
+    }
+  return found;
+}
+
+static void emit_scatter(KernelCg *kc, const Scatter *s, LLVMValueRef begin, LLVMValueRef end) {
+  CgModule *m = kc->m;
+  LLVMBuilderRef b = kc->b;
+  LLVMValueRef out = kc->buf[kc->k->out_buf], d = kc->buf[s->d];
+  LLVMValueRef zero = cg_f32(m, 0.0);
+#define I(x) cg_i64(m, (x))
+#define ADDI(x, y) LLVMBuildNSWAdd(b, (x), (y), "")
+#define MULI(x, y) LLVMBuildNSWMul(b, (x), (y), "")
+#define SUBI(x, y) LLVMBuildNSWSub(b, (x), (y), "")
+  Loop Ln, Lc, Lz, Lkh, Lkw, Loh, Low;
+  LLVMValueRef n = loop_begin(kc, &Ln, begin, end, "sn");
+  Ln.hint = LOOP_NO_UNROLL;
+  LLVMValueRef c = loop_begin(kc, &Lc, I(0), I(s->C), "sc");
+  Lc.hint = LOOP_NO_UNROLL;
+  LLVMValueRef plane = MULI(ADDI(MULI(n, I(s->C)), c), I(s->H * s->W));
+  LLVMValueRef z = loop_begin(kc, &Lz, I(0), I(s->H * s->W), "sz");
+  LLVMBuildStore(b, zero, LLVMBuildInBoundsGEP2(b, m->t_f32, out, (LLVMValueRef[]){ADDI(plane, z)}, 1, ""));
+  loop_end(kc, &Lz);
+  LLVMValueRef kh = loop_begin(kc, &Lkh, I(0), I(s->KH), "skh");
+  Lkh.hint = LOOP_NO_UNROLL;
+  LLVMValueRef kw = loop_begin(kc, &Lkw, I(0), I(s->KW), "skw");
+  Lkw.hint = LOOP_NO_UNROLL;
+  LLVMValueRef r = ADDI(MULI(ADDI(MULI(c, I(s->KH)), kh), I(s->KW)), kw);
+  LLVMValueRef dplane = MULI(ADDI(MULI(n, I(s->C * s->KH * s->KW)), r), I(s->OH * s->OW));
+  /* d's row oh holds h = oh + dh (dh = kh - ph): oh in [max(0, -dh), min(OH, H - dh)); likewise ow */
+  LLVMValueRef dh = SUBI(kh, I(s->ph)), dw = SUBI(kw, I(s->pw));
+  LLVMValueRef ndh = SUBI(I(s->ph), kh), ndw = SUBI(I(s->pw), kw);
+#define MAXI(x, y) LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, (x), (y), ""), (x), (y), "")
+#define MINI(x, y) LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, (x), (y), ""), (x), (y), "")
+  LLVMValueRef oh_lo = MAXI(I(0), ndh), oh_hi = MINI(I(s->OH), ADDI(I(s->H), ndh));
+  LLVMValueRef ow_lo = MAXI(I(0), ndw), ow_hi = MINI(I(s->OW), ADDI(I(s->W), ndw));
+  LLVMValueRef oh = loop_begin(kc, &Loh, oh_lo, oh_hi, "soh");
+  Loh.hint = LOOP_NO_UNROLL;
+  LLVMValueRef orow = ADDI(plane, MULI(ADDI(oh, dh), I(s->W)));
+  LLVMValueRef drow = ADDI(dplane, MULI(oh, I(s->OW)));
+  LLVMValueRef ow = loop_begin(kc, &Low, ow_lo, ow_hi, "sow");
+  LLVMValueRef po = LLVMBuildInBoundsGEP2(b, m->t_f32, out, (LLVMValueRef[]){ADDI(orow, ADDI(ow, dw))}, 1, "");
+  LLVMValueRef pd = LLVMBuildInBoundsGEP2(b, m->t_f32, d, (LLVMValueRef[]){ADDI(drow, ow)}, 1, "");
+  LLVMValueRef sum = LLVMBuildFAdd(b, LLVMBuildLoad2(b, m->t_f32, po, ""), LLVMBuildLoad2(b, m->t_f32, pd, ""), "");
+  LLVMBuildStore(b, sum, po);
+  loop_end(kc, &Low);
+  loop_end(kc, &Loh);
+  loop_end(kc, &Lkw);
+  loop_end(kc, &Lkh);
+  loop_end(kc, &Lc);
+  loop_end(kc, &Ln);
+#undef I
+#undef ADDI
+#undef MULI
+#undef SUBI
+#undef MAXI
+#undef MINI
+}
+
 /* ================= stores and reductions ================= */
 
 static LLVMValueRef out_ptr(KernelCg *kc, LLVMValueRef lin) {
@@ -929,7 +1040,9 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   else if (cg_gemm_plan(m, p, k, &gp)) cg_emit_gemm(&kc, &gp, begin, end);
   else {
     kc.branch_guards = true;
-    if (cg_kernel_uses_reorder(p, k)) emit_reordered_nest(&kc, begin, end);
+    Scatter sc;
+    if (noalias && scatter_plan(p, k, &sc)) emit_scatter(&kc, &sc, begin, end);
+    else if (cg_kernel_uses_reorder(p, k)) emit_reordered_nest(&kc, begin, end);
     else emit_standard_nest(&kc, &slots, begin, end);
   }
   LLVMBuildRetVoid(kc.b);
