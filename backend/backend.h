@@ -26,12 +26,14 @@ typedef struct {
   unsigned entries; /* bit e: build entry e only (0: every entry of the program) */
   int part, parts;  /* parts > 1: this module holds the kernels of partition `part` (cg_kernel_table);
                        part 0 also the entries, which call every kernel through the table dlc.ktab */
+  const int *part_of; /* parts > 1: cg_kernel_table's partition when the caller has it (else computed) */
 } CgOptions;
 
 /* The kernels of the entries in `entries` (0: all) in table order (each
- * kernel once) and, for `parts` > 1, the part each belongs to (balanced by
- * an estimate of compile cost; part 0 also compiles the entries). Fills up
- * to cap of kt/part_of; returns the count. Deterministic. */
+ * kernel once) and, when part_of is not NULL, the part of `parts` each
+ * belongs to (balanced by an estimate of compile cost; part 0 also compiles
+ * the entries). Fills up to cap of kt/part_of; returns the count.
+ * Deterministic. */
 int cg_kernel_table(const Program *p, unsigned entries, int parts, const Kernel **kt, int *part_of, int cap);
 /* The symbol of the kernel table in part 0 (an array of function pointers
  * the caller fills with the kernels' addresses before running an entry). */

@@ -409,16 +409,17 @@ int cg_kernel_table(const Program *p, unsigned entries, int parts, const Kernel 
       bool seen = false;
       for (int j = 0; j < n && !seen; j++) seen = kt[j] == k || !strcmp(kt[j]->name, k->name);
       if (seen || n == cap) continue;
-      /* compile cost estimate: a GEMM is a packed nest of several loops */
-      GemmPlan g;
-      double cost = cg_gemm_plan(NULL, p, k, &g) ? 8 : 1;
-      int best = 0;
-      for (int q = 1; q < parts; q++)
-        if (load[q] < load[best]) best = q;
-      load[best] += cost;
-      kt[n] = k;
-      if (part_of) part_of[n] = best;
-      n++;
+      if (part_of) {
+        /* compile cost estimate: a GEMM is a packed nest of several loops */
+        GemmPlan g;
+        double cost = cg_gemm_plan(NULL, p, k, &g) ? 8 : 1;
+        int best = 0;
+        for (int q = 1; q < parts; q++)
+          if (load[q] < load[best]) best = q;
+        load[best] += cost;
+        part_of[n] = best;
+      }
+      kt[n++] = k;
     }
   }
   return n;
@@ -430,8 +431,9 @@ static bool build_part(CgModule *m, const Program *p, const CgOptions *o, Diag *
   int cap = 0;
   for (int e = 0; e < ENTRY__COUNT; e++) cap += p->entries[e].n_kernels;
   m->kt = calloc((size_t)cap + 1, sizeof *m->kt);
-  int *part_of = calloc((size_t)cap + 1, sizeof *part_of);
-  m->nkt = cg_kernel_table(p, o->entries, o->parts, m->kt, part_of, cap);
+  int *own = o->part_of ? NULL : calloc((size_t)cap + 1, sizeof *own);
+  m->nkt = cg_kernel_table(p, o->entries, o->parts, m->kt, own, cap);
+  const int *part_of = o->part_of ? o->part_of : own;
   bool ok = true;
   for (int i = 0; i < m->nkt && ok; i++) {
     if (part_of[i] != o->part) continue;
@@ -439,7 +441,7 @@ static bool build_part(CgModule *m, const Program *p, const CgOptions *o, Diag *
     if (!fn) ok = false;
     else LLVMSetLinkage(fn, LLVMExternalLinkage);
   }
-  free(part_of);
+  free(own);
   if (!ok || o->part != 0) return ok;
   LLVMTypeRef tt = LLVMArrayType2(m->t_ptr, (uint64_t)(m->nkt > 0 ? m->nkt : 1));
   m->ktab = LLVMAddGlobal(m->mod, tt, CG_KTAB_SYMBOL);

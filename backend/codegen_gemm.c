@@ -439,6 +439,16 @@ static LLVMValueRef GEPF(KernelCg *kc, LLVMValueRef base, LLVMValueRef idx) {
   return LLVMBuildInBoundsGEP2(kc->b, kc->m->t_f32, base, &idx, 1, "");
 }
 
+/* A call of dlrt_scratch(bytes): the calling thread's scratch memory. */
+static LLVMValueRef scratch(KernelCg *kc, int64_t bytes, const char *name) {
+  CgModule *m = kc->m;
+  LLVMTypeRef ft = LLVMFunctionType(m->t_ptr, &m->t_i64, 1, 0);
+  LLVMValueRef fs = LLVMGetNamedFunction(m->mod, "dlrt_scratch");
+  if (!fs) fs = LLVMAddFunction(m->mod, "dlrt_scratch", ft);
+  LLVMValueRef n = cg_i64(m, bytes);
+  return LLVMBuildCall2(kc->b, ft, fs, &n, 1, name);
+}
+
 /* Sets kc->var[first .. first+n) from the row-major flat index f over ext. */
 static void set_vars(KernelCg *kc, int first, int n, const int64_t *ext, LLVMValueRef f) {
   for (int d = n - 1; d >= 0; d--) {
@@ -1027,11 +1037,7 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   int64_t vacc_at = (16 * nruns + 63) / 64 * 64;
   LLVMValueRef rtab, vacc;
   {
-    LLVMValueRef fs = LLVMGetNamedFunction(m->mod, "dlrt_scratch");
-    LLVMTypeRef ft = LLVMFunctionType(m->t_ptr, &m->t_i64, 1, 0);
-    if (!fs) fs = LLVMAddFunction(m->mod, "dlrt_scratch", ft);
-    LLVMValueRef bytes = I64(kc, vacc_at + 32 * NT * ntiles_max);
-    rtab = LLVMBuildCall2(b, ft, fs, &bytes, 1, "rtab");
+    rtab = scratch(kc, vacc_at + 32 * NT * ntiles_max, "rtab");
     vacc = GEPF(kc, rtab, I64(kc, vacc_at / 4));
     GLoop Lf;
     LLVMValueRef rr = gloop_begin(kc, &Lf, I64(kc, 0), I64(kc, nruns), 1, "dfill");
@@ -1192,11 +1198,7 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
   /* scratch (entry block: static allocas) */
   LLVMTypeRef ta = LLVMArrayType2(m->t_f32, (uint64_t)(g->KC * g->MC));
   { /* the packed Q block (up to a few MiB) lives in the thread's heap scratch */
-    LLVMValueRef fs = LLVMGetNamedFunction(m->mod, "dlrt_scratch");
-    LLVMTypeRef ft = LLVMFunctionType(m->t_ptr, &m->t_i64, 1, 0);
-    if (!fs) fs = LLVMAddFunction(m->mod, "dlrt_scratch", ft);
-    LLVMValueRef bytes = I64(kc, 4 * g->KC * g->NC);
-    G.Bp = LLVMBuildCall2(b, ft, fs, &bytes, 1, "Bp");
+    G.Bp = scratch(kc, 4 * g->KC * g->NC, "Bp");
   }
   G.Ap = LLVMBuildAlloca(b, ta, "Ap");
   LLVMSetAlignment(G.Ap, 64);

@@ -193,6 +193,21 @@ static bool convert_attrs(IrpCur *c, PLine *ln, PAttr *as, int n) {
 }
 
 /* `%N = op(operands, attrs) : type  # name loc` after the `%`. */
+/* Appends operand reference (name, or %id when name is NULL) to ln, growing its arrays. */
+static void push_ref(IrpCur *c, PLine *ln, int *cap, const char *name, int64_t id, SrcLoc at) {
+  if (ln->nin == *cap) {
+    size_t n = (size_t)*cap;
+    ln->ref_name = arena_grow(c->a, ln->ref_name, sizeof(char *), n, n * 2);
+    ln->ref_id = arena_grow(c->a, ln->ref_id, sizeof(int64_t), n, n * 2);
+    ln->ref_at = arena_grow(c->a, ln->ref_at, sizeof(SrcLoc), n, n * 2);
+    *cap *= 2;
+  }
+  ln->ref_name[ln->nin] = name;
+  ln->ref_id[ln->nin] = id;
+  ln->ref_at[ln->nin] = at;
+  ln->nin++;
+}
+
 static bool parse_node_line(GParse *gp, PLine *ln) {
   IrpCur *c = gp->c;
   if (!irp_int(c, &ln->fid) || !irp_expect(c, "=")) return false;
@@ -225,17 +240,10 @@ static bool parse_node_line(GParse *gp, PLine *ln) {
     SrcLoc at = irp_loc(c);
     if (*c->p == '%' && c->p[1] >= '0' && c->p[1] <= '9') {
       if (nas) return irp_error(c, at, "operand after the attributes");
-      if (ln->nin == cap) {
-        ln->ref_name = arena_grow(c->a, ln->ref_name, sizeof(char *), (size_t)cap, (size_t)cap * 2);
-        ln->ref_id = arena_grow(c->a, ln->ref_id, sizeof(int64_t), (size_t)cap, (size_t)cap * 2);
-        ln->ref_at = arena_grow(c->a, ln->ref_at, sizeof(SrcLoc), (size_t)cap, (size_t)cap * 2);
-        cap *= 2;
-      }
       c->p++;
-      ln->ref_name[ln->nin] = NULL;
-      ln->ref_at[ln->nin] = at;
-      if (!irp_int(c, &ln->ref_id[ln->nin])) return false;
-      ln->nin++;
+      int64_t id;
+      if (!irp_int(c, &id)) return false;
+      push_ref(c, ln, &cap, NULL, id, at);
       continue;
     }
     const char *w;
@@ -251,15 +259,7 @@ static bool parse_node_line(GParse *gp, PLine *ln) {
       continue;
     }
     if (nas) return irp_error(c, at, "operand after the attributes");
-    if (ln->nin == cap) {
-      ln->ref_name = arena_grow(c->a, ln->ref_name, sizeof(char *), (size_t)cap, (size_t)cap * 2);
-      ln->ref_id = arena_grow(c->a, ln->ref_id, sizeof(int64_t), (size_t)cap, (size_t)cap * 2);
-      ln->ref_at = arena_grow(c->a, ln->ref_at, sizeof(SrcLoc), (size_t)cap, (size_t)cap * 2);
-      cap *= 2;
-    }
-    ln->ref_name[ln->nin] = w;
-    ln->ref_at[ln->nin] = at;
-    ln->nin++;
+    push_ref(c, ln, &cap, w, 0, at);
   }
   if (!irp_expect(c, ":")) return false;
   irp_ws(c);

@@ -12,12 +12,7 @@
 bool pass_dce(Graph *g, Diag *d) {
   (void)d;
   int n = g->n_nodes;
-  bool *live = ARENA_ARRAY(g->arena, bool, n + 1);
-  for (int i = 0; i < g->n_outputs; i++) live[g->outputs[i].node] = true;
-  for (int i = 0; i < g->n_metrics; i++) live[g->metrics[i].node] = true;
-  if (g->loss >= 0) live[g->loss] = true;
-  for (int i = 0; i < g->n_grads; i++) live[g->grads[i].param] = live[g->grads[i].grad] = true;
-  for (int i = 0; i < g->n_updates; i++) live[g->updates[i].target] = live[g->updates[i].value] = true;
+  bool *live = rw_roots(g);
   int n_live = 0;
   /* operands precede their users, so one backward sweep reaches everything */
   for (int i = n - 1; i >= 0; i--) {

@@ -69,6 +69,16 @@ static int remap(const int *newid, int id) {
   return newid[id];
 }
 
+bool *rw_roots(Graph *g) {
+  bool *live = ARENA_ARRAY(g->arena, bool, g->n_nodes + 1);
+  for (int i = 0; i < g->n_outputs; i++) live[g->outputs[i].node] = true;
+  for (int i = 0; i < g->n_metrics; i++) live[g->metrics[i].node] = true;
+  if (g->loss >= 0) live[g->loss] = true;
+  for (int i = 0; i < g->n_grads; i++) live[g->grads[i].param] = live[g->grads[i].grad] = true;
+  for (int i = 0; i < g->n_updates; i++) live[g->updates[i].target] = live[g->updates[i].value] = true;
+  return live;
+}
+
 void rw_compact(Graph *g, const bool *keep) {
   int n = g->n_nodes;
   Arena *a = g->arena;

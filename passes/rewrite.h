@@ -38,6 +38,10 @@ void rw_commit(Rewriter *r);
  * user), renumbers ids and remaps operands and roles. */
 void rw_compact(Graph *g, const bool *keep);
 
+/* A new array live[n_nodes + 1] (in g's arena) with the graph's roots true:
+ * outputs, metrics, the loss, gradients and their parameters, updates. */
+bool *rw_roots(Graph *g);
+
 /* INPUT, LABEL, PARAM, STATE: the model's interface, never merged or dropped. */
 static inline bool rw_is_named_leaf(OpKind op) {
   return op == OP_INPUT || op == OP_LABEL || op == OP_PARAM || op == OP_STATE;

@@ -305,12 +305,7 @@ static int cmp_ptr(const void *a, const void *b) {
  * unused before the pass are kept (removing those is dce's job). */
 static void erase_newly_dead(Graph *g, Node **dead0, int n_dead0) {
   int n = g->n_nodes;
-  bool *live = ARENA_ARRAY(g->arena, bool, n + 1);
-  for (int i = 0; i < g->n_outputs; i++) live[g->outputs[i].node] = true;
-  for (int i = 0; i < g->n_metrics; i++) live[g->metrics[i].node] = true;
-  if (g->loss >= 0) live[g->loss] = true;
-  for (int i = 0; i < g->n_grads; i++) live[g->grads[i].param] = live[g->grads[i].grad] = true;
-  for (int i = 0; i < g->n_updates; i++) live[g->updates[i].target] = live[g->updates[i].value] = true;
+  bool *live = rw_roots(g);
   qsort(dead0, (size_t)n_dead0, sizeof *dead0, cmp_ptr);
   for (int i = 0; i < n; i++)
     if (n_dead0 && bsearch(&g->nodes[i], dead0, (size_t)n_dead0, sizeof *dead0, cmp_ptr)) live[i] = true;

@@ -278,6 +278,7 @@ static int jit_parallel(DrvModel *m, const CgOptions *co, Diag *d) {
     jobs[i].co = *co;
     jobs[i].co.part = i;
     jobs[i].co.parts = JIT_PARTS;
+    jobs[i].co.part_of = part_of;
     jobs[i].kt = kt, jobs[i].part_of = part_of, jobs[i].nkt = nkt, jobs[i].kaddr = kaddr;
     if (i == 0)
       for (int e = 0; e < ENTRY__COUNT; e++)
