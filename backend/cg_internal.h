@@ -130,6 +130,10 @@ typedef struct {
   bool direct_a;             /* the micro-kernel reads P in place (rows of unit-stride k), no packing */
   bool direct_at;            /* ... reads P in place k-major (unit-stride rows i, a transposed A) */
   bool direct_b;             /* ... reads Q in place (rows of NR unit-stride j), packing only the N tail */
+  /* transposed C (a skinny N): the nest computes C^T = Q^T P^T, so P, Q,
+   * op[], M and N above are swapped (rows of the nest = C's columns) */
+  bool tc;
+  int64_t ldc;               /* C's row stride (its N) */
   int64_t units;             /* the kernel's [begin, end) ranges over these */
 } GemmPlan;
 /* Whether k is lowered as a GEMM (fills g); deterministic in its inputs. */

@@ -31,7 +31,10 @@
  * The packed B block lives in the thread's heap scratch (dlrt_scratch).
  * The dot form (tiny M, N against a long reduction contiguous in both
  * operands: the first convolution's filter gradient) computes C as vector
- * dot products along k instead.
+ * dot products along k instead. A skinny C (N <= NR, e.g. a classifier's
+ * 10 columns) is computed transposed, C^T = Q^T P^T, so the vector lanes
+ * run along M and the micro-tile's rows fit N (5 x 2 tiles for N = 10):
+ * the micro-kernel then loads and stores C through its tile buffer.
  *
  * Threads: the kernel's [begin, end) is a range of "units": batch entries
  * when there are batch dims, else MR-row tiles of M, or NR-column panels
@@ -62,6 +65,9 @@ enum {
   NC_BYTES = 2 << 20,
   MC_PANELS = 16
 };
+
+/* The transposed form pays when its lanes are this much fuller (x100). */
+enum { TC_GAIN_PCT = 115 };
 void cg_debug_set_gemm(int mode) { g_gemm_mode = mode; }
 
 /* ---------------- matching ---------------- */
@@ -301,6 +307,33 @@ static int64_t dot_run(const Program *p, const Kernel *k, const GemmPlan *g) {
   return best >= 16 ? best : 0;
 }
 
+/* Lane use of tiles of `w` over an extent n (the useful share, x1000). */
+static int64_t lane_use(int64_t n, int64_t w) { return 1000 * n / ((n + w - 1) / w * w); }
+
+/* A skinny C (N within one NR panel, M at least one) runs transposed when
+ * that fills the lanes better: the micro-tile's rows take N (MR of 4-6,
+ * the least padding, the most rows on a tie) and its vectors take M. P
+ * must run along M in memory (a transposed A, the weight gradient's
+ * h^T dy): a row-major A would need a transposing pack of the large
+ * operand, which costs more than the lanes win (A's rows are read in
+ * place otherwise). */
+static void plan_transposed(GemmPlan *g) {
+  if (g->N > g->NR || g->M < g->NR || !g->op[0].fast || !g->op[0].x_unit || g->op[0].k_unit) return;
+  int64_t best = 0, use = 0;
+  for (int64_t r = 6; r >= 4; r--)
+    if (lane_use(g->N, r) > use) use = lane_use(g->N, r), best = r;
+  int64_t now = lane_use(g->N, g->NR) * lane_use(g->M, g->MR), then = use * lane_use(g->M, g->NR);
+  if (100 * then < TC_GAIN_PCT * now) return;
+  g->tc = true;
+  g->MR = best;
+  const VExpr *e = g->P;
+  g->P = g->Q, g->Q = e;
+  GemmOperand o = g->op[0];
+  g->op[0] = g->op[1], g->op[1] = o;
+  int64_t x = g->M;
+  g->M = g->N, g->N = x;
+}
+
 bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan *g) {
   memset(g, 0, sizeof *g);
   if (g_gemm_mode == 1) return false;
@@ -323,6 +356,10 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   g->VW = has_avx512(m) ? 16 : 8;
   g->MR = 6;
   g->NR = 2 * g->VW;
+  g->ldc = g->N;
+  analyse_operand(p, k, g, g->P, true, &g->op[0]);
+  analyse_operand(p, k, g, g->Q, false, &g->op[1]);
+  plan_transposed(g);
   /* K blocks: one block up to 512, else equal blocks of at most 384 */
   int64_t nk = g->K <= KC_ONE ? 1 : (g->K + KC_MAX - 1) / KC_MAX;
   g->KC = (g->K + nk - 1) / nk;
@@ -334,8 +371,6 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   g->NC = npad < ncmax ? npad : ncmax;
   /* M block: 96 rows (multiple of MR): the packed A block stays in L2 */
   g->MC = MC_PANELS * g->MR;
-  analyse_operand(p, k, g, g->P, true, &g->op[0]);
-  analyse_operand(p, k, g, g->Q, false, &g->op[1]);
   /* In-place operands skip packing where packing does not pay: P's rows
    * (unit-stride k) when few B panels reuse a packed A (small N); Q's rows
    * (unit-stride j) when one M block uses each B panel (small M). */
@@ -346,7 +381,7 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   g->direct_b = ob->fast && ob->x_affine && ob->x_coef == 1 && ob->k_affine && g->M <= DIRECT_B_MAX_M;
   /* the dot form: both operands contiguous along k (the transposed-both
    * shape of filter gradients), K much longer than M and N */
-  if (g->batch == 1 && oa->fast && ob->fast && oa->x_affine && ob->x_affine && oa->k_unit &&
+  if (!g->tc && g->batch == 1 && oa->fast && ob->fast && oa->x_affine && ob->x_affine && oa->k_unit &&
       ob->k_unit && g->M <= DOT_MAX_M && g->N <= 256 && g->K >= 16 * g->N) {
     int64_t run = dot_run(p, k, g);
     /* a run longer than a block is cut into equal contiguous pieces */
@@ -487,6 +522,7 @@ static void set_batch_vars(GemmCg *G) {
   const Kernel *k = G->kc->k;
   if (G->g->nb > 0) set_vars(G->kc, 0, G->g->nb, k->shape.d, G->bidx);
 }
+/* vars of C's row dims (I) and column dims (J) from their flat index */
 static void set_i_vars(GemmCg *G, LLVMValueRef i) {
   const Kernel *k = G->kc->k;
   set_vars(G->kc, G->g->nb, G->g->ni, k->shape.d + G->g->nb, i);
@@ -495,6 +531,16 @@ static void set_j_vars(GemmCg *G, LLVMValueRef j) {
   const Kernel *k = G->kc->k;
   int j0 = G->g->nb + G->g->ni;
   set_vars(G->kc, j0, G->g->nj, k->shape.d + j0, j);
+}
+/* vars of the GEMM's rows (P's own dims) and columns (Q's): I and J, or J
+ * and I when C is computed transposed */
+static void set_row_vars(GemmCg *G, LLVMValueRef x) {
+  if (G->g->tc) set_j_vars(G, x);
+  else set_i_vars(G, x);
+}
+static void set_col_vars(GemmCg *G, LLVMValueRef x) {
+  if (G->g->tc) set_i_vars(G, x);
+  else set_j_vars(G, x);
 }
 static void set_k_vars(GemmCg *G, LLVMValueRef kk) {
   const Kernel *k = G->kc->k;
@@ -511,8 +557,8 @@ static void fill_table(GemmCg *G, int w, int grp, LLVMValueRef tab, LLVMValueRef
   zero_vars(G);
   LLVMValueRef x = LLVMBuildNSWAdd(kc->b, start, t, "");
   if (grp == 2) set_k_vars(G, x);
-  else if (w == 0) set_i_vars(G, x);
-  else set_j_vars(G, x);
+  else if (w == 0) set_row_vars(G, x);
+  else set_col_vars(G, x);
   LLVMValueRef off = LLVMBuildNSWSub(kc->b, emit_offset(kc, l), cg_i64(kc->m, G->g->op[w].f0), "");
   LLVMValueRef ptr = LLVMBuildInBoundsGEP2(kc->b, kc->m->t_i64, tab, &t, 1, "");
   LLVMBuildStore(kc->b, off, ptr);
@@ -570,11 +616,11 @@ static LLVMValueRef operand_value(GemmCg *G, int w, LLVMValueRef x, LLVMValueRef
   if (G->g->op[w].fast) return fast_value(G, w, x, xs, kk, pc);
   set_batch_vars(G);
   if (w == 0) {
-    set_i_vars(G, x);
-    set_j_vars(G, I64(kc, 0));
+    set_row_vars(G, x);
+    set_col_vars(G, I64(kc, 0));
   } else {
-    set_j_vars(G, x);
-    set_i_vars(G, I64(kc, 0));
+    set_col_vars(G, x);
+    set_row_vars(G, I64(kc, 0));
   }
   set_k_vars(G, kk);
   return cg_vx(kc, w == 0 ? G->g->P : G->g->Q);
@@ -776,6 +822,62 @@ static void vstore(GemmCg *G, LLVMValueRef v, LLVMValueRef ptr, unsigned align) 
   LLVMSetAlignment(s, align);
 }
 
+/* Transposed C (plan tc): tile element (r, c) is C[c * ldc + r]. Copies
+ * the valid rows x cols between C and the tile buffer (tile[r][c], rows
+ * of NR), C's contiguous direction innermost. */
+static void tc_copy(GemmCg *G, LLVMValueRef C, LLVMValueRef ldc, LLVMValueRef rows, LLVMValueRef cols, bool to_c) {
+  KernelCg *kc = G->kc;
+  LLVMBuilderRef b = kc->b;
+  GLoop Lc, Lr;
+  LLVMValueRef c = gloop_begin(kc, &Lc, I64(kc, 0), cols, 1, "tcc");
+  LLVMValueRef r = gloop_begin(kc, &Lr, I64(kc, 0), rows, 1, "tcr");
+  LLVMValueRef pc = GEPF(kc, C, ADD(kc, LLVMBuildNSWMul(b, c, ldc, ""), r));
+  LLVMValueRef pt = GEPF(kc, G->tile, ADD(kc, MUL(kc, r, G->g->NR), c));
+  LLVMValueRef x = LLVMBuildLoad2(b, kc->m->t_f32, to_c ? pt : pc, "");
+  LLVMBuildStore(b, x, to_c ? pc : pt);
+  gloop_end(kc, &Lr);
+  gloop_end(kc, &Lc);
+}
+
+/* Transposed C: the accumulators' start (0 for the first K block, else C
+ * through the tile buffer), as phis in bb_pre. */
+static void tc_init(GemmCg *G, LLVMValueRef C, LLVMValueRef ldc, LLVMValueRef rows, LLVMValueRef cols,
+                    LLVMValueRef first, LLVMBasicBlockRef bb_pre, LLVMValueRef *init) {
+  KernelCg *kc = G->kc;
+  LLVMBuilderRef b = kc->b;
+  int MR = (int)G->g->MR, NV = (int)(G->g->NR / G->g->VW), VW = (int)G->g->VW;
+  LLVMValueRef zero = LLVMConstNull(G->vt), from_c[64];
+  LLVMBasicBlockRef bb_first = LLVMGetInsertBlock(b);
+  LLVMBasicBlockRef bb_load = LLVMAppendBasicBlockInContext(kc->m->ctx, kc->fn, "tc.load");
+  LLVMBuildCondBr(b, first, bb_pre, bb_load);
+  LLVMPositionBuilderAtEnd(b, bb_load);
+  for (int a = 0; a < MR * NV; a++) vstore(G, zero, GEPF(kc, G->tile, I64(kc, a * VW)), (unsigned)(VW * 4));
+  tc_copy(G, C, ldc, rows, cols, false);
+  for (int r = 0; r < MR; r++)
+    for (int v = 0; v < NV; v++)
+      from_c[r * NV + v] = vload(G, GEPF(kc, G->tile, I64(kc, r * G->g->NR + v * VW)), (unsigned)(VW * 4));
+  LLVMBasicBlockRef bb_load_end = LLVMGetInsertBlock(b);
+  LLVMBuildBr(b, bb_pre);
+  LLVMPositionBuilderAtEnd(b, bb_pre);
+  for (int a = 0; a < MR * NV; a++) {
+    init[a] = LLVMBuildPhi(b, G->vt, "");
+    LLVMValueRef vals[2] = {from_c[a], zero};
+    LLVMBasicBlockRef bbs[2] = {bb_load_end, bb_first};
+    LLVMAddIncoming(init[a], vals, bbs, 2);
+  }
+}
+
+/* Transposed C: the accumulators to C through the tile buffer. */
+static void tc_store(GemmCg *G, LLVMValueRef C, LLVMValueRef ldc, LLVMValueRef rows, LLVMValueRef cols,
+                     const LLVMValueRef *acc) {
+  KernelCg *kc = G->kc;
+  int MR = (int)G->g->MR, NV = (int)(G->g->NR / G->g->VW), VW = (int)G->g->VW;
+  for (int r = 0; r < MR; r++)
+    for (int v = 0; v < NV; v++)
+      vstore(G, acc[r * NV + v], GEPF(kc, G->tile, I64(kc, r * G->g->NR + v * VW)), (unsigned)(VW * 4));
+  tc_copy(G, C, ldc, rows, cols, true);
+}
+
 /* The micro-kernel, one function per module (all GEMM kernels share it):
  *   ukr(ptr ap, ptr bp, i64 kc, ptr c, i64 ldc, i64 rows, i64 cols, i1 first)
  * C[r, 0..cols) for r < rows (row r at c + r * ldc) = (first ? 0 : C) +
@@ -784,8 +886,8 @@ static void vstore(GemmCg *G, LLVMValueRef v, LLVMValueRef ptr, unsigned align) 
  * loaded and stored directly, an edge tile through a small tile buffer. */
 static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   char name[64];
-  snprintf(name, sizeof name, "dlc.gemm.ukr.%lldx%lld.v%lld%s", (long long)g->MR, (long long)g->NR, (long long)g->VW,
-           g->direct_a ? ".da" : "");
+  snprintf(name, sizeof name, "dlc.gemm.ukr.%lldx%lld.v%lld%s%s", (long long)g->MR, (long long)g->NR,
+           (long long)g->VW, g->direct_a ? ".da" : "", g->tc ? ".tc" : "");
   LLVMValueRef fn = LLVMGetNamedFunction(m->mod, name);
   if (fn) return fn;
   LLVMTypeRef pt[10] = {m->t_ptr, m->t_i64, m->t_ptr, m->t_i64, m->t_i64,
@@ -832,56 +934,58 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   for (int r = 0; r < MR; r++) aclamp[r] = MIN(kc, I64(kc, r), SUB(kc, rows, I64(kc, 1)));
   for (int r = 0; r < MR && g->direct_a; r++) arow[r] = GEPF(kc, ap, LLVMBuildNSWMul(b, lda, aclamp[r], ""));
 
-  /* full-width tiles (any rows) load and store C directly: row r at row
-   * min(r, rows - 1), stored last row first, so rows past `rows` land on
-   * row rows - 1 before its own value does */
-  LLVMValueRef full = LLVMBuildICmp(b, LLVMIntEQ, cols, I64(kc, NR), "full");
-  LLVMValueRef crowc[MAXACC] = {0};
-  for (int r = 0; r < MR; r++) crowc[r] = GEPF(kc, C, LLVMBuildNSWMul(b, ldc, aclamp[r], ""));
-  LLVMBasicBlockRef bb_full = LLVMAppendBasicBlockInContext(ctx, fn, "tile.full");
-  LLVMBasicBlockRef bb_edge = LLVMAppendBasicBlockInContext(ctx, fn, "tile.edge");
+  LLVMValueRef init[MAXACC], full = NULL, crowc[MAXACC] = {0};
   LLVMBasicBlockRef bb_pre = LLVMAppendBasicBlockInContext(ctx, fn, "tile.pre");
-  /* the first K block starts from 0 without reading C */
-  LLVMBasicBlockRef bb_first = LLVMGetInsertBlock(b);
-  LLVMBasicBlockRef bb_load = LLVMAppendBasicBlockInContext(ctx, fn, "tile.load");
-  LLVMBuildCondBr(b, first, bb_pre, bb_load);
-  LLVMPositionBuilderAtEnd(b, bb_load);
-  LLVMBuildCondBr(b, full, bb_full, bb_edge);
-  LLVMValueRef init_full[MAXACC], init_edge[MAXACC];
-  LLVMPositionBuilderAtEnd(b, bb_full);
-  for (int r = 0; r < MR; r++)
-    for (int v = 0; v < NV; v++) init_full[r * NV + v] = vload(G, GEPF(kc, crowc[r], I64(kc, v * VW)), 4);
-  LLVMBasicBlockRef bb_full_end = LLVMGetInsertBlock(b);
-  LLVMBuildBr(b, bb_pre);
+  if (g->tc)
+    tc_init(G, C, ldc, rows, cols, first, bb_pre, init);
+  else {
+    /* full-width tiles (any rows) load and store C directly: row r at row
+     * min(r, rows - 1), stored last row first, so rows past `rows` land on
+     * row rows - 1 before its own value does */
+    full = LLVMBuildICmp(b, LLVMIntEQ, cols, I64(kc, NR), "full");
+    for (int r = 0; r < MR; r++) crowc[r] = GEPF(kc, C, LLVMBuildNSWMul(b, ldc, aclamp[r], ""));
+    LLVMBasicBlockRef bb_full = LLVMAppendBasicBlockInContext(ctx, fn, "tile.full");
+    LLVMBasicBlockRef bb_edge = LLVMAppendBasicBlockInContext(ctx, fn, "tile.edge");
+    /* the first K block starts from 0 without reading C */
+    LLVMBasicBlockRef bb_first = LLVMGetInsertBlock(b);
+    LLVMBasicBlockRef bb_load = LLVMAppendBasicBlockInContext(ctx, fn, "tile.load");
+    LLVMBuildCondBr(b, first, bb_pre, bb_load);
+    LLVMPositionBuilderAtEnd(b, bb_load);
+    LLVMBuildCondBr(b, full, bb_full, bb_edge);
+    LLVMValueRef init_full[MAXACC], init_edge[MAXACC];
+    LLVMPositionBuilderAtEnd(b, bb_full);
+    for (int r = 0; r < MR; r++)
+      for (int v = 0; v < NV; v++) init_full[r * NV + v] = vload(G, GEPF(kc, crowc[r], I64(kc, v * VW)), 4);
+    LLVMBasicBlockRef bb_full_end = LLVMGetInsertBlock(b);
+    LLVMBuildBr(b, bb_pre);
 
-  LLVMPositionBuilderAtEnd(b, bb_edge);
-  { /* short width: masked loads of the valid columns (rows clamped) */
-    LLVMTypeRef it = LLVMVectorType(m->t_i64, (unsigned)VW);
-    LLVMValueRef cs = LLVMBuildInsertElement(b, LLVMGetUndef(it), cols, cg_i32(m, 0), "");
-    cs = LLVMBuildShuffleVector(b, cs, LLVMGetUndef(it), LLVMConstNull(LLVMVectorType(m->t_i32, (unsigned)VW)), "");
-    LLVMTypeRef ov[2] = {G->vt, m->t_ptr};
-    for (int v = 0; v < NV; v++) {
-      LLVMValueRef lanes[64];
-      for (int l = 0; l < VW; l++) lanes[l] = I64(kc, v * VW + l);
-      LLVMValueRef cm = LLVMBuildICmp(b, LLVMIntSLT, LLVMConstVector(lanes, (unsigned)VW), cs, "");
-      for (int r = 0; r < MR; r++) {
-        LLVMValueRef args[4] = {GEPF(kc, crowc[r], I64(kc, v * VW)), cg_i32(m, 4), cm, zero};
-        init_edge[r * NV + v] = cg_intrinsic(m, b, "llvm.masked.load", ov, 2, args, 4);
+    LLVMPositionBuilderAtEnd(b, bb_edge);
+    { /* short width: masked loads of the valid columns (rows clamped) */
+      LLVMTypeRef it = LLVMVectorType(m->t_i64, (unsigned)VW);
+      LLVMValueRef cs = LLVMBuildInsertElement(b, LLVMGetUndef(it), cols, cg_i32(m, 0), "");
+      cs = LLVMBuildShuffleVector(b, cs, LLVMGetUndef(it), LLVMConstNull(LLVMVectorType(m->t_i32, (unsigned)VW)), "");
+      LLVMTypeRef ov[2] = {G->vt, m->t_ptr};
+      for (int v = 0; v < NV; v++) {
+        LLVMValueRef lanes[64];
+        for (int l = 0; l < VW; l++) lanes[l] = I64(kc, v * VW + l);
+        LLVMValueRef cm = LLVMBuildICmp(b, LLVMIntSLT, LLVMConstVector(lanes, (unsigned)VW), cs, "");
+        for (int r = 0; r < MR; r++) {
+          LLVMValueRef args[4] = {GEPF(kc, crowc[r], I64(kc, v * VW)), cg_i32(m, 4), cm, zero};
+          init_edge[r * NV + v] = cg_intrinsic(m, b, "llvm.masked.load", ov, 2, args, 4);
+        }
       }
     }
+    LLVMBasicBlockRef bb_edge_end = LLVMGetInsertBlock(b);
+    LLVMBuildBr(b, bb_pre);
+    LLVMPositionBuilderAtEnd(b, bb_pre);
+    for (int a = 0; a < MR * NV; a++) {
+      init[a] = LLVMBuildPhi(b, G->vt, "");
+      LLVMValueRef vals[3] = {init_full[a], init_edge[a], zero};
+      LLVMBasicBlockRef bbs[3] = {bb_full_end, bb_edge_end, bb_first};
+      LLVMAddIncoming(init[a], vals, bbs, 3);
+    }
   }
-  LLVMBasicBlockRef bb_edge_end = LLVMGetInsertBlock(b);
-  LLVMBuildBr(b, bb_pre);
-
   /* the k loop: do { ... } while (++kl < kc_cur)  (kc_cur >= 1) */
-  LLVMPositionBuilderAtEnd(b, bb_pre);
-  LLVMValueRef init[MAXACC];
-  for (int a = 0; a < MR * NV; a++) {
-    init[a] = LLVMBuildPhi(b, G->vt, "");
-    LLVMValueRef vals[3] = {init_full[a], init_edge[a], zero};
-    LLVMBasicBlockRef bbs[3] = {bb_full_end, bb_edge_end, bb_first};
-    LLVMAddIncoming(init[a], vals, bbs, 3);
-  }
   LLVMBasicBlockRef bb_k = LLVMAppendBasicBlockInContext(ctx, fn, "kloop");
   LLVMBasicBlockRef bb_kx = LLVMAppendBasicBlockInContext(ctx, fn, "kloop.exit");
   LLVMBuildBr(b, bb_k);
@@ -922,6 +1026,12 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
 
   /* store */
   LLVMPositionBuilderAtEnd(b, bb_kx);
+  if (g->tc) {
+    tc_store(G, C, ldc, rows, cols, nacc);
+    LLVMBuildRetVoid(b);
+    LLVMDisposeBuilder(b);
+    return fn;
+  }
   LLVMBasicBlockRef bs_full = LLVMAppendBasicBlockInContext(ctx, fn, "st.full");
   LLVMBasicBlockRef bs_edge = LLVMAppendBasicBlockInContext(ctx, fn, "st.edge");
   LLVMBasicBlockRef bs_done = LLVMAppendBasicBlockInContext(ctx, fn, "st.done");
@@ -959,12 +1069,13 @@ static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef lda, LLVMValueRe
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
   const GemmPlan *g = G->g;
-  int64_t N = g->N;
   LLVMValueRef C = kc->buf[kc->k->out_buf];
-  /* row r of the tile in C starts at cbase + (i0 + r) * N + j0 */
-  LLVMValueRef crow0 = ADD(kc, ADD(kc, cbase, MUL(kc, i0, N)), j0);
+  /* row r of the tile in C starts at cbase + (i0 + r) * ldc + j0 (transposed:
+   * column r at cbase + j0 * ldc + i0 + r) */
+  LLVMValueRef crow0 = g->tc ? ADD(kc, ADD(kc, cbase, MUL(kc, j0, g->ldc)), i0)
+                             : ADD(kc, ADD(kc, cbase, MUL(kc, i0, g->ldc)), j0);
   LLVMValueRef ukr = ukr_fn(m, g);
-  LLVMValueRef args[10] = {ap, lda, bp, ldb, kc_cur, GEPF(kc, C, crow0), I64(kc, N), rows, cols, first};
+  LLVMValueRef args[10] = {ap, lda, bp, ldb, kc_cur, GEPF(kc, C, crow0), I64(kc, g->ldc), rows, cols, first};
   LLVMBuildCall2(b, LLVMGlobalGetValueType(ukr), ukr, args, 10, "");
 }
 
@@ -980,7 +1091,7 @@ static void epilogue_nest(GemmCg *G, LLVMValueRef cbase, LLVMValueRef m_lo, LLVM
   LLVMValueRef C = kc->buf[k->out_buf];
   GLoop Lr, Lc;
   LLVMValueRef r = gloop_begin(kc, &Lr, m_lo, m_hi, 1, "xr");
-  LLVMValueRef row = ADD(kc, cbase, MUL(kc, r, G->g->N));
+  LLVMValueRef row = ADD(kc, cbase, MUL(kc, r, G->g->ldc));
   LLVMValueRef c = gloop_begin(kc, &Lc, n_lo, n_hi, 1, "xc");
   Lc.hint = -1; /* LLVM vectorizes and interleaves it */
   LLVMValueRef p = GEPF(kc, C, ADD(kc, row, c));
@@ -1287,6 +1398,9 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
   gloop_end(kc, &Lic);
   gloop_end(kc, &Lpc);
   gloop_end(kc, &Ljc);
-  if (kc->k->epilogue) epilogue_nest(&G, cbase, m_lo, m_hi, n_lo, n_hi);
+  if (kc->k->epilogue) { /* over C's rows and columns (swapped back when transposed) */
+    if (g->tc) epilogue_nest(&G, cbase, n_lo, n_hi, m_lo, m_hi);
+    else epilogue_nest(&G, cbase, m_lo, m_hi, n_lo, n_hi);
+  }
   gloop_end(kc, &Lb);
 }

@@ -531,7 +531,7 @@ static void test_parallel_bit_identical(void **state) {
  * bit-identical results on 1, 2 and 3 threads. batch > 1 adds a leading
  * batch dim (A, B batched too); flat = A is read through a flatten-like
  * div/mod index map (A stored as [M, K/5, 5]). */
-enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16 }; /* plan modes a case must exercise */
+enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16, X_TC = 32, X_NOTC = 64 }; /* plan modes a case must exercise */
 
 static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool epi, bool flat, unsigned expect) {
   T t;
@@ -569,6 +569,8 @@ static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool e
   if (expect & X_SPLITN) assert_true(g.split_n && g.units > 1);
   if (expect & X_DOT) assert_true(g.dot && g.units > 1);
   if (expect & X_DAT) assert_true(g.direct_at);
+  if (expect & X_TC) assert_true(g.tc && g.ldc == N && g.M == N && g.N == M);
+  if (expect & X_NOTC) assert_true(!g.tc);
   compile(&t);
   int64_t na = (int64_t)batch * M * K, nb = (int64_t)batch * K * N, no = (int64_t)batch * M * N;
   for (int64_t i = 0; i < na; i++) F(&t, a)[i] = frand(-1, 1);
@@ -622,9 +624,19 @@ static void test_gemm_path(void **state) {
   gemm_case(3, 13, 37, 29, true, false, false, false);
   gemm_case(1, 64, 120, 400, false, false, true, true); /* flatten index map on A */
   /* in-place operands (A rows for small N, B rows for small M), with edges */
-  gemm_case_x(1, 40, 10, 700, false, false, true, false, X_DA | X_DB);
+  gemm_case_x(1, 40, 20, 700, false, false, true, false, X_DA | X_DB);
   gemm_case_x(1, 31, 200, 300, false, false, true, false, X_DB);
-  gemm_case_x(1, 257, 10, 700, true, false, true, false, X_DAT); /* transposed A in place, M edge */
+  gemm_case_x(1, 257, 20, 700, true, false, true, false, X_DAT); /* transposed A in place, M edge */
+  /* skinny N computed transposed (C^T = B^T A^T): tiles of 5 x 16 for N = 10,
+   * C through the tile buffer; K blocks, epilogue, M edges, in-place
+   * operands of the swapped product, batches, split columns */
+  gemm_case_x(1, 257, 10, 700, true, false, true, false, X_TC | X_DB);
+  gemm_case_x(1, 40, 10, 700, true, true, true, false, X_TC | X_DA);
+  gemm_case_x(1, 128, 10, 256, true, false, true, false, X_TC | X_SPLITN);
+  gemm_case_x(3, 84, 7, 64, true, false, true, false, X_TC);
+  gemm_case_x(1, 128, 10, 256, false, false, true, false, X_NOTC); /* row-major A: its rows in place */
+  gemm_case_x(1, 12, 10, 700, false, false, true, false, X_NOTC); /* M under one panel */
+  gemm_case_x(1, 64, 32, 300, false, false, true, false, X_NOTC); /* N fills the panels */
   /* column split across threads (few row tiles, K large; transposed packs
    * with a K remainder): the filter-gradient shape */
   gemm_case_x(1, 6, 75, 20003, false, false, false, false, X_SPLITN);
