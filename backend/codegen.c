@@ -41,12 +41,26 @@ LLVMValueRef cg_i64(CgModule *m, int64_t v) {
   return LLVMConstInt(m->t_i64, (unsigned long long)v, 1);
 }
 
+static LLVMMetadataRef md_prop(CgModule *m, const char *key, LLVMTypeRef t, int64_t value) {
+  LLVMMetadataRef ops[2] = {LLVMMDStringInContext2(m->ctx, key, strlen(key)),
+                            LLVMValueAsMetadata(LLVMConstInt(t, (unsigned long long)value, 0))};
+  return LLVMMDNodeInContext2(m->ctx, ops, 2);
+}
+
 void cg_loop_hint(CgModule *m, LLVMValueRef latch_br, LoopHint h) {
-  const char *key = h == LOOP_NO_UNROLL ? "llvm.loop.unroll.disable" : "llvm.loop.unroll.full";
   LLVMMetadataRef tmp = LLVMTemporaryMDNode(m->ctx, NULL, 0);
-  LLVMMetadataRef prop_ops[1] = {LLVMMDStringInContext2(m->ctx, key, strlen(key))};
-  LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(m->ctx, prop_ops, 1)};
-  LLVMMetadataRef id = LLVMMDNodeInContext2(m->ctx, ops, 2);
+  LLVMMetadataRef ops[3] = {tmp, NULL, NULL};
+  int n = 2;
+  if (h == LOOP_VECTORIZE) {
+    ops[1] = md_prop(m, "llvm.loop.vectorize.enable", m->t_i1, 1);
+    ops[2] = md_prop(m, "llvm.loop.vectorize.width", m->t_i32, 8);
+    n = 3;
+  } else {
+    const char *key = h == LOOP_NO_UNROLL ? "llvm.loop.unroll.disable" : "llvm.loop.unroll.full";
+    LLVMMetadataRef prop_ops[1] = {LLVMMDStringInContext2(m->ctx, key, strlen(key))};
+    ops[1] = LLVMMDNodeInContext2(m->ctx, prop_ops, 1);
+  }
+  LLVMMetadataRef id = LLVMMDNodeInContext2(m->ctx, ops, (size_t)n);
   LLVMMetadataReplaceAllUsesWith(tmp, id); /* the loop ID refers to itself */
   unsigned kind = LLVMGetMDKindIDInContext(m->ctx, "llvm.loop", 9);
   LLVMSetMetadata(latch_br, kind, LLVMMetadataAsValue(m->ctx, id));

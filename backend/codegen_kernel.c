@@ -626,10 +626,10 @@ static void emit_point(KernelCg *kc, RedSlots *s) {
     /* first maximum; a NaN counts as the maximum (the first NaN wins) */
     LLVMValueRef take;
     if (f) {
-      LLVMValueRef gt = LLVMBuildFCmp(b, LLVMRealOGT, x, a, "");
-      LLVMValueRef xnan = LLVMBuildFCmp(b, LLVMRealUNO, x, x, "");
+      /* with a a number: x > a or x NaN, i.e. !(x <= a); a NaN stays */
+      LLVMValueRef ugt = LLVMBuildFCmp(b, LLVMRealUGT, x, a, "");
       LLVMValueRef anum = LLVMBuildFCmp(b, LLVMRealORD, a, a, "");
-      take = LLVMBuildOr(b, gt, LLVMBuildAnd(b, xnan, anum, ""), "");
+      take = LLVMBuildAnd(b, ugt, anum, "");
     } else {
       take = LLVMBuildICmp(b, LLVMIntSGT, x, a, "");
     }
@@ -673,6 +673,11 @@ static void emit_standard_nest(KernelCg *kc, RedSlots *s, LLVMValueRef begin, LL
   /* a small window (2x2 pooling) unrolls away: the innermost output loop
    * is then LLVM's to vectorize and unroll */
   set_unroll_hints(L, rank, red ? red_iterations(kc->k) : 1, !red || red_iterations(kc->k) <= UNROLL_MAX_BODY);
+  /* a max or argmax over an unrolled window (pooling): vectorize the row */
+  RedKind rk = kc->k->red;
+  if (red && (rk == RED_MAX || rk == RED_ARGMAX) && red_iterations(kc->k) <= UNROLL_MAX_BODY && rank > 0 &&
+      L[rank - 1].trip >= 8)
+    L[rank - 1].hint = LOOP_VECTORIZE;
   close_loops(kc, L, rank);
 }
 

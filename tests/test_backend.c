@@ -445,6 +445,54 @@ static void test_matmul_orders(void **state) {
 }
 
 /* column sums: rank-1 output, reordered (row = [begin, end) of dim 0) */
+/* 2x2 max pooling and its argmax over rows of 20 windows (the row loop is
+ * vectorized): ties go to the first position, a NaN is the max (the first
+ * NaN wins), an all -inf window gives position 0. */
+static void test_pool_argmax_rows(void **state) {
+  (void)state;
+  T t;
+  t_init(&t);
+  enum { N = 2, Cc = 3, OH = 2, OW = 20 };
+  int x = buf(&t, "x", DT_F32, shp(4, N, Cc, 2 * OH, 2 * OW));
+  int mx = buf(&t, "mx", DT_F32, shp(4, N, Cc, OH, OW));
+  int am = buf(&t, "am", DT_I32, shp(4, N, Cc, OH, OW));
+  IExpr *ih = IB(&t, IX_ADD, IB(&t, IX_MUL, V(&t, 2), C(&t, 2)), V(&t, 4));
+  IExpr *iw = IB(&t, IX_ADD, IB(&t, IX_MUL, V(&t, 3), C(&t, 2)), V(&t, 5));
+  Kernel *k = kern(&t, "k_pool", mx, ld(&t, x, V(&t, 0), V(&t, 1), ih, iw));
+  red(k, RED_MAX, 2, 2, 2);
+  k = kern(&t, "k_poolarg", am, ld(&t, x, V(&t, 0), V(&t, 1), ih, iw));
+  red(k, RED_ARGMAX, 2, 2, 2);
+  compile(&t);
+  int n = N * Cc * 4 * OH * OW;
+  for (int i = 0; i < n; i++) F(&t, x)[i] = (float)((i * 7) % 5); /* many ties */
+  float *xs = F(&t, x);
+  int W = 2 * OW;
+  xs[0 * W + 3] = NAN;                            /* window (0, 1): NaN at position 1 */
+  xs[1 * W + 10] = NAN, xs[1 * W + 11] = NAN;     /* window (0, 5): NaNs at 2 and 3 */
+  for (int kh = 0; kh < 2; kh++)                  /* window (1, 7): all -inf */
+    for (int kw = 0; kw < 2; kw++) xs[(2 + kh) * W + 14 + kw] = -INFINITY;
+  xs[(4 * OH + 2) * W + 39] = 100.0f;             /* last window of a plane: position 2 */
+  run(&t);
+  for (int p = 0; p < N * Cc; p++)
+    for (int oh = 0; oh < OH; oh++)
+      for (int ow = 0; ow < OW; ow++) {
+        int best = 0;
+        float bv = 0;
+        for (int q = 0; q < 4; q++) {
+          float v = xs[(p * 2 * OH + 2 * oh + q / 2) * W + 2 * ow + q % 2];
+          if (q == 0 || v > bv || (isnan(v) && !isnan(bv))) best = q, bv = q == 0 || !isnan(bv) ? v : bv;
+        }
+        int o = (p * OH + oh) * OW + ow;
+        assert_int_equal(I(&t, am)[o], best);
+        if (isnan(bv)) assert_true(isnan(F(&t, mx)[o]));
+        else assert_true(F(&t, mx)[o] == bv);
+      }
+  assert_int_equal(I(&t, am)[1], 1);
+  assert_int_equal(I(&t, am)[5], 2);
+  assert_int_equal(I(&t, am)[OW + 7], 0);
+  t_free(&t);
+}
+
 static void test_column_sum_reordered(void **state) {
   (void)state;
   for (int mode = 1; mode <= 2; mode++) {
@@ -946,6 +994,7 @@ int main(void) {
       cmocka_unit_test(test_views),
       cmocka_unit_test(test_reductions),
       cmocka_unit_test(test_matmul_orders),
+      cmocka_unit_test(test_pool_argmax_rows),
       cmocka_unit_test(test_column_sum_reordered),
       cmocka_unit_test(test_parallel_bit_identical),
       cmocka_unit_test(test_gemm_path),
