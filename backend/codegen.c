@@ -49,12 +49,15 @@ static LLVMMetadataRef md_prop(CgModule *m, const char *key, LLVMTypeRef t, int6
 
 void cg_loop_hint(CgModule *m, LLVMValueRef latch_br, LoopHint h) {
   LLVMMetadataRef tmp = LLVMTemporaryMDNode(m->ctx, NULL, 0);
-  LLVMMetadataRef ops[3] = {tmp, NULL, NULL};
+  LLVMMetadataRef ops[5] = {tmp, NULL, NULL, NULL, NULL};
   int n = 2;
-  if (h == LOOP_VECTORIZE) {
+  if (h == LOOP_VECTORIZE || h == LOOP_VECTORIZE_X4) { /* (not fully unrolled first) */
+    const char *key = "llvm.loop.unroll.disable";
     ops[1] = md_prop(m, "llvm.loop.vectorize.enable", m->t_i1, 1);
     ops[2] = md_prop(m, "llvm.loop.vectorize.width", m->t_i32, 8);
-    n = 3;
+    ops[3] = LLVMMDNodeInContext2(m->ctx, (LLVMMetadataRef[]){LLVMMDStringInContext2(m->ctx, key, strlen(key))}, 1);
+    n = 4;
+    if (h == LOOP_VECTORIZE_X4) ops[n++] = md_prop(m, "llvm.loop.interleave.count", m->t_i32, 4);
   } else {
     const char *key = h == LOOP_NO_UNROLL ? "llvm.loop.unroll.disable" : "llvm.loop.unroll.full";
     LLVMMetadataRef prop_ops[1] = {LLVMMDStringInContext2(m->ctx, key, strlen(key))};

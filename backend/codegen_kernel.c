@@ -329,6 +329,18 @@ static bool reorder_plane(const Program *p, const Kernel *k) {
 
 bool cg_sum_in_output_legal(const Program *p, const Kernel *k) { return reorder_legal(p, k); }
 
+/* A float sum whose last two reduction dims form one contiguous run in
+ * every load that moves along them (a bias gradient over an image's rows):
+ * those two loops run as one, which vectorizes. */
+static bool red_plane(const Program *p, const Kernel *k) {
+  if (k->red != RED_SUM || k->dtype != DT_F32 || k->body->dtype != DT_F32 || k->n_red < 2) return false;
+  int v = k->shape.rank + k->n_red - 2;
+  if (k->red_ext[k->n_red - 2] * k->red_ext[k->n_red - 1] < 16) return false;
+  PlaneScan s = {p, v, v + 1, k->red_ext[k->n_red - 1], true, false};
+  visit_loads(k->body, plane_cb, &s);
+  return s.ok && s.has_unit;
+}
+
 bool cg_unit_stride_along(const Program *p, const VExpr *e, int v) {
   StrideScan s = scan_strides(p, e, v, false);
   return s.all_ok && s.has_unit;
@@ -602,16 +614,28 @@ static void emit_point(KernelCg *kc, RedSlots *s) {
   /* Sums over several reduction dims add level by level: every run of the
    * loop at level r >= 1 sums into its own partial (from 0), which is then
    * added to level r - 1's. Error grows with the extents, not with their
-   * product (a sequential float sum over 64x28x28 terms lost 3 digits). */
-  bool levels = k->red == RED_SUM && k->n_red > 1;
-  for (int r = 0; r < k->n_red; r++) {
+   * product (a sequential float sum over 64x28x28 terms lost 3 digits).
+   * A contiguous last pair of dims is one level (its vector lanes keep
+   * separate partials). */
+  bool plane = red_plane(kc->p, k);
+  int nl = plane ? k->n_red - 1 : k->n_red; /* loops */
+  bool levels = k->red == RED_SUM && nl > 1;
+  for (int r = 0; r < nl; r++) {
     if (levels && r > 0) LLVMBuildStore(b, init, s->part[r]);
     char nm[16];
     snprintf(nm, sizeof nm, "r%d", r);
-    kc->var[k->shape.rank + r] = loop_begin(kc, &R[r], cg_i64(m, 0), cg_i64(m, k->red_ext[r]), nm);
+    int v = k->shape.rank + r;
+    if (plane && r == nl - 1) {
+      int64_t ej = k->red_ext[r + 1];
+      LLVMValueRef t = loop_begin(kc, &R[r], cg_i64(m, 0), cg_i64(m, k->red_ext[r] * ej), nm);
+      kc->var[v] = LLVMBuildUDiv(b, t, cg_i64(m, ej), "");
+      kc->var[v + 1] = LLVMBuildURem(b, t, cg_i64(m, ej), "");
+    } else {
+      kc->var[v] = loop_begin(kc, &R[r], cg_i64(m, 0), cg_i64(m, k->red_ext[r]), nm);
+    }
   }
   LLVMValueRef x = cg_vx(kc, k->body);
-  LLVMValueRef slot = levels ? s->part[k->n_red - 1] : s->acc;
+  LLVMValueRef slot = levels ? s->part[nl - 1] : s->acc;
   LLVMValueRef a = LLVMBuildLoad2(b, at, slot, "acc");
   switch (k->red) {
   case RED_SUM: LLVMBuildStore(b, add_of(kc, bdt, a, x), slot); break;
@@ -642,8 +666,13 @@ static void emit_point(KernelCg *kc, RedSlots *s) {
   }
   case RED_NONE: break;
   }
-  set_unroll_hints(R, k->n_red, 1, true);
-  for (int r = k->n_red - 1; r >= 0; r--) {
+  set_unroll_hints(R, nl, 1, true);
+  /* a float sum along a contiguous innermost run (a bias gradient's image
+   * planes): vector partial sums, which LLVM's cost model may decline */
+  if (k->red == RED_SUM && f && nl > 0 && R[nl - 1].trip >= 16 &&
+      (plane || cg_unit_stride_along(kc->p, k->body, k->shape.rank + nl - 1)))
+    R[nl - 1].hint = R[nl - 1].trip >= 128 ? LOOP_VECTORIZE_X4 : LOOP_VECTORIZE;
+  for (int r = nl - 1; r >= 0; r--) {
     loop_end(kc, &R[r]);
     if (levels && r > 0) {
       LLVMValueRef outer = r - 1 > 0 ? s->part[r - 1] : s->acc;
