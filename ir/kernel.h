@@ -6,7 +6,7 @@
  *     acc = init(red)
  *     for r in red_ext:                    (loop vars rank .. rank+n_red-1)
  *       acc = combine(acc, body(o, r))
- *     out[o] = epilogue(acc)               (body itself when red == RED_NONE)
+ *     out[o] = epilogue(acc)               (acc = body(o) when red == RED_NONE)
  *
  * Expressions are trees: index expressions (IExpr, int64) over loop vars,
  * and value expressions (VExpr) over loads of buffers at per-dimension

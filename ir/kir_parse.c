@@ -205,7 +205,7 @@ static VExpr *parse_vx(KParse *kp) {
       if (!parse_call(kp, e, w, at)) return NULL;
     } else if (!strcmp(w, "acc")) {
       if (!kp->allow_acc) {
-        irp_error(c, at, "acc is only defined in the epilogue of a reduction");
+        irp_error(c, at, "acc is only defined in a kernel's epilogue");
         return NULL;
       }
       e->op = VX_ACC;
@@ -411,7 +411,7 @@ static Kernel *parse_kernel(KParse *kp, int count) {
   irp_skip_blank(c);
   if (irp_keyword(c, "epilogue")) {
     kp->n_vars = k->shape.rank;
-    kp->allow_acc = k->red != RED_NONE;
+    kp->allow_acc = true; /* the reduced value, or the body's without a reduction */
     if (!irp_expect(c, "=") || !(k->epilogue = parse_vx(kp)) || !irp_eol(c)) return NULL;
   }
   return k;

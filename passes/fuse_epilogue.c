@@ -1,6 +1,7 @@
 /* fuse_epilogue.c — epilogue fusion on the kernel program. An elementwise
  * kernel E whose body reads, at its own output index, the result T of a
- * sum/max reduction kernel R (a matmul, a convolution, a reduction) is folded
+ * sum/max reduction kernel R (a matmul, a convolution, a reduction) or of a
+ * materialised kernel without reduction (max pooling's adjoint) is folded
  * into R: R's epilogue becomes E's body with that load replaced by R's
  * reduced value, and R writes E's output. Bias add, activation, residual add
  * and gradient masks thereby run on values still in registers, and T is
@@ -85,7 +86,10 @@ static bool fuse_entry(Program *p, Entry *en) {
         if (root(p, R->out_buf) == root(p, E->out_buf) || r2[E->out_buf] || r2[root(p, E->out_buf)]) break;
         continue;
       }
-      if ((R->red != RED_SUM && R->red != RED_MAX) || R->dtype != DT_F32 || R->accumulate) break;
+      /* a reduction, or a materialised elementwise/gather kernel (pooling's
+       * adjoint) whose value E reads at its own index */
+      if ((R->red != RED_SUM && R->red != RED_MAX && R->red != RED_NONE) || R->dtype != DT_F32 || R->accumulate)
+        break;
       if (p->bufs[T].role != BUF_TEMP || !shape_eq(&R->shape, &E->shape)) break;
       bool ok = true;
       if (count_loads(E->body, T, E->shape.rank, &ok) == 0 || !ok) break;

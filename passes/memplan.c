@@ -71,7 +71,8 @@ static int64_t plan_entry(Program *p, const Entry *en, Arena *a) {
       for (int s = 0; s < nlive; s++) {
         int in = live[s].buf;
         if (last[in] != k || live[s].size != bytes_of(ob) || in == o) continue;
-        if (reads_elsewhere(p, K->body, in, K->shape.rank)) continue;
+        if (reads_elsewhere(p, K->body, in, K->shape.rank) || reads_elsewhere(p, K->epilogue, in, K->shape.rank))
+          continue;
         bool viewed = false;
         for (int b = 0; b < nb; b++) viewed |= p->bufs[b].alias == in;
         if (viewed) continue;
