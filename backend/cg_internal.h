@@ -144,6 +144,19 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
 /* Emits the GEMM nest for units [begin, end) at the builder's position
  * (the body function's entry block: the scratch allocas go there). */
 void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end);
+/* A follower run per batch entry (by_batch plans): C of entry n goes to the
+ * thread's scratch instead of the output buffer, then emit(ctx, n, C) runs
+ * the follower on it (codegen_kernel.c: col2im after a data gradient). */
+typedef struct {
+  void (*emit)(void *ctx, LLVMValueRef n, LLVMValueRef c);
+  void *ctx;
+} GemmThen;
+void cg_emit_gemm_then(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end, const GemmThen *then);
+/* The kernel fused into kernel a (run per image on its result, which then
+ * never reaches memory), or NULL: the kernel right after a in its entry
+ * when a is a per-image GEMM whose temporary only that kernel reads, a
+ * col2im plane scatter (codegen_kernel.c). */
+const Kernel *cg_follower(const CgModule *m, const Program *p, const Kernel *a);
 /* 0 automatic (default), 1 never use the GEMM path. */
 void cg_debug_set_gemm(int mode);
 

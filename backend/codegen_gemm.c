@@ -501,6 +501,7 @@ typedef struct {
   const GemmPlan *g;
   LLVMValueRef bidx;  /* flat batch index */
   LLVMValueRef Ap, Bp, tile;
+  LLVMValueRef C;     /* C's memory: the output buffer, or the scratch of one batch entry */
   LLVMTypeRef vt;     /* <VW x float> */
   /* fast operand addressing: per-block offset tables (i64) and bases */
   LLVMValueRef ktab[2], xtab[2], base[2];
@@ -1069,7 +1070,7 @@ static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef lda, LLVMValueRe
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
   const GemmPlan *g = G->g;
-  LLVMValueRef C = kc->buf[kc->k->out_buf];
+  LLVMValueRef C = G->C;
   /* row r of the tile in C starts at cbase + (i0 + r) * ldc + j0 (transposed:
    * column r at cbase + j0 * ldc + i0 + r) */
   LLVMValueRef crow0 = g->tc ? ADD(kc, ADD(kc, cbase, MUL(kc, j0, g->ldc)), i0)
@@ -1088,7 +1089,7 @@ static void epilogue_nest(GemmCg *G, LLVMValueRef cbase, LLVMValueRef m_lo, LLVM
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
   const Kernel *k = kc->k;
-  LLVMValueRef C = kc->buf[k->out_buf];
+  LLVMValueRef C = G->C;
   GLoop Lr, Lc;
   LLVMValueRef r = gloop_begin(kc, &Lr, m_lo, m_hi, 1, "xr");
   LLVMValueRef row = ADD(kc, cbase, MUL(kc, r, G->g->ldc));
@@ -1296,6 +1297,10 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
 }
 
 void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end) {
+  cg_emit_gemm_then(kc, g, begin, end, NULL);
+}
+
+void cg_emit_gemm_then(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end, const GemmThen *then) {
   if (g->dot) {
     emit_dot(kc, g, begin, end);
     return;
@@ -1308,8 +1313,11 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
   G.vt = LLVMVectorType(m->t_f32, (unsigned)g->VW);
   /* scratch (entry block: static allocas) */
   LLVMTypeRef ta = LLVMArrayType2(m->t_f32, (uint64_t)(g->KC * g->MC));
-  { /* the packed Q block (up to a few MiB) lives in the thread's heap scratch */
-    G.Bp = scratch(kc, 4 * g->KC * g->NC, "Bp");
+  { /* the packed Q block (up to a few MiB) lives in the thread's heap
+     * scratch, followed by a batch entry's C when a follower takes it */
+    int64_t bp = (g->KC * g->NC + 15) / 16 * 16;
+    G.Bp = scratch(kc, 4 * (bp + (then ? g->M * g->N : 0)), "Bp");
+    G.C = then ? GEPF(kc, G.Bp, I64(kc, bp)) : kc->buf[kc->k->out_buf];
   }
   G.Ap = LLVMBuildAlloca(b, ta, "Ap");
   LLVMSetAlignment(G.Ap, 64);
@@ -1342,7 +1350,7 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
   }
   GLoop Lb, Ljc, Lpc, Lic, Ljr, Lir;
   G.bidx = gloop_begin(kc, &Lb, b_lo, b_hi, 1, "gb");
-  LLVMValueRef cbase = MUL(kc, G.bidx, g->M * g->N);
+  LLVMValueRef cbase = then ? I64(kc, 0) : MUL(kc, G.bidx, g->M * g->N);
   for (int w = 0; w < 2; w++)
     if (g->op[w].fast) set_base(&G, w);
   LLVMValueRef jc = gloop_begin(kc, &Ljc, n_lo, n_hi, g->NC, "jc");
@@ -1402,5 +1410,6 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
     if (g->tc) epilogue_nest(&G, cbase, n_lo, n_hi, m_lo, m_hi);
     else epilogue_nest(&G, cbase, m_lo, m_hi, n_lo, n_hi);
   }
+  if (then) then->emit(then->ctx, G.bidx, G.C);
   gloop_end(kc, &Lb);
 }

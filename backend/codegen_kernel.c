@@ -449,11 +449,13 @@ static void close_loops(KernelCg *kc, Loop *L, int n) {
 typedef struct {
   int d;                 /* the read buffer */
   int64_t C, H, W, KH, KW, OH, OW, ph, pw;
+  LLVMValueRef dlocal;   /* set: d's plane of the current image lives here (fused) */
 } Scatter;
 
 static bool scatter_plan(const Program *p, const Kernel *k, Scatter *s) {
   const VExpr *l = k->body;
-  if (k->red != RED_SUM || k->accumulate || k->epilogue || k->dtype != DT_F32 || k->shape.rank != 4 ||
+  if (k->red != RED_SUM || k->accumulate || (k->epilogue && k->epilogue->dtype != DT_F32) ||
+      k->dtype != DT_F32 || k->shape.rank != 4 ||
       k->n_red != 2 || !l || l->op != VX_LOAD || l->rank != 4 || l->dtype != DT_F32)
     return false;
   const Buffer *D = &p->bufs[l->buf], *O = &p->bufs[k->out_buf];
@@ -461,6 +463,7 @@ static bool scatter_plan(const Program *p, const Kernel *k, Scatter *s) {
       bufs_overlap(p, l->buf, k->out_buf))
     return false;
   s->d = l->buf;
+  s->dlocal = NULL;
   s->C = k->shape.d[1], s->H = k->shape.d[2], s->W = k->shape.d[3];
   s->KH = k->red_ext[0], s->KW = k->red_ext[1];
   s->OH = D->shape.d[2], s->OW = D->shape.d[3];
@@ -498,7 +501,7 @@ static bool scatter_plan(const Program *p, const Kernel *k, Scatter *s) {
 static void emit_scatter(KernelCg *kc, const Scatter *s, LLVMValueRef begin, LLVMValueRef end) {
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
-  LLVMValueRef out = kc->buf[kc->k->out_buf], d = kc->buf[s->d];
+  LLVMValueRef out = kc->buf[kc->k->out_buf], d = s->dlocal ? s->dlocal : kc->buf[s->d];
   LLVMValueRef zero = cg_f32(m, 0.0);
 #define I(x) cg_i64(m, (x))
 #define ADDI(x, y) LLVMBuildNSWAdd(b, (x), (y), "")
@@ -518,7 +521,8 @@ static void emit_scatter(KernelCg *kc, const Scatter *s, LLVMValueRef begin, LLV
   LLVMValueRef kw = loop_begin(kc, &Lkw, I(0), I(s->KW), "skw");
   Lkw.hint = LOOP_NO_UNROLL;
   LLVMValueRef r = ADDI(MULI(ADDI(MULI(c, I(s->KH)), kh), I(s->KW)), kw);
-  LLVMValueRef dplane = MULI(ADDI(MULI(n, I(s->C * s->KH * s->KW)), r), I(s->OH * s->OW));
+  LLVMValueRef dimg = s->dlocal ? I(0) : MULI(n, I(s->C * s->KH * s->KW));
+  LLVMValueRef dplane = MULI(ADDI(dimg, r), I(s->OH * s->OW));
   /* d's row oh holds h = oh + dh (dh = kh - ph): oh in [max(0, -dh), min(OH, H - dh)); likewise ow */
   LLVMValueRef dh = SUBI(kh, I(s->ph)), dw = SUBI(kw, I(s->pw));
   LLVMValueRef ndh = SUBI(I(s->ph), kh), ndw = SUBI(I(s->pw), kw);
@@ -539,6 +543,20 @@ static void emit_scatter(KernelCg *kc, const Scatter *s, LLVMValueRef begin, LLV
   loop_end(kc, &Loh);
   loop_end(kc, &Lkw);
   loop_end(kc, &Lkh);
+  if (kc->k->epilogue) { /* the finished plane through the epilogue */
+    Loop Lh, Lw;
+    LLVMValueRef h = loop_begin(kc, &Lh, I(0), I(s->H), "seh");
+    Lh.hint = LOOP_NO_UNROLL;
+    LLVMValueRef w = loop_begin(kc, &Lw, I(0), I(s->W), "sew");
+    LLVMValueRef pe =
+        LLVMBuildInBoundsGEP2(b, m->t_f32, out, (LLVMValueRef[]){ADDI(plane, ADDI(MULI(h, I(s->W)), w))}, 1, "");
+    kc->var[0] = n, kc->var[1] = c, kc->var[2] = h, kc->var[3] = w;
+    kc->acc = LLVMBuildLoad2(b, m->t_f32, pe, "");
+    LLVMBuildStore(b, cg_vx(kc, kc->k->epilogue), pe);
+    kc->acc = NULL;
+    loop_end(kc, &Lw);
+    loop_end(kc, &Lh);
+  }
   loop_end(kc, &Lc);
   loop_end(kc, &Ln);
 #undef I
@@ -984,25 +1002,107 @@ static LLVMValueRef emit_wrapper(CgModule *m, const Program *p, const Kernel *k,
   return fn;
 }
 
+/* ================= per-image fusion ================= */
+
+/* Whether kernel K reads buffer t or a view of it. */
+static bool reads_buf(const Program *p, const Kernel *K, int t) {
+  bool *u = kernel_buffers(p, K);
+  if (!u) return true;
+  u[K->out_buf] = false;
+  bool r = false;
+  for (int i = 0; i < p->n_bufs && !r; i++) r = u[i] && buf_root(p, i) == t;
+  free(u);
+  return r;
+}
+
+/* The buffers the fused pair (a, b) touches: both kernels' minus a's
+ * result, which lives in scratch (calloc'ed; NULL on a bad index). */
+static bool *pair_buffers(const Program *p, const Kernel *a, const Kernel *b) {
+  bool *u = kernel_buffers(p, a), *v = kernel_buffers(p, b);
+  if (!u || !v) {
+    free(u);
+    free(v);
+    return NULL;
+  }
+  for (int i = 0; i < p->n_bufs; i++) u[i] |= v[i];
+  u[a->out_buf] = false;
+  free(v);
+  return u;
+}
+
+static bool fusable(const CgModule *m, const Program *p, const Kernel *a, const Kernel *b) {
+  GemmPlan g;
+  Scatter sc;
+  if (!cg_gemm_plan(m, p, a, &g) || g.dot || g.tc || !g.by_batch || g.nb != 1 || a->accumulate ||
+      !scatter_plan(p, b, &sc))
+    return false;
+  int t = a->out_buf;
+  const Buffer *T = &p->bufs[t];
+  if (sc.d != t || T->role != BUF_TEMP || T->alias >= 0 || b->shape.d[0] != g.batch ||
+      g.M * g.N != sc.C * sc.KH * sc.KW * sc.OH * sc.OW)
+    return false;
+  for (int i = 0; i < p->n_bufs; i++)
+    if (p->bufs[i].alias == t) return false;
+  /* only b reads t, only a writes it */
+  for (int e = 0; e < ENTRY__COUNT; e++)
+    for (int i = 0; i < p->entries[e].n_kernels; i++) {
+      const Kernel *K = p->entries[e].kernels[i];
+      if (K == a || K == b) continue;
+      if (buf_root(p, K->out_buf) == t || reads_buf(p, K, t)) return false;
+    }
+  /* nothing the pair reads shares memory with b's output (a's inputs are
+   * read for later images after b wrote earlier ones) */
+  bool *u = pair_buffers(p, a, b);
+  if (!u) return false;
+  bool ok = !output_shared(p, b, u);
+  free(u);
+  return ok;
+}
+
+const Kernel *cg_follower(const CgModule *m, const Program *p, const Kernel *a) {
+  const char *env = getenv("DLC_IMAGE_FUSION"); /* =0: off (measurements) */
+  if (env && *env == '0') return NULL;
+  for (int e = 0; e < ENTRY__COUNT; e++) {
+    const Entry *en = &p->entries[e];
+    for (int i = 0; i + 1 < en->n_kernels; i++)
+      if (en->kernels[i] == a) return fusable(m, p, a, en->kernels[i + 1]) ? en->kernels[i + 1] : NULL;
+  }
+  return NULL;
+}
+
+typedef struct {
+  KernelCg kc; /* the follower's state (shares the builder and function) */
+  Scatter sc;
+} Then;
+
+static void emit_then(void *ctx, LLVMValueRef n, LLVMValueRef c) {
+  Then *t = ctx;
+  t->sc.dlocal = c;
+  emit_scatter(&t->kc, &t->sc, n, LLVMBuildNSWAdd(t->kc.b, n, cg_i64(t->kc.m, 1), ""));
+}
+
 LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) {
   if (!check_kernel(p, k, d)) return NULL;
-  bool *used = kernel_buffers(p, k);
+  /* a follower fused per image: the body takes both kernels' buffers but
+   * k's result (in scratch), and writes the follower's output */
+  const Kernel *then = cg_follower(m, p, k);
+  bool *used = then ? pair_buffers(p, k, then) : kernel_buffers(p, k);
   if (!used) {
     diag_error(d, k->loc, "internal error: backend: kernel %s reads a buffer out of range", k->name);
     return NULL;
   }
   /* in-place inputs read through the output's parameter */
   bool *same = calloc((size_t)p->n_bufs + 1, sizeof *same);
-  for (int i = 0; i < p->n_bufs; i++)
+  for (int i = 0; i < p->n_bufs && !then; i++)
     if (used[i] && same_as_out(p, k, i)) same[i] = true, used[i] = false;
-  bool noalias = !output_shared(p, k, used);
+  bool noalias = !output_shared(p, then ? then : k, used);
 
   /* K.body(ptr b..., i64 begin, i64 end) */
   int nparams = 0;
   int *pbuf = calloc((size_t)p->n_bufs + 1, sizeof *pbuf);
   for (int i = 0; i < p->n_bufs; i++)
     if (used[i]) pbuf[nparams++] = i;
-  char *key = kernel_key(p, k, pbuf, nparams, noalias, same);
+  char *key = then ? NULL : kernel_key(p, k, pbuf, nparams, noalias, same);
   const char *share_env = getenv("DLC_SHARE_BODIES");
   CgBodyKey *shared = key && !(share_env && *share_env == '0') ? find_body(m, key) : NULL;
   if (shared) {
@@ -1048,7 +1148,7 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
     add_param_attr(m, body, ai, "nocapture", 0);
     int64_t bytes = buf_bytes(B);
     if (bytes > 0) add_param_attr(m, body, ai, "dereferenceable", (uint64_t)bytes);
-    if (pbuf[i] != k->out_buf) add_param_attr(m, body, ai, "readonly", 0);
+    if (pbuf[i] != (then ? then : k)->out_buf) add_param_attr(m, body, ai, "readonly", 0);
   }
   for (int i = 0; i < p->n_bufs; i++)
     if (same[i]) bufv[i] = bufv[k->out_buf];
@@ -1071,7 +1171,13 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   LLVMValueRef end = LLVMGetParam(body, (unsigned)nparams + 1);
   GemmPlan gp;
   if (k->shape.rank == 0) emit_point(&kc, &slots);
-  else if (cg_gemm_plan(m, p, k, &gp)) cg_emit_gemm(&kc, &gp, begin, end);
+  else if (cg_gemm_plan(m, p, k, &gp)) {
+    Then th = {kc, {0}};
+    th.kc.k = then;
+    GemmThen gt = {emit_then, &th};
+    if (then) scatter_plan(p, then, &th.sc);
+    cg_emit_gemm_then(&kc, &gp, begin, end, then ? &gt : NULL);
+  }
   else {
     kc.branch_guards = true;
     Scatter sc;

@@ -5,9 +5,15 @@
  * params/state elementwise: |a - b| <= 1e-5 |b| + 1e-6 (1 + max|B|): 1e-5
  * relative, with an absolute term (a millionth of the tensor's scale) for
  * elements that cancel to near zero.
- * usage: test_opt_levels MODEL.dl */
+ * With --image-fusion it compares, both at -O2, the backend without and
+ * with per-image fusion (DLC_IMAGE_FUSION=0 / default: a convolution's data
+ * gradient and its col2im in one pass through scratch), which must agree
+ * bit for bit.
+ * usage: test_opt_levels [--image-fusion] MODEL.dl */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tools/driver.h"
@@ -42,10 +48,15 @@ static int build(const char *path, int level, DrvModel *m, DlrtModel **inst) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 2) return 2;
+  bool fusion = argc == 3 && !strcmp(argv[1], "--image-fusion");
+  if (argc != 2 && !fusion) return 2;
+  const char *path = argv[argc - 1];
   DrvModel m0, m2;
   DlrtModel *a = NULL, *b = NULL;
-  if (build(argv[1], 0, &m0, &a) || build(argv[1], 2, &m2, &b)) return 1;
+  if (fusion) setenv("DLC_IMAGE_FUSION", "0", 1);
+  if (build(path, fusion ? 2 : 0, &m0, &a)) return 1;
+  if (fusion) unsetenv("DLC_IMAGE_FUSION");
+  if (build(path, 2, &m2, &b)) return 1;
   if (!m0.desc.entries[DLRT_ENTRY_TRAIN]) {
     printf("no training step: nothing to compare\n");
     return 0;
@@ -60,7 +71,7 @@ int main(int argc, char **argv) {
     if (d0->entry != -1 && d0->entry != DLRT_ENTRY_TRAIN) continue;
     int j = dlrt_model_find(b, d0->name, role, d0->entry);
     if (j < 0) {
-      printf("FAIL %s: missing at -O2\n", d0->name);
+      printf("FAIL %s: missing in the second build\n", d0->name);
       bad++;
       continue;
     }
@@ -73,6 +84,14 @@ int main(int argc, char **argv) {
       continue;
     }
     const float *x = dlrt_model_data(a, i), *y = dlrt_model_data(b, j);
+    if (fusion) {
+      if (memcmp(x, y, (size_t)n * 4)) {
+        printf("FAIL %s: differs with per-image fusion\n", d0->name);
+        bad++;
+      }
+      compared++;
+      continue;
+    }
     double scale = 0;
     for (int64_t k = 0; k < n; k++) scale = fmax(scale, fabs(y[k]));
     for (int64_t k = 0; k < n; k++) {
@@ -85,7 +104,7 @@ int main(int argc, char **argv) {
     }
     compared++;
   }
-  printf("%s: %d tensors compared, %d differ\n", argv[1], compared, bad);
+  printf("%s: %d tensors compared, %d differ\n", path, compared, bad);
   dlrt_model_free(a);
   dlrt_model_free(b);
   drv_free(&m0);
