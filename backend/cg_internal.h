@@ -63,6 +63,8 @@ typedef struct {
   LLVMValueRef acc;                  /* value of VX_ACC in the epilogue */
   bool branch_guards;                /* guarded loads as a branch around the load (masked vector
                                         loads in a vectorized loop) instead of a select of the index */
+  int64_t out_slice;                 /* > 0: the output pointer holds one slice of this many
+                                        elements along dim 0 (a fused leader in scratch) */
 } KernelCg;
 
 /* ---- codegen.c: module utilities ---- */
@@ -144,19 +146,30 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
 /* Emits the GEMM nest for units [begin, end) at the builder's position
  * (the body function's entry block: the scratch allocas go there). */
 void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end);
-/* A follower run per batch entry (by_batch plans): C of entry n goes to the
- * thread's scratch instead of the output buffer, then emit(ctx, n, C) runs
- * the follower on it (codegen_kernel.c: col2im after a data gradient). */
+/* Kernels fused into a batched GEMM, run per batch entry n (codegen_kernel.c):
+ * a leader before the entry's GEMM (im2col of image n: its result is then
+ * read hot, or from the thread's scratch when only the GEMM reads it), a
+ * follower after it (col2im of the image's columns, which the GEMM leaves
+ * in scratch instead of memory). */
 typedef struct {
-  void (*emit)(void *ctx, LLVMValueRef n, LLVMValueRef c);
+  void (*lead)(void *ctx, LLVMValueRef n, LLVMValueRef scratch); /* scratch NULL: into its buffer */
+  void (*then)(void *ctx, LLVMValueRef n, LLVMValueRef c);
+  int lead_buf;         /* the leader's result */
+  int64_t lead_slice;   /* floats of one batch entry of it, when in scratch (else 0) */
   void *ctx;
-} GemmThen;
-void cg_emit_gemm_then(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end, const GemmThen *then);
-/* The kernel fused into kernel a (run per image on its result, which then
- * never reaches memory), or NULL: the kernel right after a in its entry
- * when a is a per-image GEMM whose temporary only that kernel reads, a
- * col2im plane scatter (codegen_kernel.c). */
-const Kernel *cg_follower(const CgModule *m, const Program *p, const Kernel *a);
+} GemmFuse;
+void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end, const GemmFuse *f);
+typedef struct {
+  const Kernel *lead, *then;
+  bool lead_local;      /* the leader's result lives in scratch (only the GEMM reads it) */
+} CgFusion;
+/* The kernels fused into kernel a (false: none): the kernel right before a
+ * in its entry if it is a per-image producer a's GEMM reads image by image,
+ * the kernel right after if it is a col2im plane scatter of a's result
+ * (only it reads it). DLC_IMAGE_FUSION=0 turns fusion off. */
+bool cg_fusion(const CgModule *m, const Program *p, const Kernel *a, CgFusion *f);
+/* Whether kernel i of entry en runs inside a neighbour's call. */
+bool cg_fused_away(const CgModule *m, const Program *p, const Entry *en, int i);
 /* 0 automatic (default), 1 never use the GEMM path. */
 void cg_debug_set_gemm(int mode);
 

@@ -382,7 +382,7 @@ static bool emit_entry(CgModule *m, const Program *p, EntryKind e, LLVMValueRef 
   bool prof = profiling();
   for (int i = 0; i < en->n_kernels; i++) {
     /* a kernel fused into the one before it runs inside that one's call */
-    if (i > 0 && cg_follower(m, p, en->kernels[i - 1]) == en->kernels[i]) continue;
+    if (cg_fused_away(m, p, en, i)) continue;
     ProfRow *row = prof ? prof_row(en->kernels[i], entry_suffix[e]) : NULL;
     LLVMValueRef t0 = NULL;
     LLVMTypeRef clk_t = LLVMFunctionType(m->t_i64, NULL, 0, 0);

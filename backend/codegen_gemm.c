@@ -1297,10 +1297,12 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
 }
 
 void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end) {
-  cg_emit_gemm_then(kc, g, begin, end, NULL);
+  cg_emit_gemm_fused(kc, g, begin, end, NULL);
 }
 
-void cg_emit_gemm_then(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end, const GemmThen *then) {
+void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end, const GemmFuse *f) {
+  bool then = f && f->then, lead = f && f->lead;
+  int64_t slice = lead ? f->lead_slice : 0;
   if (g->dot) {
     emit_dot(kc, g, begin, end);
     return;
@@ -1315,9 +1317,10 @@ void cg_emit_gemm_then(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVM
   LLVMTypeRef ta = LLVMArrayType2(m->t_f32, (uint64_t)(g->KC * g->MC));
   { /* the packed Q block (up to a few MiB) lives in the thread's heap
      * scratch, followed by a batch entry's C when a follower takes it */
-    int64_t bp = (g->KC * g->NC + 15) / 16 * 16;
-    G.Bp = scratch(kc, 4 * (bp + (then ? g->M * g->N : 0)), "Bp");
+    int64_t bp = (g->KC * g->NC + 15) / 16 * 16, cn = then ? (g->M * g->N + 15) / 16 * 16 : 0;
+    G.Bp = scratch(kc, 4 * (bp + cn + slice), "Bp");
     G.C = then ? GEPF(kc, G.Bp, I64(kc, bp)) : kc->buf[kc->k->out_buf];
+    if (slice) kc->buf[f->lead_buf] = GEPF(kc, G.Bp, I64(kc, bp + cn));
   }
   G.Ap = LLVMBuildAlloca(b, ta, "Ap");
   LLVMSetAlignment(G.Ap, 64);
@@ -1351,8 +1354,16 @@ void cg_emit_gemm_then(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVM
   GLoop Lb, Ljc, Lpc, Lic, Ljr, Lir;
   G.bidx = gloop_begin(kc, &Lb, b_lo, b_hi, 1, "gb");
   LLVMValueRef cbase = then ? I64(kc, 0) : MUL(kc, G.bidx, g->M * g->N);
+  if (lead) f->lead(f->ctx, G.bidx, slice ? kc->buf[f->lead_buf] : NULL);
   for (int w = 0; w < 2; w++)
-    if (g->op[w].fast) set_base(&G, w);
+    if (g->op[w].fast) {
+      set_base(&G, w);
+      /* the leader's slice in scratch: no batch offset */
+      if (slice && (w == 0 ? g->P : g->Q)->buf == f->lead_buf) {
+        zero_vars(&G);
+        G.base[w] = emit_offset(kc, w == 0 ? g->P : g->Q);
+      }
+    }
   LLVMValueRef jc = gloop_begin(kc, &Ljc, n_lo, n_hi, g->NC, "jc");
   LLVMValueRef nc_cur = MIN(kc, I64(kc, g->NC), SUB(kc, n_hi, jc));
   if (G.xtab[1]) fill_table(&G, 1, 1, G.xtab[1], jc, nc_cur);
@@ -1410,6 +1421,6 @@ void cg_emit_gemm_then(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVM
     if (g->tc) epilogue_nest(&G, cbase, n_lo, n_hi, m_lo, m_hi);
     else epilogue_nest(&G, cbase, m_lo, m_hi, n_lo, n_hi);
   }
-  if (then) then->emit(then->ctx, G.bidx, G.C);
+  if (then) f->then(f->ctx, G.bidx, G.C);
   gloop_end(kc, &Lb);
 }

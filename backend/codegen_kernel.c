@@ -571,6 +571,8 @@ static void emit_scatter(KernelCg *kc, const Scatter *s, LLVMValueRef begin, LLV
 
 static LLVMValueRef out_ptr(KernelCg *kc, LLVMValueRef lin) {
   LLVMTypeRef et = cg_dtype(kc->m, kc->k->dtype);
+  if (kc->out_slice) /* one slice along dim 0 (a fused leader's scratch) */
+    lin = LLVMBuildNSWSub(kc->b, lin, LLVMBuildNSWMul(kc->b, kc->var[0], cg_i64(kc->m, kc->out_slice), ""), "");
   return LLVMBuildInBoundsGEP2(kc->b, et, kc->buf[kc->k->out_buf], &lin, 1, "");
 }
 
@@ -1030,7 +1032,21 @@ static bool *pair_buffers(const Program *p, const Kernel *a, const Kernel *b) {
   return u;
 }
 
-static bool fusable(const CgModule *m, const Program *p, const Kernel *a, const Kernel *b) {
+/* Only kernel w writes buffer t (or a view of it) and only r reads it, in
+ * every entry. */
+static bool private_to(const Program *p, int t, const Kernel *w, const Kernel *r) {
+  for (int i = 0; i < p->n_bufs; i++)
+    if (p->bufs[i].alias == t) return false;
+  for (int e = 0; e < ENTRY__COUNT; e++)
+    for (int i = 0; i < p->entries[e].n_kernels; i++) {
+      const Kernel *K = p->entries[e].kernels[i];
+      if (K == w || K == r) continue;
+      if (buf_root(p, K->out_buf) == t || reads_buf(p, K, t)) return false;
+    }
+  return true;
+}
+
+static bool then_fusable(const CgModule *m, const Program *p, const Kernel *a, const Kernel *b) {
   GemmPlan g;
   Scatter sc;
   if (!cg_gemm_plan(m, p, a, &g) || g.dot || g.tc || !g.by_batch || g.nb != 1 || a->accumulate ||
@@ -1039,17 +1055,8 @@ static bool fusable(const CgModule *m, const Program *p, const Kernel *a, const 
   int t = a->out_buf;
   const Buffer *T = &p->bufs[t];
   if (sc.d != t || T->role != BUF_TEMP || T->alias >= 0 || b->shape.d[0] != g.batch ||
-      g.M * g.N != sc.C * sc.KH * sc.KW * sc.OH * sc.OW)
+      g.M * g.N != sc.C * sc.KH * sc.KW * sc.OH * sc.OW || !private_to(p, t, a, b))
     return false;
-  for (int i = 0; i < p->n_bufs; i++)
-    if (p->bufs[i].alias == t) return false;
-  /* only b reads t, only a writes it */
-  for (int e = 0; e < ENTRY__COUNT; e++)
-    for (int i = 0; i < p->entries[e].n_kernels; i++) {
-      const Kernel *K = p->entries[e].kernels[i];
-      if (K == a || K == b) continue;
-      if (buf_root(p, K->out_buf) == t || reads_buf(p, K, t)) return false;
-    }
   /* nothing the pair reads shares memory with b's output (a's inputs are
    * read for later images after b wrote earlier ones) */
   bool *u = pair_buffers(p, a, b);
@@ -1059,50 +1066,165 @@ static bool fusable(const CgModule *m, const Program *p, const Kernel *a, const 
   return ok;
 }
 
-const Kernel *cg_follower(const CgModule *m, const Program *p, const Kernel *a) {
+/* Every load of buffer t in e reads slice i0 of dim 0 at the kernel's own
+ * var 0 (no other index of it uses var 0); *n counts them. */
+typedef struct {
+  const Program *p;
+  int t, n;
+  bool ok;
+} SliceScan;
+
+static void slice_cb(const VExpr *l, void *ctx) {
+  SliceScan *s = ctx;
+  if (buf_root(s->p, l->buf) != s->t) return;
+  s->n++;
+  if (l->buf != s->t || l->rank < 1 || l->idx[0]->op != IX_VAR || l->idx[0]->var != 0) s->ok = false;
+  for (int d = 1; d < l->rank && s->ok; d++)
+    if (ix_uses(l->idx[d], 0)) s->ok = false;
+  if (l->guard && ix_uses(l->guard, 0)) s->ok = false;
+}
+
+/* lead (no reduction, dim 0 = a's batch) right before GEMM a, which reads
+ * lead's result image by image through a fast operand; *local: only a
+ * reads it (it can live in scratch). */
+static bool lead_fusable(const CgModule *m, const Program *p, const Kernel *lead, const Kernel *a, bool *local) {
+  GemmPlan g;
+  if (lead->red != RED_NONE || lead->n_red || lead->accumulate || lead->epilogue || lead->shape.rank < 2 ||
+      !cg_gemm_plan(m, p, a, &g) || g.dot || g.tc || !g.by_batch || g.nb != 1 || a->accumulate ||
+      lead->shape.d[0] != g.batch)
+    return false;
+  int t = lead->out_buf;
+  const Buffer *T = &p->bufs[t];
+  if (T->role != BUF_TEMP || T->alias >= 0) return false;
+  bool fast = false;
+  for (int w = 0; w < 2; w++)
+    if ((w == 0 ? g.P : g.Q)->buf == t) fast = g.op[w].fast;
+  SliceScan sa = {p, t, 0, true}, sl = {p, t, 0, true};
+  visit_loads(a->body, slice_cb, &sa);
+  visit_loads(a->epilogue, slice_cb, &sa);
+  visit_loads(lead->body, slice_cb, &sl);
+  if (!fast || !sa.ok || sa.n == 0 || sl.n) return false;
+  /* a's output shares no memory with what lead reads or writes, lead's
+   * result none with what a reads */
+  bool *ul = kernel_buffers(p, lead), *ua = kernel_buffers(p, a);
+  bool ok = ul && ua;
+  for (int i = 0; i < p->n_bufs && ok; i++) {
+    if (ul[i] && i != a->out_buf && bufs_overlap(p, i, a->out_buf)) ok = false;
+    if (ua[i] && i != t && i != a->out_buf && bufs_overlap(p, i, t)) ok = false;
+  }
+  if (ok && bufs_overlap(p, t, a->out_buf)) ok = false;
+  free(ul);
+  free(ua);
+  if (!ok) return false;
+  *local = private_to(p, t, lead, a);
+  return true;
+}
+
+/* With both a leader and a follower: nothing the three read shares memory
+ * with what the follower or the leader writes (images of one kernel are
+ * read after images of another were written). */
+static bool group_safe(const Program *p, const Kernel *lead, const Kernel *a, const Kernel *then) {
+  bool *r = pair_buffers(p, a, then), *rl = kernel_buffers(p, lead);
+  bool ok = r && rl;
+  for (int i = 0; ok && i < p->n_bufs; i++) {
+    bool rd = (r[i] || rl[i]) && i != lead->out_buf && i != a->out_buf;
+    if (rd && i != then->out_buf && bufs_overlap(p, i, then->out_buf)) ok = false;
+    if (rd && i != then->out_buf && bufs_overlap(p, i, lead->out_buf)) ok = false;
+  }
+  if (ok && bufs_overlap(p, lead->out_buf, then->out_buf)) ok = false;
+  free(r);
+  free(rl);
+  return ok;
+}
+
+bool cg_fusion(const CgModule *m, const Program *p, const Kernel *a, CgFusion *f) {
+  memset(f, 0, sizeof *f);
   const char *env = getenv("DLC_IMAGE_FUSION"); /* =0: off (measurements) */
-  if (env && *env == '0') return NULL;
+  if (env && *env == '0') return false;
   for (int e = 0; e < ENTRY__COUNT; e++) {
     const Entry *en = &p->entries[e];
-    for (int i = 0; i + 1 < en->n_kernels; i++)
-      if (en->kernels[i] == a) return fusable(m, p, a, en->kernels[i + 1]) ? en->kernels[i + 1] : NULL;
+    for (int i = 0; i < en->n_kernels; i++) {
+      if (en->kernels[i] != a) continue;
+      if (i + 1 < en->n_kernels && then_fusable(m, p, a, en->kernels[i + 1])) f->then = en->kernels[i + 1];
+      if (i > 0 && lead_fusable(m, p, en->kernels[i - 1], a, &f->lead_local)) f->lead = en->kernels[i - 1];
+      if (f->lead && f->then && !group_safe(p, f->lead, a, f->then)) f->lead = NULL;
+      return f->lead || f->then;
+    }
   }
-  return NULL;
+  return false;
+}
+
+bool cg_fused_away(const CgModule *m, const Program *p, const Entry *en, int i) {
+  CgFusion f;
+  if (i > 0 && cg_fusion(m, p, en->kernels[i - 1], &f) && f.then == en->kernels[i]) return true;
+  if (i + 1 < en->n_kernels && cg_fusion(m, p, en->kernels[i + 1], &f) && f.lead == en->kernels[i]) return true;
+  return false;
 }
 
 typedef struct {
-  KernelCg kc; /* the follower's state (shares the builder and function) */
+  KernelCg lead, then; /* the fused kernels' states (share the builder and function) */
+  RedSlots *slots;
   Scatter sc;
-} Then;
+} Fused;
 
 static void emit_then(void *ctx, LLVMValueRef n, LLVMValueRef c) {
-  Then *t = ctx;
+  Fused *t = ctx;
   t->sc.dlocal = c;
-  emit_scatter(&t->kc, &t->sc, n, LLVMBuildNSWAdd(t->kc.b, n, cg_i64(t->kc.m, 1), ""));
+  emit_scatter(&t->then, &t->sc, n, LLVMBuildNSWAdd(t->then.b, n, cg_i64(t->then.m, 1), ""));
+}
+
+static void emit_standard_nest(KernelCg *kc, RedSlots *s, LLVMValueRef begin, LLVMValueRef end);
+
+static void emit_lead(void *ctx, LLVMValueRef n, LLVMValueRef scratch) {
+  Fused *t = ctx;
+  KernelCg *kc = &t->lead;
+  if (scratch) {
+    kc->buf[kc->k->out_buf] = scratch;
+    int64_t slice = 1;
+    for (int d = 1; d < kc->k->shape.rank; d++) slice *= kc->k->shape.d[d];
+    kc->out_slice = slice;
+  }
+  emit_standard_nest(kc, t->slots, n, LLVMBuildNSWAdd(kc->b, n, cg_i64(kc->m, 1), ""));
 }
 
 LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) {
   if (!check_kernel(p, k, d)) return NULL;
-  /* a follower fused per image: the body takes both kernels' buffers but
-   * k's result (in scratch), and writes the follower's output */
-  const Kernel *then = cg_follower(m, p, k);
+  /* kernels fused per image: the body takes their buffers too, but not the
+   * results that live in scratch (the follower's input, a private leader's
+   * output); it writes the follower's output (else k's) and a shared
+   * leader's result */
+  CgFusion fu;
+  bool fused = cg_fusion(m, p, k, &fu);
+  const Kernel *then = fu.then, *lead = fu.lead;
   bool *used = then ? pair_buffers(p, k, then) : kernel_buffers(p, k);
+  if (used && lead) {
+    bool *u2 = kernel_buffers(p, lead);
+    if (!u2) {
+      free(used);
+      used = NULL;
+    } else {
+      for (int i = 0; i < p->n_bufs; i++) used[i] |= u2[i];
+      if (fu.lead_local) used[lead->out_buf] = false;
+      free(u2);
+    }
+  }
   if (!used) {
     diag_error(d, k->loc, "internal error: backend: kernel %s reads a buffer out of range", k->name);
     return NULL;
   }
+  int out = (then ? then : k)->out_buf, lead_out = lead && !fu.lead_local ? lead->out_buf : -1;
   /* in-place inputs read through the output's parameter */
   bool *same = calloc((size_t)p->n_bufs + 1, sizeof *same);
-  for (int i = 0; i < p->n_bufs && !then; i++)
+  for (int i = 0; i < p->n_bufs && !fused; i++)
     if (used[i] && same_as_out(p, k, i)) same[i] = true, used[i] = false;
-  bool noalias = !output_shared(p, then ? then : k, used);
+  bool noalias = !output_shared(p, then ? then : k, used) && !(lead_out >= 0 && output_shared(p, lead, used));
 
   /* K.body(ptr b..., i64 begin, i64 end) */
   int nparams = 0;
   int *pbuf = calloc((size_t)p->n_bufs + 1, sizeof *pbuf);
   for (int i = 0; i < p->n_bufs; i++)
     if (used[i]) pbuf[nparams++] = i;
-  char *key = then ? NULL : kernel_key(p, k, pbuf, nparams, noalias, same);
+  char *key = fused ? NULL : kernel_key(p, k, pbuf, nparams, noalias, same);
   const char *share_env = getenv("DLC_SHARE_BODIES");
   CgBodyKey *shared = key && !(share_env && *share_env == '0') ? find_body(m, key) : NULL;
   if (shared) {
@@ -1148,7 +1270,7 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
     add_param_attr(m, body, ai, "nocapture", 0);
     int64_t bytes = buf_bytes(B);
     if (bytes > 0) add_param_attr(m, body, ai, "dereferenceable", (uint64_t)bytes);
-    if (pbuf[i] != (then ? then : k)->out_buf) add_param_attr(m, body, ai, "readonly", 0);
+    if (pbuf[i] != out && pbuf[i] != lead_out) add_param_attr(m, body, ai, "readonly", 0);
   }
   for (int i = 0; i < p->n_bufs; i++)
     if (same[i]) bufv[i] = bufv[k->out_buf];
@@ -1172,11 +1294,17 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   GemmPlan gp;
   if (k->shape.rank == 0) emit_point(&kc, &slots);
   else if (cg_gemm_plan(m, p, k, &gp)) {
-    Then th = {kc, {0}};
-    th.kc.k = then;
-    GemmThen gt = {emit_then, &th};
-    if (then) scatter_plan(p, then, &th.sc);
-    cg_emit_gemm_then(&kc, &gp, begin, end, then ? &gt : NULL);
+    Fused fz = {kc, kc, &slots, {0}};
+    fz.then.k = then;
+    fz.lead.k = lead;
+    fz.lead.branch_guards = true;
+    GemmFuse gf = {lead ? emit_lead : NULL, then ? emit_then : NULL, lead ? lead->out_buf : -1, 0, &fz};
+    if (then) scatter_plan(p, then, &fz.sc);
+    if (lead && fu.lead_local) {
+      gf.lead_slice = 1;
+      for (int dd = 1; dd < lead->shape.rank; dd++) gf.lead_slice *= lead->shape.d[dd];
+    }
+    cg_emit_gemm_fused(&kc, &gp, begin, end, fused ? &gf : NULL);
   }
   else {
     kc.branch_guards = true;
