@@ -1032,6 +1032,11 @@ static bool *pair_buffers(const Program *p, const Kernel *a, const Kernel *b) {
   return u;
 }
 
+/* Per-image fusion pays while one image's slice of the fused result stays
+ * in L2 next to the GEMM's packed block (LeNet-5: 60-80 KB; the 0.3-1.2 MB
+ * slices of the small VGG ran as fast or slower fused). */
+enum { FUSE_MAX_SLICE_BYTES = 256 << 10 };
+
 /* Only kernel w writes buffer t (or a view of it) and only r reads it, in
  * every entry. */
 static bool private_to(const Program *p, int t, const Kernel *w, const Kernel *r) {
@@ -1055,7 +1060,8 @@ static bool then_fusable(const CgModule *m, const Program *p, const Kernel *a, c
   int t = a->out_buf;
   const Buffer *T = &p->bufs[t];
   if (sc.d != t || T->role != BUF_TEMP || T->alias >= 0 || b->shape.d[0] != g.batch ||
-      g.M * g.N != sc.C * sc.KH * sc.KW * sc.OH * sc.OW || !private_to(p, t, a, b))
+      g.M * g.N != sc.C * sc.KH * sc.KW * sc.OH * sc.OW || 4 * g.M * g.N > FUSE_MAX_SLICE_BYTES ||
+      !private_to(p, t, a, b))
     return false;
   /* nothing the pair reads shares memory with b's output (a's inputs are
    * read for later images after b wrote earlier ones) */
@@ -1095,7 +1101,8 @@ static bool lead_fusable(const CgModule *m, const Program *p, const Kernel *lead
     return false;
   int t = lead->out_buf;
   const Buffer *T = &p->bufs[t];
-  if (T->role != BUF_TEMP || T->alias >= 0) return false;
+  if (T->role != BUF_TEMP || T->alias >= 0 || 4 * shape_numel(&T->shape) / g.batch > FUSE_MAX_SLICE_BYTES)
+    return false;
   bool fast = false;
   for (int w = 0; w < 2; w++)
     if ((w == 0 ? g.P : g.Q)->buf == t) fast = g.op[w].fast;
