@@ -745,6 +745,7 @@ static void lower_updates(L *l) {
   VExpr **val = ARENA_ARRAY(a, VExpr *, nu);
   int *target = ARENA_ARRAY(a, int, nu);
   bool *done = ARENA_ARRAY(a, bool, nu);
+  bool *staged = ARENA_ARRAY(a, bool, nu); /* value already computed into a temporary */
   bool **reads = ARENA_ARRAY(a, bool *, nu);
   for (int i = 0; i < nu; i++) {
     const Node *t = g->nodes[g->updates[i].target];
@@ -767,9 +768,14 @@ static void lower_updates(L *l) {
       if (ready) pick = i;
     }
     if (pick < 0) {
-      /* a cycle: compute one pending value into a temporary first */
+      /* a cycle: compute one pending value into a temporary first. A staged
+       * value reads only its temporary, so a cycle always has an unstaged
+       * member (e.g. Adam with weight decay on two params: W@m, W@v and W
+       * read each other's old values). */
       for (int i = 0; i < nu && pick < 0; i++)
-        if (!done[i]) pick = i;
+        if (!done[i] && !staged[i]) pick = i;
+      DL_ASSERT(pick >= 0);
+      staged[pick] = true;
       const Node *vn = g->nodes[g->updates[pick].value];
       int tb = kir_buffer(l->p, arena_printf(a, "%%t%d.new", vn->id), BUF_TEMP, vn->dtype, vn->shape, (int)l->e);
       Kernel *k = new_kernel(l, vn, tb, "update_value");

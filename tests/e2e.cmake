@@ -1,4 +1,5 @@
-# End-to-end tests: the conformance cases of ../shared/conformance through
+# End-to-end tests: the conformance cases of ../shared/conformance (and the
+# regression cases of tests/conformance) through
 # `dlrun step` (at -O2 and -O0), and the examples trained on built-in data.
 add_executable(test_conformance test_conformance.c)
 target_link_libraries(test_conformance PRIVATE dlrt m)
@@ -13,11 +14,25 @@ foreach(case ${DLC_CONFORMANCE_CASES})
   endif()
 endforeach()
 
+# Regression cases in the same format (tests/conformance/NAME): models on
+# which the differential check tools/refcheck found a bug, made by
+# `tools/refcheck/gen_cases.py --regression NAME --out tests/conformance`.
+# A timeout, since some of those bugs made the compiler loop.
+file(GLOB DLC_REGRESSION_CASES LIST_DIRECTORIES true ${CMAKE_CURRENT_SOURCE_DIR}/conformance/*)
+foreach(case ${DLC_REGRESSION_CASES})
+  if(EXISTS ${case}/model.dl)
+    get_filename_component(name ${case} NAME)
+    add_test(NAME regression.${name} COMMAND test_conformance $<TARGET_FILE:dlrun> ${case} -O2)
+    add_test(NAME regression_O0.${name} COMMAND test_conformance $<TARGET_FILE:dlrun> ${case} -O0)
+    set_tests_properties(regression.${name} regression_O0.${name} PROPERTIES TIMEOUT 120)
+  endif()
+endforeach()
+
 # -O0 and -O2 give the same training step on every example and conformance model
 add_executable(test_opt_levels test_opt_levels.c)
 target_link_libraries(test_opt_levels PRIVATE dlc_driver m)
 file(GLOB DLC_EXAMPLE_MODELS ${CMAKE_SOURCE_DIR}/examples/*.dl)
-foreach(model ${DLC_EXAMPLE_MODELS} ${DLC_CONFORMANCE_CASES})
+foreach(model ${DLC_EXAMPLE_MODELS} ${DLC_CONFORMANCE_CASES} ${DLC_REGRESSION_CASES})
   if(IS_DIRECTORY ${model} OR ${model} MATCHES "/conformance/")
     set(model ${model}/model.dl)
     get_filename_component(dir ${model} DIRECTORY)
