@@ -305,6 +305,9 @@ static int write_role(DlrtModel *m, const char *path, const int *roles, int nrol
     bool want = false;
     for (int r = 0; r < nroles; r++) want |= b->role == roles[r];
     if (!want || (b->entry != -1 && b->entry != entry)) continue;
+    /* `output loss` names the loss twice (its output and loss buffers hold
+     * the same value): the file holds it once */
+    if (dlrt_st_find(&set, b->name)) continue;
     /* scalar results are written as shape [1], as PyTorch's reference files hold them */
     static const int64_t one[1] = {1};
     bool scalar_out = b->rank == 0 && (b->role == DLRT_ROLE_LOSS || b->role == DLRT_ROLE_METRIC || b->role == DLRT_ROLE_OUTPUT);
