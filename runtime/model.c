@@ -164,6 +164,8 @@ int dlrt_model_load_set(DlrtModel *m, const DlrtTensorSet *set, int require_all,
     const DlrtBufDesc *b = &m->desc->bufs[found];
     int same = x->dtype == b->dtype && x->rank == b->rank;
     for (int k = 0; same && k < b->rank; k++) same = x->shape[k] == b->shape[k];
+    /* a scalar also loads from [1], as PyTorch-made files often hold one */
+    if (!same && x->dtype == b->dtype && b->rank == 0 && x->rank == 1 && x->shape[0] == 1) same = 1;
     if (!same) {
       char want[128], got[128];
       shape_text(want, sizeof want, b->dtype, b->rank, b->shape);

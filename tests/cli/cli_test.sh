@@ -96,6 +96,13 @@ dlrun_errors)
   run 1 "$DLRUN" step "$M" --params p.st --feed nolabel.st && grep -q "\by\b" "$WORK/err" && ok "step: feed without label y -> 1, names y" || bad "step: feed without the label: message does not name y: $(cat "$WORK/err")"
   run 1 "$DLRUN" step "$M" --params pshape.st --feed f.st && grep -q "W" "$WORK/err" && grep -q "\[2,3\]\|2, *3" "$WORK/err" && ok "step: params of the wrong shape -> 1" || bad "step: wrong shape message: $(cat "$WORK/err")"
   run 1 "$DLRUN" step "$M" --params missing.st --feed f.st && grep -q "missing.st" "$WORK/err" && ok "step: missing params file -> 1" || bad "step: missing params file"
+  # scalars (a param, @step, an input) also load from [1]-shaped tensors; [2] is still an error
+  "$ST" write ps.st s F32 1 0.5 s@m F32 1 0.1 s@v F32 1 0.01 @step I32 1 3 || bad "st_tool write"
+  "$ST" write fs.st x F32 2,3 1,2,3,-1,0.5,2 k F32 1 0.25 y F32 2,3 0 || bad "st_tool write"
+  "$ST" write ps2.st s F32 2 0.5 || bad "st_tool write"
+  run 0 "$DLRUN" step "$CLI/scalar.dl" --params ps.st --feed fs.st --out-params ps_out.st && [ "$("$ST" get ps_out.st @step)" = 4 ] &&
+    ok "step: scalars from [1]-shaped params and feed" || bad "step: [1]-shaped scalars: $(cat "$WORK/err")"
+  run 1 "$DLRUN" step "$CLI/scalar.dl" --params ps2.st --feed fs.st && grep -q "\bs\b" "$WORK/err" && ok "step: a [2] tensor for a scalar param -> 1" || bad "step: [2] for a scalar: $(cat "$WORK/err")"
   run 1 "$DLRUN" step no_such_model.dl --params p.st --feed f.st && grep -q "no_such_model.dl" "$WORK/err" && ok "dlrun: nonexistent model -> 1" || bad "dlrun: nonexistent model"
   run 1 "$DLRUN" train no_such_model.dl --data xor && ok "dlrun train: nonexistent model -> 1"
   run 2 "$DLRUN" step "$M" --params p.st --feed f.st --no-such-option && ok "dlrun: unknown option -> 2"
