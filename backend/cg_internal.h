@@ -41,6 +41,9 @@ struct CgModule {
    * and infer entries) share one body function */
   struct CgBodyKey *bodies;
   int n_bodies, cap_bodies;
+  /* per-image fusion decisions already made (cg_fusion), by kernel */
+  struct CgFusionMemo *fusions;
+  int n_fusions, cap_fusions;
 };
 
 typedef struct CgBodyKey {
@@ -168,7 +171,9 @@ typedef struct {
  * the kernel right after if it is a col2im plane scatter of a's result
  * (only it reads it). DLC_IMAGE_FUSION=0 turns fusion off. */
 bool cg_fusion(const CgModule *m, const Program *p, const Kernel *a, CgFusion *f);
-/* Whether kernel i of entry en runs inside a neighbour's call. */
+/* Whether kernel i of entry en runs inside a neighbour's call (the same
+ * answer for any target m, NULL included: fused GEMMs are batched, whose
+ * plans do not depend on the vector width in what fusion looks at). */
 bool cg_fused_away(const CgModule *m, const Program *p, const Entry *en, int i);
 /* 0 automatic (default), 1 never use the GEMM path. */
 void cg_debug_set_gemm(int mode);

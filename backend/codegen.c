@@ -420,11 +420,13 @@ int cg_kernel_table(const Program *p, unsigned entries, int parts, const Kernel 
   if (parts < 1) parts = 1;
   if (parts > 64) parts = 64;
   load[0] = 2; /* the entries */
+  CgModule memo = {0}; /* no target: fusion does not depend on it (cg_fused_away) */
   for (int e = 0; e < ENTRY__COUNT; e++) {
     const Entry *en = &p->entries[e];
     if (!en->present || (entries && !(entries & (1u << e)))) continue;
     for (int i = 0; i < en->n_kernels; i++) {
       const Kernel *k = en->kernels[i];
+      if (cg_fused_away(&memo, p, en, i)) continue; /* compiled into its neighbour */
       bool seen = false;
       for (int j = 0; j < n && !seen; j++) seen = kt[j] == k || !strcmp(kt[j]->name, k->name);
       if (seen || n == cap) continue;
@@ -441,6 +443,7 @@ int cg_kernel_table(const Program *p, unsigned entries, int parts, const Kernel 
       kt[n++] = k;
     }
   }
+  free(memo.fusions);
   return n;
 }
 
@@ -521,6 +524,7 @@ CgModule *cg_build(const Program *p, const CgOptions *o, Diag *d) {
     LLVMValueRef *kfns = calloc((size_t)en->n_kernels + 1, sizeof *kfns);
     for (int i = 0; i < en->n_kernels && ok; i++) {
       const Kernel *k = en->kernels[i];
+      if (cg_fused_away(m, p, en, i)) continue; /* compiled into its neighbour */
       kfns[i] = LLVMGetNamedFunction(m->mod, k->name);
       if (!kfns[i]) kfns[i] = cg_kernel(m, p, k, d); /* a kernel shared by entries is built once */
       if (!kfns[i]) ok = false;
@@ -625,6 +629,7 @@ void cg_free(CgModule *m) {
   free(m->features);
   for (int i = 0; i < m->n_bodies; i++) free(m->bodies[i].key);
   free(m->bodies);
+  free(m->fusions);
   free(m->kt);
   free(m);
 }

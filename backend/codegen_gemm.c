@@ -318,7 +318,9 @@ static int64_t lane_use(int64_t n, int64_t w) { return 1000 * n / ((n + w - 1) /
  * operand, which costs more than the lanes win (A's rows are read in
  * place otherwise). */
 static void plan_transposed(GemmPlan *g) {
-  if (g->N > g->NR || g->M < g->NR || !g->op[0].fast || !g->op[0].x_unit || g->op[0].k_unit) return;
+  /* (not for batched products: per-image fusion, decided before the target
+   * is known, must not depend on the vector width) */
+  if (g->N > g->NR || g->M < g->NR || !g->op[0].fast || !g->op[0].x_unit || g->op[0].k_unit || g->batch > 1) return;
   int64_t best = 0, use = 0;
   for (int64_t r = 6; r >= 4; r--)
     if (lane_use(g->N, r) > use) use = lane_use(g->N, r), best = r;

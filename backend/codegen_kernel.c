@@ -1054,6 +1054,10 @@ static bool private_to(const Program *p, int t, const Kernel *w, const Kernel *r
 static bool then_fusable(const CgModule *m, const Program *p, const Kernel *a, const Kernel *b) {
   GemmPlan g;
   Scatter sc;
+  /* cheap tests first: b a 2-D sum over a load of a's result */
+  if (a->red != RED_SUM || b->red != RED_SUM || b->n_red != 2 || b->shape.rank != 4 || !b->body ||
+      b->body->op != VX_LOAD || b->body->buf != a->out_buf)
+    return false;
   if (!cg_gemm_plan(m, p, a, &g) || g.dot || g.tc || !g.by_batch || g.nb != 1 || a->accumulate ||
       !scatter_plan(p, b, &sc))
     return false;
@@ -1095,6 +1099,10 @@ static void slice_cb(const VExpr *l, void *ctx) {
  * reads it (it can live in scratch). */
 static bool lead_fusable(const CgModule *m, const Program *p, const Kernel *lead, const Kernel *a, bool *local) {
   GemmPlan g;
+  if (a->red != RED_SUM || lead->red != RED_NONE || lead->n_red || !a->body || a->body->op != VX_MUL ||
+      !((a->body->a->op == VX_LOAD && a->body->a->buf == lead->out_buf) ||
+        (a->body->b->op == VX_LOAD && a->body->b->buf == lead->out_buf)))
+    return false;
   if (lead->red != RED_NONE || lead->n_red || lead->accumulate || lead->epilogue || lead->shape.rank < 2 ||
       !cg_gemm_plan(m, p, a, &g) || g.dot || g.tc || !g.by_batch || g.nb != 1 || a->accumulate ||
       lead->shape.d[0] != g.batch)
@@ -1144,7 +1152,37 @@ static bool group_safe(const Program *p, const Kernel *lead, const Kernel *a, co
   return ok;
 }
 
+struct CgFusionMemo {
+  const Kernel *k;
+  CgFusion f;
+};
+
+static bool fusion_of(const CgModule *m, const Program *p, const Kernel *a, CgFusion *f);
+
+/* Memoised per module (the checks evaluate index maps over whole images). */
 bool cg_fusion(const CgModule *m, const Program *p, const Kernel *a, CgFusion *f) {
+  CgModule *mm = (CgModule *)m;
+  if (mm)
+    for (int i = 0; i < mm->n_fusions; i++)
+      if (mm->fusions[i].k == a) {
+        *f = mm->fusions[i].f;
+        return f->lead || f->then;
+      }
+  bool r = fusion_of(m, p, a, f);
+  if (mm) {
+    if (mm->n_fusions == mm->cap_fusions) {
+      int nc = mm->cap_fusions ? 2 * mm->cap_fusions : 64;
+      struct CgFusionMemo *nf = realloc(mm->fusions, sizeof *nf * (size_t)nc);
+      if (!nf) return r;
+      mm->fusions = nf;
+      mm->cap_fusions = nc;
+    }
+    mm->fusions[mm->n_fusions++] = (struct CgFusionMemo){a, *f};
+  }
+  return r;
+}
+
+static bool fusion_of(const CgModule *m, const Program *p, const Kernel *a, CgFusion *f) {
   memset(f, 0, sizeof *f);
   const char *env = getenv("DLC_IMAGE_FUSION"); /* =0: off (measurements) */
   if (env && *env == '0') return false;

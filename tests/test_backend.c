@@ -681,7 +681,7 @@ static void test_gemm_path(void **state) {
   gemm_case_x(1, 257, 10, 700, true, false, true, false, X_TC | X_DB);
   gemm_case_x(1, 40, 10, 700, true, true, true, false, X_TC | X_DA);
   gemm_case_x(1, 128, 10, 256, true, false, true, false, X_TC | X_SPLITN);
-  gemm_case_x(3, 84, 7, 64, true, false, true, false, X_TC);
+  gemm_case_x(3, 84, 7, 64, true, false, true, false, X_NOTC); /* batched: not transposed */
   gemm_case_x(1, 128, 10, 256, false, false, true, false, X_NOTC); /* row-major A: its rows in place */
   gemm_case_x(1, 12, 10, 700, false, false, true, false, X_NOTC); /* M under one panel */
   gemm_case_x(1, 64, 32, 300, false, false, true, false, X_NOTC); /* N fills the panels */
