@@ -1103,8 +1103,7 @@ static bool lead_fusable(const CgModule *m, const Program *p, const Kernel *lead
       !((a->body->a->op == VX_LOAD && a->body->a->buf == lead->out_buf) ||
         (a->body->b->op == VX_LOAD && a->body->b->buf == lead->out_buf)))
     return false;
-  if (lead->red != RED_NONE || lead->n_red || lead->accumulate || lead->epilogue || lead->shape.rank < 2 ||
-      !cg_gemm_plan(m, p, a, &g) || g.dot || g.tc || !g.by_batch || g.nb != 1 || a->accumulate ||
+  if (lead->accumulate || lead->epilogue || lead->shape.rank < 2 || !cg_gemm_plan(m, p, a, &g) || g.dot || g.tc || !g.by_batch || g.nb != 1 || a->accumulate ||
       lead->shape.d[0] != g.batch)
     return false;
   int t = lead->out_buf;
@@ -1119,12 +1118,14 @@ static bool lead_fusable(const CgModule *m, const Program *p, const Kernel *lead
   visit_loads(a->epilogue, slice_cb, &sa);
   visit_loads(lead->body, slice_cb, &sl);
   if (!fast || !sa.ok || sa.n == 0 || sl.n) return false;
-  /* a's output shares no memory with what lead reads or writes, lead's
-   * result none with what a reads */
+  /* a's output shares no memory with what lead reads or writes (lead runs
+   * for later images after a wrote earlier ones), lead's result none with
+   * what a reads */
   bool *ul = kernel_buffers(p, lead), *ua = kernel_buffers(p, a);
   bool ok = ul && ua;
+  if (ok) ul[t] = false; /* (its own output, checked below) */
   for (int i = 0; i < p->n_bufs && ok; i++) {
-    if (ul[i] && i != a->out_buf && bufs_overlap(p, i, a->out_buf)) ok = false;
+    if (ul[i] && bufs_overlap(p, i, a->out_buf)) ok = false;
     if (ua[i] && i != t && i != a->out_buf && bufs_overlap(p, i, t)) ok = false;
   }
   if (ok && bufs_overlap(p, t, a->out_buf)) ok = false;
