@@ -1069,10 +1069,10 @@ static bool then_fusable(const CgModule *m, const Program *p, const Kernel *a, c
     return false;
   /* nothing the pair reads shares memory with b's output (a's inputs are
    * read for later images after b wrote earlier ones) */
-  bool *u = pair_buffers(p, a, b);
-  if (!u) return false;
-  bool ok = !output_shared(p, b, u);
+  bool *u = pair_buffers(p, a, b), *ua = kernel_buffers(p, a);
+  bool ok = u && ua && !output_shared(p, b, u) && !ua[b->out_buf];
   free(u);
+  free(ua);
   return ok;
 }
 
