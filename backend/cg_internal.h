@@ -169,12 +169,13 @@ typedef struct {
 /* The kernels fused into kernel a (false: none): the kernel right before a
  * in its entry if it is a per-image producer a's GEMM reads image by image,
  * the kernel right after if it is a col2im plane scatter of a's result
- * (only it reads it). DLC_IMAGE_FUSION=0 turns fusion off. */
-bool cg_fusion(const CgModule *m, const Program *p, const Kernel *a, CgFusion *f);
-/* Whether kernel i of entry en runs inside a neighbour's call (the same
- * answer for any target m, NULL included: fused GEMMs are batched, whose
- * plans do not depend on the vector width in what fusion looks at). */
-bool cg_fused_away(const CgModule *m, const Program *p, const Entry *en, int i);
+ * (only it reads it). DLC_IMAGE_FUSION=0 turns fusion off. Memoised in m. */
+bool cg_fusion(CgModule *m, const Program *p, const Kernel *a, CgFusion *f);
+/* Whether kernel i of entry en runs inside a neighbour's call. The answer
+ * does not depend on m's target (a module without one gives it too): fused
+ * GEMMs are batched, whose plans do not depend on the vector width in what
+ * fusion looks at. */
+bool cg_fused_away(CgModule *m, const Program *p, const Entry *en, int i);
 /* 0 automatic (default), 1 never use the GEMM path. */
 void cg_debug_set_gemm(int mode);
 

@@ -1112,6 +1112,21 @@ static void epilogue_nest(GemmCg *G, LLVMValueRef cbase, LLVMValueRef m_lo, LLVM
   gloop_end(kc, &Lr);
 }
 
+/* Accumulators carried by loop L (just begun, entered from block pre):
+ * phi[i] at its head starts from cur[i], and cur[i] becomes phi[i]; the
+ * back-edge values are added at the latch. Leaves the builder in the body. */
+static void loop_phis(KernelCg *kc, GLoop *L, LLVMBasicBlockRef pre, LLVMTypeRef t, LLVMValueRef *phi,
+                      LLVMValueRef *cur, int n) {
+  LLVMBuilderRef b = kc->b;
+  LLVMPositionBuilderBefore(b, L->iv);
+  for (int i = 0; i < n; i++) {
+    phi[i] = LLVMBuildPhi(b, t, "acc");
+    LLVMAddIncoming(phi[i], &cur[i], &pre, 1);
+    cur[i] = phi[i];
+  }
+  LLVMPositionBuilderAtEnd(b, LLVMGetNextBasicBlock(L->header));
+}
+
 /* The dot form. For the column blocks of units [begin, end), per block of
  * runs (ascending), per RM x RN tile of C: RM x RN vector accumulators
  * over k (<8 x float>, lane t % 8 of each run; a masked load for a run's
@@ -1188,15 +1203,10 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
     LLVMSetAlignment(ld, 32);
     init[q] = LLVMBuildSelect(b, first, zero, ld, "");
   }
+  for (int t = 0; t < NT; t++) cur[t] = init[t];
   LLVMBasicBlockRef preR = LLVMGetInsertBlock(b);
   LLVMValueRef r = gloop_begin(kc, &Lr, rb, re, 1, "dr");
-  LLVMPositionBuilderBefore(b, Lr.iv);
-  for (int t = 0; t < NT; t++) {
-    accR[t] = LLVMBuildPhi(b, v8, "accr");
-    LLVMAddIncoming(accR[t], &init[t], &preR, 1);
-    cur[t] = accR[t];
-  }
-  LLVMPositionBuilderAtEnd(b, LLVMGetNextBasicBlock(Lr.header));
+  loop_phis(kc, &Lr, preR, v8, accR, cur, NT);
   /* offsets of the run's first k in each operand (beyond the row part) */
   LLVMValueRef ko[2];
   for (int w = 0; w < 2; w++) {
@@ -1210,13 +1220,7 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
     if (pass == 0) {
       LLVMBasicBlockRef preT = LLVMGetInsertBlock(b);
       t = gloop_begin(kc, &Lt, I64(kc, 0), I64(kc, L8), 8, "dt");
-      LLVMPositionBuilderBefore(b, Lt.iv);
-      for (int q = 0; q < NT; q++) {
-        accT[q] = LLVMBuildPhi(b, v8, "acct");
-        LLVMAddIncoming(accT[q], &cur[q], &preT, 1);
-        cur[q] = accT[q];
-      }
-      LLVMPositionBuilderAtEnd(b, LLVMGetNextBasicBlock(Lt.header));
+      loop_phis(kc, &Lt, preT, v8, accT, cur, NT);
     } else {
       t = I64(kc, L8);
     }

@@ -1017,18 +1017,24 @@ static bool reads_buf(const Program *p, const Kernel *K, int t) {
   return r;
 }
 
+/* u |= the buffers kernel K touches; false on a bad buffer index. */
+static bool add_buffers(const Program *p, bool *u, const Kernel *K) {
+  bool *v = kernel_buffers(p, K);
+  if (!v) return false;
+  for (int i = 0; i < p->n_bufs; i++) u[i] |= v[i];
+  free(v);
+  return true;
+}
+
 /* The buffers the fused pair (a, b) touches: both kernels' minus a's
  * result, which lives in scratch (calloc'ed; NULL on a bad index). */
 static bool *pair_buffers(const Program *p, const Kernel *a, const Kernel *b) {
-  bool *u = kernel_buffers(p, a), *v = kernel_buffers(p, b);
-  if (!u || !v) {
+  bool *u = kernel_buffers(p, a);
+  if (u && !add_buffers(p, u, b)) {
     free(u);
-    free(v);
     return NULL;
   }
-  for (int i = 0; i < p->n_bufs; i++) u[i] |= v[i];
-  u[a->out_buf] = false;
-  free(v);
+  if (u) u[a->out_buf] = false;
   return u;
 }
 
@@ -1058,8 +1064,7 @@ static bool then_fusable(const CgModule *m, const Program *p, const Kernel *a, c
   if (a->red != RED_SUM || b->red != RED_SUM || b->n_red != 2 || b->shape.rank != 4 || !b->body ||
       b->body->op != VX_LOAD || b->body->buf != a->out_buf)
     return false;
-  if (!cg_gemm_plan(m, p, a, &g) || g.dot || g.tc || !g.by_batch || g.nb != 1 || a->accumulate ||
-      !scatter_plan(p, b, &sc))
+  if (!cg_gemm_plan(m, p, a, &g) || g.dot || g.tc || !g.by_batch || g.nb != 1 || !scatter_plan(p, b, &sc))
     return false;
   int t = a->out_buf;
   const Buffer *T = &p->bufs[t];
@@ -1103,8 +1108,8 @@ static bool lead_fusable(const CgModule *m, const Program *p, const Kernel *lead
       !((a->body->a->op == VX_LOAD && a->body->a->buf == lead->out_buf) ||
         (a->body->b->op == VX_LOAD && a->body->b->buf == lead->out_buf)))
     return false;
-  if (lead->accumulate || lead->epilogue || lead->shape.rank < 2 || !cg_gemm_plan(m, p, a, &g) || g.dot || g.tc || !g.by_batch || g.nb != 1 || a->accumulate ||
-      lead->shape.d[0] != g.batch)
+  if (lead->accumulate || lead->epilogue || lead->shape.rank < 2 || !cg_gemm_plan(m, p, a, &g) || g.dot ||
+      g.tc || !g.by_batch || g.nb != 1 || lead->shape.d[0] != g.batch)
     return false;
   int t = lead->out_buf;
   const Buffer *T = &p->bufs[t];
@@ -1161,25 +1166,21 @@ struct CgFusionMemo {
 static bool fusion_of(const CgModule *m, const Program *p, const Kernel *a, CgFusion *f);
 
 /* Memoised per module (the checks evaluate index maps over whole images). */
-bool cg_fusion(const CgModule *m, const Program *p, const Kernel *a, CgFusion *f) {
-  CgModule *mm = (CgModule *)m;
-  if (mm)
-    for (int i = 0; i < mm->n_fusions; i++)
-      if (mm->fusions[i].k == a) {
-        *f = mm->fusions[i].f;
-        return f->lead || f->then;
-      }
-  bool r = fusion_of(m, p, a, f);
-  if (mm) {
-    if (mm->n_fusions == mm->cap_fusions) {
-      int nc = mm->cap_fusions ? 2 * mm->cap_fusions : 64;
-      struct CgFusionMemo *nf = realloc(mm->fusions, sizeof *nf * (size_t)nc);
-      if (!nf) return r;
-      mm->fusions = nf;
-      mm->cap_fusions = nc;
+bool cg_fusion(CgModule *m, const Program *p, const Kernel *a, CgFusion *f) {
+  for (int i = 0; i < m->n_fusions; i++)
+    if (m->fusions[i].k == a) {
+      *f = m->fusions[i].f;
+      return f->lead || f->then;
     }
-    mm->fusions[mm->n_fusions++] = (struct CgFusionMemo){a, *f};
+  bool r = fusion_of(m, p, a, f);
+  if (m->n_fusions == m->cap_fusions) {
+    int nc = m->cap_fusions ? 2 * m->cap_fusions : 64;
+    struct CgFusionMemo *nf = realloc(m->fusions, sizeof *nf * (size_t)nc);
+    if (!nf) return r;
+    m->fusions = nf;
+    m->cap_fusions = nc;
   }
+  m->fusions[m->n_fusions++] = (struct CgFusionMemo){a, *f};
   return r;
 }
 
@@ -1200,7 +1201,7 @@ static bool fusion_of(const CgModule *m, const Program *p, const Kernel *a, CgFu
   return false;
 }
 
-bool cg_fused_away(const CgModule *m, const Program *p, const Entry *en, int i) {
+bool cg_fused_away(CgModule *m, const Program *p, const Entry *en, int i) {
   CgFusion f;
   if (i > 0 && cg_fusion(m, p, en->kernels[i - 1], &f) && f.then == en->kernels[i]) return true;
   if (i + 1 < en->n_kernels && cg_fusion(m, p, en->kernels[i + 1], &f) && f.lead == en->kernels[i]) return true;
@@ -1211,6 +1212,7 @@ typedef struct {
   KernelCg lead, then; /* the fused kernels' states (share the builder and function) */
   RedSlots *slots;
   Scatter sc;
+  int64_t lead_slice;  /* elements of one image of the leader's result */
 } Fused;
 
 static void emit_then(void *ctx, LLVMValueRef n, LLVMValueRef c) {
@@ -1226,9 +1228,7 @@ static void emit_lead(void *ctx, LLVMValueRef n, LLVMValueRef scratch) {
   KernelCg *kc = &t->lead;
   if (scratch) {
     kc->buf[kc->k->out_buf] = scratch;
-    int64_t slice = 1;
-    for (int d = 1; d < kc->k->shape.rank; d++) slice *= kc->k->shape.d[d];
-    kc->out_slice = slice;
+    kc->out_slice = t->lead_slice;
   }
   emit_standard_nest(kc, t->slots, n, LLVMBuildNSWAdd(kc->b, n, cg_i64(kc->m, 1), ""));
 }
@@ -1244,14 +1244,11 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   const Kernel *then = fu.then, *lead = fu.lead;
   bool *used = then ? pair_buffers(p, k, then) : kernel_buffers(p, k);
   if (used && lead) {
-    bool *u2 = kernel_buffers(p, lead);
-    if (!u2) {
+    if (!add_buffers(p, used, lead)) {
       free(used);
       used = NULL;
-    } else {
-      for (int i = 0; i < p->n_bufs; i++) used[i] |= u2[i];
-      if (fu.lead_local) used[lead->out_buf] = false;
-      free(u2);
+    } else if (fu.lead_local) {
+      used[lead->out_buf] = false;
     }
   }
   if (!used) {
@@ -1340,16 +1337,13 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   GemmPlan gp;
   if (k->shape.rank == 0) emit_point(&kc, &slots);
   else if (cg_gemm_plan(m, p, k, &gp)) {
-    Fused fz = {kc, kc, &slots, {0}};
+    Fused fz = {kc, kc, &slots, {0}, lead ? shape_numel(&lead->shape) / lead->shape.d[0] : 0};
     fz.then.k = then;
     fz.lead.k = lead;
     fz.lead.branch_guards = true;
-    GemmFuse gf = {lead ? emit_lead : NULL, then ? emit_then : NULL, lead ? lead->out_buf : -1, 0, &fz};
+    GemmFuse gf = {lead ? emit_lead : NULL, then ? emit_then : NULL, lead ? lead->out_buf : -1,
+                   fu.lead_local ? fz.lead_slice : 0, &fz};
     if (then) scatter_plan(p, then, &fz.sc);
-    if (lead && fu.lead_local) {
-      gf.lead_slice = 1;
-      for (int dd = 1; dd < lead->shape.rank; dd++) gf.lead_slice *= lead->shape.d[dd];
-    }
     cg_emit_gemm_fused(&kc, &gp, begin, end, fused ? &gf : NULL);
   }
   else {
