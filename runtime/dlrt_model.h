@@ -74,6 +74,9 @@ int dlrt_model_save(const DlrtModel *m, const char *path, char *err, size_t errl
 int dlrt_model_load(DlrtModel *m, const char *path, int require_all, char *err, size_t errlen);
 int dlrt_model_load_set(DlrtModel *m, const DlrtTensorSet *set, int require_all, int allow_unknown, char *err,
                         size_t errlen);
+/* Whether tensor t can fill buffer b: same dtype and shape, or a scalar
+ * buffer and a [1] tensor (as PyTorch-made files often hold scalars). */
+int dlrt_tensor_fits(const DlrtTensor *t, const DlrtBufDesc *b);
 
 #ifdef __cplusplus
 }

@@ -162,11 +162,7 @@ int dlrt_model_load_set(DlrtModel *m, const DlrtTensorSet *set, int require_all,
       continue;
     }
     const DlrtBufDesc *b = &m->desc->bufs[found];
-    int same = x->dtype == b->dtype && x->rank == b->rank;
-    for (int k = 0; same && k < b->rank; k++) same = x->shape[k] == b->shape[k];
-    /* a scalar also loads from [1], as PyTorch-made files often hold one */
-    if (!same && x->dtype == b->dtype && b->rank == 0 && x->rank == 1 && x->shape[0] == 1) same = 1;
-    if (!same) {
+    if (!dlrt_tensor_fits(x, b)) {
       char want[128], got[128];
       shape_text(want, sizeof want, b->dtype, b->rank, b->shape);
       shape_text(got, sizeof got, x->dtype, x->rank, x->shape);
@@ -192,6 +188,15 @@ int dlrt_model_load_set(DlrtModel *m, const DlrtTensorSet *set, int require_all,
         memcpy(m->bufs[i], x->data, x->nbytes);
   }
   return 0;
+}
+
+int dlrt_tensor_fits(const DlrtTensor *t, const DlrtBufDesc *b) {
+  if (t->dtype != b->dtype) return 0;
+  if (b->rank == 0 && t->rank == 1 && t->shape[0] == 1) return 1;
+  if (t->rank != b->rank) return 0;
+  for (int k = 0; k < b->rank; k++)
+    if (t->shape[k] != b->shape[k]) return 0;
+  return 1;
 }
 
 int dlrt_model_load(DlrtModel *m, const char *path, int require_all, char *err, size_t errlen) {

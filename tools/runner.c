@@ -277,11 +277,7 @@ static int load_feed(DlrtModel *m, const char *path, bool labels) {
       problems++;
       continue;
     }
-    bool same = t->dtype == b->dtype && t->rank == b->rank;
-    for (int k = 0; same && k < b->rank; k++) same = t->shape[k] == b->shape[k];
-    /* a scalar also loads from [1], as PyTorch-made files often hold one */
-    if (!same && t->dtype == b->dtype && b->rank == 0 && t->rank == 1 && t->shape[0] == 1) same = true;
-    if (!same) {
+    if (!dlrt_tensor_fits(t, b)) {
       DlrtBufDesc got = *b;
       got.dtype = t->dtype;
       got.rank = t->rank;
