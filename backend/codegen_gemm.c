@@ -193,6 +193,30 @@ static void group_point(const Groups *G, int grp, int64_t flat, int64_t *v) {
   }
 }
 
+/* The loop-var groups (bit g for group g) that index e reads; bit 3 for a
+ * var of no group (the other operand's own dims). */
+static unsigned ix_groups(const IExpr *e, const int *var_group, int nvars) {
+  unsigned m = 0;
+  for (int v = 0; v < nvars; v++)
+    if (ix_uses_var(e, v)) m |= var_group[v] < 0 ? 8u : 1u << var_group[v];
+  return m;
+}
+
+/* Whether index e is a sum of terms that each read one group at most (so
+ * its value is f_batch + f_own + f_reduction): sums, differences and
+ * constant multiples of such sums, e.g. the flat offset c*H*W + kh*W + kw + q
+ * of an implicit im2col over a padded image. */
+static bool ix_separable(const IExpr *e, const int *var_group, int nvars) {
+  unsigned m = ix_groups(e, var_group, nvars);
+  if (m & 8u) return false;
+  if ((m & (m - 1)) == 0) return true;
+  if (e->op == IX_ADD || e->op == IX_SUB)
+    return ix_separable(e->a, var_group, nvars) && ix_separable(e->b, var_group, nvars);
+  if (e->op == IX_MUL && e->b && e->b->op == IX_CONST) return ix_separable(e->a, var_group, nvars);
+  if (e->op == IX_MUL && e->a && e->a->op == IX_CONST) return ix_separable(e->b, var_group, nvars);
+  return false;
+}
+
 /* Fills o for operand e of kernel k (group 1 = I dims for P, J dims for Q). */
 static void analyse_operand(const Program *p, const Kernel *k, const GemmPlan *g, const VExpr *e, bool isP,
                             GemmOperand *o) {
@@ -213,15 +237,8 @@ static void analyse_operand(const Program *p, const Kernel *k, const GemmPlan *g
   for (int q = 0; q < 3; q++)
     for (int d = 0; d < G.n[q]; d++) var_group[G.first[q] + d] = q;
   bool separable = true;
-  for (int d = 0; d < e->rank && separable; d++) {
-    int seen = -1;
-    for (int v = 0; v < k->shape.rank + k->n_red; v++)
-      if (ix_uses_var(e->idx[d], v)) {
-        if (var_group[v] < 0) separable = false; /* a var of the other operand's group */
-        else if (seen >= 0 && seen != var_group[v]) separable = false;
-        else seen = var_group[v];
-      }
-  }
+  for (int d = 0; d < e->rank && separable; d++)
+    separable = ix_separable(e->idx[d], var_group, k->shape.rank + k->n_red);
   int64_t v[2 * IR_MAX_RANK] = {0};
   bool bad = false;
   int64_t f0 = load_offset(p, e, v, &bad);

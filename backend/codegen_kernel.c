@@ -1041,7 +1041,7 @@ static bool *pair_buffers(const Program *p, const Kernel *a, const Kernel *b) {
 /* Per-image fusion pays while one image's slice of the fused result stays
  * in L2 next to the GEMM's packed block (LeNet-5: 60-80 KB; the 0.3-1.2 MB
  * slices of the small VGG ran as fast or slower fused). */
-enum { FUSE_MAX_SLICE_BYTES = 256 << 10 };
+enum { FUSE_MAX_SLICE_BYTES = KIR_IMAGE_SLICE_BYTES };
 
 /* Only kernel w writes buffer t (or a view of it) and only r reads it, in
  * every entry. */

@@ -74,6 +74,12 @@ typedef struct VExpr {
 } VExpr;
 
 typedef enum { RED_NONE = 0, RED_SUM, RED_MAX, RED_ARGMAX } RedKind;
+
+/* One image's slice of a convolution's im2col columns up to this size stays
+ * in L2 when produced and consumed image by image (the backend's per-image
+ * fusion, LeNet-5's 60-80 KB); larger columns are not materialised at all:
+ * stride-1 convolutions then read a padded image in place (lower.c). */
+enum { KIR_IMAGE_SLICE_BYTES = 256 << 10 };
 /* RED_ARGMAX: the kernel's dtype is i32; the result is the row-major
  * linear index over red_ext of the first maximum of the (f32) body. */
 

@@ -12,6 +12,7 @@
 #include "passes/lower.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -29,6 +30,9 @@ typedef struct {
    * convolution and the filter gradient of the same input */
   struct { int x; ConvAttr cv; int64_t kh, kw; int buf; } cols[64];
   int n_cols;
+  /* padded copies of convolution inputs by (input node, padding) */
+  struct { int x, p0, p1, buf; } pads[64];
+  int n_pads;
   /* graph nodes computed by the kernel being built (for --emit=dot) */
   int *members;
   int n_members, cap_members;
@@ -434,12 +438,15 @@ static bool conv_is_pointwise(const ConvAttr *cv, int64_t kh, int64_t kw) {
   return kh == 1 && kw == 1 && cv->stride[0] == 1 && cv->stride[1] == 1 && cv->pad[0] == 0 && cv->pad[1] == 0;
 }
 
+/* A view of buffer buf (its root) with shape s (same element count or fewer). */
 static int view_of(L *l, int buf, Shape s) {
   Program *p = l->p;
   int root = p->bufs[buf].alias >= 0 ? p->bufs[buf].alias : buf;
-  char name[96];
-  snprintf(name, sizeof name, "%s.view%lldx%lld", p->bufs[root].name, (long long)s.d[0], (long long)s.d[1]);
-  int b = kir_buffer(p, name, p->bufs[root].role == BUF_TEMP ? BUF_TEMP : BUF_TEMP, p->bufs[root].dtype, s,
+  char name[160];
+  int len = snprintf(name, sizeof name, "%s.view", p->bufs[root].name);
+  for (int d = 0; d < s.rank && len > 0 && len < (int)sizeof name; d++)
+    len += snprintf(name + len, sizeof name - (size_t)len, d ? "x%lld" : "%lld", (long long)s.d[d]);
+  int b = kir_buffer(p, name, BUF_TEMP, p->bufs[root].dtype, s,
                      p->bufs[root].entry >= 0 ? p->bufs[root].entry : (int)l->e);
   p->bufs[b].alias = root;
   return b;
@@ -480,6 +487,180 @@ static int im2col(L *l, const Node *conv, int x_id, const ConvAttr *cv, int64_t 
     l->n_cols++;
   }
   return b;
+}
+
+/* ---- stride-1 convolution over a padded image (implicit im2col) ----
+ * With stride 1 the rows of im2col are shifted views of one padded image:
+ * on xp (x padded to Hp x Wp, flat per image),
+ *   cols[r = (c, kh, kw), oh*Wp + ow] = xp[c*Hp*Wp + kh*d0*Wp + kw*d1 + oh*Wp + ow].
+ * So the matrix products read xp in place (the GEMM packs B's rows through
+ * a per-k offset table) over positions q = oh*Wp + ow in [0, (Ho-1)*Wp + Wo),
+ * computing the output at the padded width (the Wp - Wo extra columns of a
+ * row are never used; a crop kernel keeps the rest):
+ *   conv2d:      yw[n, o, q]  = sum_r W[o, r] * xp[n, off(r) + q];   y = crop(yw)
+ *   data grad:   the same product over dy padded by (K-1)*d - p, with the
+ *                filter transposed and flipped: Wt[c, (o, kh, kw)] = W[o, c, KH-1-kh, KW-1-kw]
+ *   filter grad: dW[o, r] = sum_{n, q} dyw[n, o, q] * xp[n, off(r) + q],
+ *                dyw = dy at the padded width, 0 in the extra columns.
+ * No column buffer (KH*KW times the image) is written or read. */
+/* Whether a convolution with filter [O, C, KH, KW] and output positions
+ * Ho x Wo goes this way: stride 1, one group, not pointwise, padding within
+ * the filter's reach (the data gradient pads dy by (K-1)*d - p), and
+ * columns too large per image to stay in cache (smaller ones are fused
+ * image by image with the products instead). DLC_CONV_FLAT=1 takes this way
+ * whenever legal, =0 never. */
+static bool conv_is_flat(const ConvAttr *cv, int64_t C_, int64_t KH, int64_t KW, int64_t Ho, int64_t Wo) {
+  if (cv->groups != 1 || cv->stride[0] != 1 || cv->stride[1] != 1 || conv_is_pointwise(cv, KH, KW)) return false;
+  if (cv->pad[0] > (KH - 1) * cv->dil[0] || cv->pad[1] > (KW - 1) * cv->dil[1]) return false;
+  const char *env = getenv("DLC_CONV_FLAT");
+  if (env && (env[0] == '0' || env[0] == '1')) return env[0] == '1';
+  return 4 * C_ * KH * KW * Ho * Wo > KIR_IMAGE_SLICE_BYTES;
+}
+
+/* Node `id` ([N, C, H, W]) padded with p0 rows and p1 columns of zeros on
+ * each side, as a [N, C*(H+2*p0)*(W+2*p1)] view (x's copies are shared). */
+static int padded_flat(L *l, const Node *conv, int id, int64_t p0, int64_t p1, bool share) {
+  const Node *x = l->g->nodes[id];
+  int b = -1;
+  for (int i = 0; share && i < l->n_pads; i++)
+    if (l->pads[i].x == id && l->pads[i].p0 == p0 && l->pads[i].p1 == p1) b = l->pads[i].buf;
+  int64_t N = x->shape.d[0], C_ = x->shape.d[1], Hp = x->shape.d[2] + 2 * p0, Wp = x->shape.d[3] + 2 * p1;
+  if (b < 0) {
+    int64_t d[4] = {N, C_, Hp, Wp};
+    b = kir_buffer(l->p, arena_printf(l->a, "%%t%d.pad%lldx%lld", id, (long long)p0, (long long)p1), BUF_TEMP,
+                   DT_F32, shape_make(4, d), (int)l->e);
+    Kernel *k = new_kernel(l, conv, b, "pad");
+    k->ops = "pad";
+    IExpr *v[4], *xi[4], *guard = NULL;
+    vars(l, v, 4);
+    xi[0] = v[0], xi[1] = v[1];
+    xi[2] = p0 ? SUB(l, v[2], C(l, p0)) : v[2];
+    xi[3] = p1 ? SUB(l, v[3], C(l, p1)) : v[3];
+    if (p0) guard = AND(l, guard, in_range(l, xi[2], x->shape.d[2]));
+    if (p1) guard = AND(l, guard, in_range(l, xi[3], x->shape.d[3]));
+    k->body = value_at(l, id, xi, guard);
+    emit(l, k);
+    if (share && l->n_pads < 64) {
+      l->pads[l->n_pads].x = id;
+      l->pads[l->n_pads].p0 = (int)p0;
+      l->pads[l->n_pads].p1 = (int)p1;
+      l->pads[l->n_pads].buf = b;
+      l->n_pads++;
+    }
+  }
+  int64_t fd[2] = {N, C_ * Hp * Wp};
+  return view_of(l, b, shape_make(2, fd));
+}
+
+/* The flat offset c*Hp*Wp + kh*d0*Wp + kw*d1 of r = (c*KH + kh)*KW + kw. */
+static IExpr *window_offset(L *l, IExpr *r, int64_t KH, int64_t KW, int64_t Hp, int64_t Wp, int d0, int d1) {
+  Arena *a = l->a;
+  IExpr *c = ix_bin(a, IX_DIV, r, C(l, KH * KW));
+  IExpr *kh = ix_bin(a, IX_MOD, ix_bin(a, IX_DIV, r, C(l, KW)), C(l, KH));
+  IExpr *kw = ix_bin(a, IX_MOD, r, C(l, KW));
+  return ADD(l, ADD(l, MUL(l, c, Hp * Wp), MUL(l, kh, d0 * Wp)), MUL(l, kw, d1));
+}
+
+/* out[n, c, h, w] = wide[n, c, h*Wp + w] */
+static void crop(L *l, const Node *n, int out, int wide, int64_t Wp, const char *what) {
+  Kernel *k = new_kernel(l, n, out, what);
+  k->ops = "crop";
+  IExpr *v[4], *wi[3];
+  vars(l, v, 4);
+  wi[0] = v[0], wi[1] = v[1], wi[2] = ADD(l, MUL(l, v[2], Wp), v[3]);
+  k->body = vx_load(l->a, DT_F32, wide, 3, wi, NULL, 0);
+  emit(l, k);
+}
+
+static bool lower_conv_flat(L *l, const Node *n, int out) {
+  const ConvAttr *cv = &n->attr.conv;
+  Arena *a = l->a;
+  IExpr *v[8];
+  vars(l, v, 6);
+  int d0 = cv->dil[0], d1 = cv->dil[1];
+  if (n->op == OP_CONV2D || n->op == OP_CONV2D_BWD_DATA) {
+    const Node *w = l->g->nodes[n->in[1]];
+    int64_t O = w->shape.d[0], C_ = w->shape.d[1], KH = w->shape.d[2], KW = w->shape.d[3], R = C_ * KH * KW;
+    int64_t N = n->shape.d[0], Ho = n->shape.d[2], Wo = n->shape.d[3];
+    if (n->op == OP_CONV2D_BWD_DATA) Ho = l->g->nodes[n->in[0]]->shape.d[2], Wo = l->g->nodes[n->in[0]]->shape.d[3];
+    if (!conv_is_flat(cv, C_, KH, KW, Ho, Wo) || l->buf[w->id] < 0) return false;
+    IExpr *wi[4], *bi[2];
+    if (n->op == OP_CONV2D) {
+      const Node *x = l->g->nodes[n->in[0]];
+      int64_t Hp = x->shape.d[2] + 2 * cv->pad[0], Wp = x->shape.d[3] + 2 * cv->pad[1], Q = (Ho - 1) * Wp + Wo;
+      int xv = padded_flat(l, n, x->id, cv->pad[0], cv->pad[1], true);
+      int64_t wd[2] = {O, R}, yd[3] = {N, O, Q};
+      int wv = view_of(l, l->buf[w->id], shape_make(2, wd));
+      int yw = kir_buffer(l->p, arena_printf(a, "%%t%d.wide", n->id), BUF_TEMP, DT_F32, shape_make(3, yd), (int)l->e);
+      Kernel *k = new_kernel(l, n, yw, "conv2d");
+      k->red = RED_SUM;
+      k->n_red = 1;
+      k->red_ext[0] = R;
+      wi[0] = v[1], wi[1] = v[3];
+      bi[0] = v[0], bi[1] = ADD(l, window_offset(l, v[3], KH, KW, Hp, Wp, d0, d1), v[2]);
+      k->body = vx_bin(a, VX_MUL, vx_load(a, DT_F32, wv, 2, wi, NULL, 0), vx_load(a, DT_F32, xv, 2, bi, NULL, 0));
+      emit(l, k);
+      k->flops = 2 * N * O * Ho * Wo * R;
+      crop(l, n, out, yw, Wp, "conv2d_crop");
+      return true;
+    }
+    /* data gradient: dy [N, O, Ho, Wo] -> dx [N, C, H, W] (H = Ho + (KH-1)*d0 - 2*p0) */
+    const Node *dy = l->g->nodes[n->in[0]];
+    int64_t H = n->shape.d[2], W = n->shape.d[3];
+    int64_t q0 = (KH - 1) * d0 - cv->pad[0], q1 = (KW - 1) * d1 - cv->pad[1];
+    int64_t Hq = Ho + 2 * q0, Wq = Wo + 2 * q1, Q = (H - 1) * Wq + W;
+    /* Wt[c, (o, kh, kw)] = W[o, c, KH-1-kh, KW-1-kw] */
+    int64_t td[2] = {C_, O * KH * KW}, xd[3] = {N, C_, Q};
+    int wt = kir_buffer(l->p, arena_printf(a, "%%t%d.wflip", n->id), BUF_TEMP, DT_F32, shape_make(2, td), (int)l->e);
+    Kernel *kt = new_kernel(l, n, wt, "conv2d_filter_flip");
+    kt->ops = "flip";
+    wi[0] = ix_bin(a, IX_DIV, v[1], C(l, KH * KW));
+    wi[1] = v[0];
+    wi[2] = SUB(l, C(l, KH - 1), ix_bin(a, IX_MOD, ix_bin(a, IX_DIV, v[1], C(l, KW)), C(l, KH)));
+    wi[3] = SUB(l, C(l, KW - 1), ix_bin(a, IX_MOD, v[1], C(l, KW)));
+    kt->body = value_at(l, w->id, wi, NULL);
+    emit(l, kt);
+    int dv = padded_flat(l, n, dy->id, q0, q1, false);
+    int xw = kir_buffer(l->p, arena_printf(a, "%%t%d.wide", n->id), BUF_TEMP, DT_F32, shape_make(3, xd), (int)l->e);
+    Kernel *k = new_kernel(l, n, xw, "conv2d_bwd_data");
+    k->red = RED_SUM;
+    k->n_red = 1;
+    k->red_ext[0] = O * KH * KW;
+    wi[0] = v[1], wi[1] = v[3];
+    bi[0] = v[0], bi[1] = ADD(l, window_offset(l, v[3], KH, KW, Hq, Wq, d0, d1), v[2]);
+    k->body = vx_bin(a, VX_MUL, vx_load(a, DT_F32, wt, 2, wi, NULL, 0), vx_load(a, DT_F32, dv, 2, bi, NULL, 0));
+    emit(l, k);
+    k->flops = 2 * N * C_ * Ho * Wo * O * KH * KW;
+    crop(l, n, out, xw, Wq, "conv2d_bwd_data_crop");
+    return true;
+  }
+  /* filter gradient: x [N, C, H, W], dy [N, O, Ho, Wo] -> dW [O, C, KH, KW] */
+  const Node *x = l->g->nodes[n->in[0]], *dy = l->g->nodes[n->in[1]];
+  int64_t O = n->shape.d[0], C_ = n->shape.d[1], KH = n->shape.d[2], KW = n->shape.d[3];
+  int64_t N = dy->shape.d[0], Ho = dy->shape.d[2], Wo = dy->shape.d[3];
+  if (!conv_is_flat(cv, C_, KH, KW, Ho, Wo)) return false;
+  int64_t Hp = x->shape.d[2] + 2 * cv->pad[0], Wp = x->shape.d[3] + 2 * cv->pad[1], Q = (Ho - 1) * Wp + Wo;
+  int xv = padded_flat(l, n, x->id, cv->pad[0], cv->pad[1], true);
+  /* dyw[n, o, oh, ow] = dy[n, o, oh, ow] for ow < Wo, else 0 (ow < Wp), read as [N, O, Ho*Wp] */
+  int64_t dd[4] = {N, O, Ho, Wp}, dv[3] = {N, O, Ho * Wp};
+  int dw4 = kir_buffer(l->p, arena_printf(a, "%%t%d.dywide", n->id), BUF_TEMP, DT_F32, shape_make(4, dd), (int)l->e);
+  Kernel *kw_ = new_kernel(l, n, dw4, "conv2d_widen");
+  kw_->ops = "widen";
+  kw_->body = value_at(l, dy->id, v, Wp > Wo ? ix_bin(a, IX_LT, v[3], C(l, Wo)) : NULL);
+  emit(l, kw_);
+  int dw = view_of(l, dw4, shape_make(3, dv));
+  Kernel *k = new_kernel(l, n, out, "conv2d_bwd_filter");
+  k->red = RED_SUM;
+  k->n_red = 2;
+  k->red_ext[0] = N;
+  k->red_ext[1] = Q;
+  IExpr *pi[3] = {v[4], v[0], v[5]};
+  IExpr *off = ADD(l, ADD(l, MUL(l, v[1], Hp * Wp), MUL(l, v[2], d0 * Wp)), MUL(l, v[3], d1));
+  IExpr *bi[2] = {v[4], ADD(l, off, v[5])};
+  k->body = vx_bin(a, VX_MUL, vx_load(a, DT_F32, dw, 3, pi, NULL, 0), vx_load(a, DT_F32, xv, 2, bi, NULL, 0));
+  emit(l, k);
+  k->flops = 2 * O * C_ * KH * KW * N * Ho * Wo;
+  return true;
 }
 
 static bool lower_conv_gemm(L *l, const Node *n, int out) {
@@ -560,7 +741,7 @@ static bool lower_conv_gemm(L *l, const Node *n, int out) {
 }
 
 static void lower_conv(L *l, const Node *n, int out) {
-  if (lower_conv_gemm(l, n, out)) return;
+  if (lower_conv_flat(l, n, out) || lower_conv_gemm(l, n, out)) return;
   const ConvAttr *cv = &n->attr.conv;
   Arena *a = l->a;
   IExpr *v[8], *xi[4], *wi[4], *di[4];

@@ -4,6 +4,17 @@
 add_executable(test_conformance test_conformance.c)
 target_link_libraries(test_conformance PRIVATE dlrt m)
 
+# Cases with convolutions again with every stride-1 convolution on the
+# padded image in place (DLC_CONV_FLAT=1; by default only convolutions with
+# large columns go that way, and the cases are small).
+function(dlc_add_flat_conv_test name case)
+  file(READ ${case}/model.dl src)
+  if(src MATCHES "conv2d")
+    add_test(NAME conv_flat.${name} COMMAND test_conformance $<TARGET_FILE:dlrun> ${case} -O2)
+    set_tests_properties(conv_flat.${name} PROPERTIES ENVIRONMENT "DLC_CONV_FLAT=1" TIMEOUT 120)
+  endif()
+endfunction()
+
 set(DLC_CONFORMANCE_DIR ${CMAKE_SOURCE_DIR}/../shared/conformance CACHE PATH "conformance cases")
 file(GLOB DLC_CONFORMANCE_CASES LIST_DIRECTORIES true ${DLC_CONFORMANCE_DIR}/*)
 foreach(case ${DLC_CONFORMANCE_CASES})
@@ -11,6 +22,7 @@ foreach(case ${DLC_CONFORMANCE_CASES})
     get_filename_component(name ${case} NAME)
     add_test(NAME conformance.${name} COMMAND test_conformance $<TARGET_FILE:dlrun> ${case} -O2)
     add_test(NAME conformance_O0.${name} COMMAND test_conformance $<TARGET_FILE:dlrun> ${case} -O0)
+    dlc_add_flat_conv_test(${name} ${case})
   endif()
 endforeach()
 
@@ -25,6 +37,7 @@ foreach(case ${DLC_REGRESSION_CASES})
     add_test(NAME regression.${name} COMMAND test_conformance $<TARGET_FILE:dlrun> ${case} -O2)
     add_test(NAME regression_O0.${name} COMMAND test_conformance $<TARGET_FILE:dlrun> ${case} -O0)
     set_tests_properties(regression.${name} regression_O0.${name} PROPERTIES TIMEOUT 120)
+    dlc_add_flat_conv_test(${name} ${case})
   endif()
 endforeach()
 
