@@ -579,7 +579,7 @@ static void test_parallel_bit_identical(void **state) {
  * bit-identical results on 1, 2 and 3 threads. batch > 1 adds a leading
  * batch dim (A, B batched too); flat = A is read through a flatten-like
  * div/mod index map (A stored as [M, K/5, 5]). */
-enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16, X_TC = 32, X_NOTC = 64 }; /* plan modes a case must exercise */
+enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16, X_TC = 32, X_NOTC = 64, X_MR4 = 128 }; /* plan modes a case must exercise */
 
 static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool epi, bool flat, unsigned expect) {
   T t;
@@ -619,6 +619,7 @@ static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool e
   if (expect & X_DAT) assert_true(g.direct_at);
   if (expect & X_TC) assert_true(g.tc && g.ldc == N && g.M == N && g.N == M);
   if (expect & X_NOTC) assert_true(!g.tc);
+  if (expect & X_MR4) assert_true(g.MR == 4 && g.NR == 3 * g.VW);
   compile(&t);
   int64_t na = (int64_t)batch * M * K, nb = (int64_t)batch * K * N, no = (int64_t)batch * M * N;
   for (int64_t i = 0; i < na; i++) F(&t, a)[i] = frand(-1, 1);
@@ -685,6 +686,11 @@ static void test_gemm_path(void **state) {
   gemm_case_x(1, 128, 10, 256, false, false, true, false, X_NOTC); /* row-major A: its rows in place */
   gemm_case_x(1, 12, 10, 700, false, false, true, false, X_NOTC); /* M under one panel */
   gemm_case_x(1, 64, 32, 300, false, false, true, false, X_NOTC); /* N fills the panels */
+  /* packed operands, M a multiple of 4 but not 6: 4 x 3-vector tiles (N
+   * edge panel, two K blocks; batched; column split) */
+  gemm_case_x(1, 32, 100, 700, false, true, true, false, X_MR4);
+  gemm_case_x(3, 64, 80, 40, true, true, false, false, X_MR4);
+  gemm_case_x(1, 32, 288, 9001, true, true, false, false, X_MR4 | X_SPLITN);
   /* column split across threads (few row tiles, K large; transposed packs
    * with a K remainder): the filter-gradient shape */
   gemm_case_x(1, 6, 75, 20003, false, false, false, false, X_SPLITN);
