@@ -353,6 +353,15 @@ static void plan_transposed(GemmPlan *g) {
   g->M = g->N, g->N = x;
 }
 
+/* N block: the packed Q block (heap scratch) stays within ~2 MiB, so A is
+ * repacked rarely; its NR-column panels stream through L1 */
+static void set_nc(GemmPlan *g) {
+  int64_t npad = (g->N + g->NR - 1) / g->NR * g->NR;
+  int64_t ncmax = (NC_BYTES / 4) / g->KC / g->NR * g->NR;
+  if (ncmax < g->NR) ncmax = g->NR;
+  g->NC = npad < ncmax ? npad : ncmax;
+}
+
 static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan *g) {
   memset(g, 0, sizeof *g);
   if (g_gemm_mode == 1) return false;
@@ -383,14 +392,9 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
   /* K blocks: one block up to 512, else equal blocks of at most 384 */
   int64_t nk = g->K <= KC_ONE ? 1 : (g->K + KC_MAX - 1) / KC_MAX;
   g->KC = (g->K + nk - 1) / nk;
-  /* N block: the packed Q block (heap scratch) stays within ~2 MiB, so A is
-   * repacked rarely; its NR-column panels stream through L1 */
-  int64_t npad = (g->N + g->NR - 1) / g->NR * g->NR;
-  int64_t ncmax = (NC_BYTES / 4) / g->KC / g->NR * g->NR;
-  if (ncmax < g->NR) ncmax = g->NR;
-  g->NC = npad < ncmax ? npad : ncmax;
   /* M block: 96 rows (multiple of MR): the packed A block stays in L2 */
   g->MC = MC_PANELS * g->MR;
+  set_nc(g);
   /* In-place operands skip packing where packing does not pay: P's rows
    * (unit-stride k) when few B panels reuse a packed A (small N); Q's rows
    * (unit-stride j) when one M block uses each B panel (small M). */
@@ -409,10 +413,7 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
     g->MR = 4;
     g->NR = 3 * g->VW;
     g->MC = MC_PANELS * g->MR;
-    npad = (g->N + g->NR - 1) / g->NR * g->NR;
-    ncmax = (NC_BYTES / 4) / g->KC / g->NR * g->NR;
-    if (ncmax < g->NR) ncmax = g->NR;
-    g->NC = npad < ncmax ? npad : ncmax;
+    set_nc(g);
   }
   /* the dot form: both operands contiguous along k (the transposed-both
    * shape of filter gradients), K much longer than M and N */
