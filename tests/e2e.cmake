@@ -5,13 +5,15 @@ add_executable(test_conformance test_conformance.c)
 target_link_libraries(test_conformance PRIVATE dlrt m)
 
 # Cases with convolutions again with every stride-1 convolution on the
-# padded image in place (DLC_CONV_FLAT=1; by default only convolutions with
-# large columns go that way, and the cases are small).
+# padded image in place (DLC_CONV_FLAT=1) and with none (=0: im2col), since
+# by default the choice depends on the shapes.
 function(dlc_add_flat_conv_test name case)
   file(READ ${case}/model.dl src)
   if(src MATCHES "conv2d")
     add_test(NAME conv_flat.${name} COMMAND test_conformance $<TARGET_FILE:dlrun> ${case} -O2)
     set_tests_properties(conv_flat.${name} PROPERTIES ENVIRONMENT "DLC_CONV_FLAT=1" TIMEOUT 120)
+    add_test(NAME conv_im2col.${name} COMMAND test_conformance $<TARGET_FILE:dlrun> ${case} -O2)
+    set_tests_properties(conv_im2col.${name} PROPERTIES ENVIRONMENT "DLC_CONV_FLAT=0" TIMEOUT 120)
   endif()
 endfunction()
 
@@ -61,6 +63,8 @@ foreach(model ${DLC_EXAMPLE_MODELS} ${DLC_CONFORMANCE_CASES} ${DLC_REGRESSION_CA
     file(READ ${model} src)
     if(src MATCHES "conv2d")
       add_test(NAME image_fusion.${name} COMMAND test_opt_levels --image-fusion ${model})
+      # every convolution through im2col, so that there is something to fuse
+      set_tests_properties(image_fusion.${name} PROPERTIES ENVIRONMENT "DLC_CONV_FLAT=0")
     endif()
   endif()
 endforeach()

@@ -8,6 +8,9 @@ target_link_libraries(test_ops_compiled dlc_driver dlc_interp dlc_passes dlc_bac
 set_target_properties(test_ops_compiled PROPERTIES ENABLE_EXPORTS ON)
 add_test(NAME ops_compiled COMMAND test_ops_compiled)
 set_tests_properties(ops_compiled PROPERTIES TIMEOUT 900 ENVIRONMENT "OMP_NUM_THREADS=2")
-# again with every stride-1 convolution through the padded image in place
+# again with every stride-1 convolution through the padded image in place,
+# and with none (the choice depends on the shapes otherwise)
 add_test(NAME ops_compiled.conv_flat COMMAND test_ops_compiled)
 set_tests_properties(ops_compiled.conv_flat PROPERTIES TIMEOUT 900 ENVIRONMENT "OMP_NUM_THREADS=2;DLC_CONV_FLAT=1")
+add_test(NAME ops_compiled.conv_im2col COMMAND test_ops_compiled)
+set_tests_properties(ops_compiled.conv_im2col PROPERTIES TIMEOUT 900 ENVIRONMENT "OMP_NUM_THREADS=2;DLC_CONV_FLAT=0")
