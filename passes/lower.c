@@ -31,7 +31,7 @@ typedef struct {
   struct { int x; ConvAttr cv; int64_t kh, kw; int buf; } cols[64];
   int n_cols;
   /* padded copies of convolution inputs by (input node, padding) */
-  struct { int x, p0, p1, buf; } pads[64];
+  struct { int x, p0, p1, buf; bool neg_inf; } pads[64];
   int n_pads;
   /* graph nodes computed by the kernel being built (for --emit=dot) */
   int *members;
@@ -526,38 +526,45 @@ static bool conv_is_flat(const ConvAttr *cv, int64_t C_, int64_t KH, int64_t KW,
   return 100 * (Wp - Wo) <= FLAT_MAX_EXTRA_PCT * Wo;
 }
 
-/* Node `id` ([N, C, H, W]) padded with p0 rows and p1 columns of zeros on
- * each side, as a [N, C*(H+2*p0)*(W+2*p1)] view (x's copies are shared). */
+/* Node `id` ([N, C, H, W]) padded with p0 rows and p1 columns on each side,
+ * of zeros or (neg_inf: max pooling's padding) -inf; copies of a node are
+ * shared when `share`. Returns the [N, C, H+2*p0, W+2*p1] buffer. */
+static int padded(L *l, const Node *user, int id, int64_t p0, int64_t p1, bool neg_inf, bool share) {
+  const Node *x = l->g->nodes[id];
+  for (int i = 0; share && i < l->n_pads; i++)
+    if (l->pads[i].x == id && l->pads[i].p0 == p0 && l->pads[i].p1 == p1 && l->pads[i].neg_inf == neg_inf)
+      return l->pads[i].buf;
+  int64_t d[4] = {x->shape.d[0], x->shape.d[1], x->shape.d[2] + 2 * p0, x->shape.d[3] + 2 * p1};
+  int b = kir_buffer(l->p, arena_printf(l->a, "%%t%d.pad%lldx%lld", id, (long long)p0, (long long)p1), BUF_TEMP,
+                     DT_F32, shape_make(4, d), (int)l->e);
+  Kernel *k = new_kernel(l, user, b, "pad");
+  k->ops = "pad";
+  IExpr *v[4], *xi[4], *guard = NULL;
+  vars(l, v, 4);
+  xi[0] = v[0], xi[1] = v[1];
+  xi[2] = p0 ? SUB(l, v[2], C(l, p0)) : v[2];
+  xi[3] = p1 ? SUB(l, v[3], C(l, p1)) : v[3];
+  if (p0) guard = AND(l, guard, in_range(l, xi[2], x->shape.d[2]));
+  if (p1) guard = AND(l, guard, in_range(l, xi[3], x->shape.d[3]));
+  k->body = value_at(l, id, xi, guard);
+  if (neg_inf && guard) k->body = vx_select(l->a, ix_value(l, guard, DT_F32), k->body, vx_const(l->a, DT_F32, -INFINITY));
+  emit(l, k);
+  if (share && l->n_pads < 64) {
+    l->pads[l->n_pads].x = id;
+    l->pads[l->n_pads].p0 = (int)p0;
+    l->pads[l->n_pads].p1 = (int)p1;
+    l->pads[l->n_pads].neg_inf = neg_inf;
+    l->pads[l->n_pads].buf = b;
+    l->n_pads++;
+  }
+  return b;
+}
+
+/* padded() with zeros, as a [N, C*(H+2*p0)*(W+2*p1)] view (one flat image). */
 static int padded_flat(L *l, const Node *conv, int id, int64_t p0, int64_t p1, bool share) {
   const Node *x = l->g->nodes[id];
-  int b = -1;
-  for (int i = 0; share && i < l->n_pads; i++)
-    if (l->pads[i].x == id && l->pads[i].p0 == p0 && l->pads[i].p1 == p1) b = l->pads[i].buf;
-  int64_t N = x->shape.d[0], C_ = x->shape.d[1], Hp = x->shape.d[2] + 2 * p0, Wp = x->shape.d[3] + 2 * p1;
-  if (b < 0) {
-    int64_t d[4] = {N, C_, Hp, Wp};
-    b = kir_buffer(l->p, arena_printf(l->a, "%%t%d.pad%lldx%lld", id, (long long)p0, (long long)p1), BUF_TEMP,
-                   DT_F32, shape_make(4, d), (int)l->e);
-    Kernel *k = new_kernel(l, conv, b, "pad");
-    k->ops = "pad";
-    IExpr *v[4], *xi[4], *guard = NULL;
-    vars(l, v, 4);
-    xi[0] = v[0], xi[1] = v[1];
-    xi[2] = p0 ? SUB(l, v[2], C(l, p0)) : v[2];
-    xi[3] = p1 ? SUB(l, v[3], C(l, p1)) : v[3];
-    if (p0) guard = AND(l, guard, in_range(l, xi[2], x->shape.d[2]));
-    if (p1) guard = AND(l, guard, in_range(l, xi[3], x->shape.d[3]));
-    k->body = value_at(l, id, xi, guard);
-    emit(l, k);
-    if (share && l->n_pads < 64) {
-      l->pads[l->n_pads].x = id;
-      l->pads[l->n_pads].p0 = (int)p0;
-      l->pads[l->n_pads].p1 = (int)p1;
-      l->pads[l->n_pads].buf = b;
-      l->n_pads++;
-    }
-  }
-  int64_t fd[2] = {N, C_ * Hp * Wp};
+  int b = padded(l, conv, id, p0, p1, false, share);
+  int64_t fd[2] = {x->shape.d[0], x->shape.d[1] * (x->shape.d[2] + 2 * p0) * (x->shape.d[3] + 2 * p1)};
   return view_of(l, b, shape_make(2, fd));
 }
 
@@ -818,7 +825,18 @@ static void lower_pool(L *l, const Node *n, int out) {
   k->red_ext[1] = pa->k[1];
   const Node *x = l->g->nodes[n->in[0]];
   double area = (double)pa->k[0] * pa->k[1];
-  if (n->op == OP_MAXPOOL2D || n->op == OP_MAXPOOL2D_ARGMAX || n->op == OP_AVGPOOL2D) {
+  if ((n->op == OP_MAXPOOL2D || n->op == OP_MAXPOOL2D_ARGMAX) && (pa->pad[0] || pa->pad[1]) &&
+      x->dtype == DT_F32) {
+    /* padded windows read a copy padded with -inf: the window loop then
+     * has no guards and vectorizes like an unpadded one (same maxima and
+     * window indices: padding never wins, as with the guarded -inf) */
+    int xp = padded(l, n, x->id, pa->pad[0], pa->pad[1], true, true);
+    xi[0] = v[0], xi[1] = v[1];
+    xi[2] = window_in(l, v[2], v[4], pa->stride[0], 0, 1);
+    xi[3] = window_in(l, v[3], v[5], pa->stride[1], 0, 1);
+    k->red = n->op == OP_MAXPOOL2D ? RED_MAX : RED_ARGMAX;
+    k->body = vx_load(a, DT_F32, xp, 4, xi, NULL, 0);
+  } else if (n->op == OP_MAXPOOL2D || n->op == OP_MAXPOOL2D_ARGMAX || n->op == OP_AVGPOOL2D) {
     IExpr *guard = NULL;
     xi[0] = v[0], xi[1] = v[1];
     xi[2] = window_in(l, v[2], v[4], pa->stride[0], pa->pad[0], 1);
