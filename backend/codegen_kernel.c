@@ -498,6 +498,25 @@ static bool scatter_plan(const Program *p, const Kernel *k, Scatter *s) {
   return found;
 }
 
+/* The output plane (n, c) at `plane` (H x W), finished, through the kernel's epilogue. */
+static void plane_epilogue(KernelCg *kc, LLVMValueRef n, LLVMValueRef c, LLVMValueRef plane, int64_t H, int64_t W) {
+  if (!kc->k->epilogue) return;
+  CgModule *m = kc->m;
+  LLVMBuilderRef b = kc->b;
+  Loop Lh, Lw;
+  LLVMValueRef h = loop_begin(kc, &Lh, cg_i64(m, 0), cg_i64(m, H), "peh");
+  Lh.hint = LOOP_NO_UNROLL;
+  LLVMValueRef w = loop_begin(kc, &Lw, cg_i64(m, 0), cg_i64(m, W), "pew");
+  LLVMValueRef off = LLVMBuildNSWAdd(b, plane, LLVMBuildNSWAdd(b, LLVMBuildNSWMul(b, h, cg_i64(m, W), ""), w, ""), "");
+  LLVMValueRef pe = LLVMBuildInBoundsGEP2(b, m->t_f32, kc->buf[kc->k->out_buf], &off, 1, "");
+  kc->var[0] = n, kc->var[1] = c, kc->var[2] = h, kc->var[3] = w;
+  kc->acc = LLVMBuildLoad2(b, m->t_f32, pe, "");
+  LLVMBuildStore(b, cg_vx(kc, kc->k->epilogue), pe);
+  kc->acc = NULL;
+  loop_end(kc, &Lw);
+  loop_end(kc, &Lh);
+}
+
 static void emit_scatter(KernelCg *kc, const Scatter *s, LLVMValueRef begin, LLVMValueRef end) {
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
@@ -543,20 +562,7 @@ static void emit_scatter(KernelCg *kc, const Scatter *s, LLVMValueRef begin, LLV
   loop_end(kc, &Loh);
   loop_end(kc, &Lkw);
   loop_end(kc, &Lkh);
-  if (kc->k->epilogue) { /* the finished plane through the epilogue */
-    Loop Lh, Lw;
-    LLVMValueRef h = loop_begin(kc, &Lh, I(0), I(s->H), "seh");
-    Lh.hint = LOOP_NO_UNROLL;
-    LLVMValueRef w = loop_begin(kc, &Lw, I(0), I(s->W), "sew");
-    LLVMValueRef pe =
-        LLVMBuildInBoundsGEP2(b, m->t_f32, out, (LLVMValueRef[]){ADDI(plane, ADDI(MULI(h, I(s->W)), w))}, 1, "");
-    kc->var[0] = n, kc->var[1] = c, kc->var[2] = h, kc->var[3] = w;
-    kc->acc = LLVMBuildLoad2(b, m->t_f32, pe, "");
-    LLVMBuildStore(b, cg_vx(kc, kc->k->epilogue), pe);
-    kc->acc = NULL;
-    loop_end(kc, &Lw);
-    loop_end(kc, &Lh);
-  }
+  plane_epilogue(kc, n, c, plane, s->H, s->W);
   loop_end(kc, &Lc);
   loop_end(kc, &Ln);
 #undef I
@@ -565,6 +571,177 @@ static void emit_scatter(KernelCg *kc, const Scatter *s, LLVMValueRef begin, LLV
 #undef SUBI
 #undef MAXI
 #undef MINI
+}
+
+/* ================= max pooling's adjoint as plane scatter ================= */
+
+/* The adjoint of max pooling with overlapping windows, as lowered:
+ *   dx[n, c, h, w] = sum_{kh, kw} (am[n, c, oh, ow] == kh*KW + kw ? dy[n, c, oh, ow] : 0)
+ * over the windows (oh, ow) = ((h + p0 - kh) / s0, (w + p1 - kw) / s1) that
+ * exist (divisible, in range), every index checked numerically (the loads'
+ * flat offsets, so reshaped dy or am too). It runs per plane (n, c): zero
+ * it, then walk the windows backwards and add each dy to the position its
+ * am names. Backwards, so every dx element receives its terms in the sum's
+ * (kh, kw) order: results are identical. One pass over dy instead of
+ * KH*KW guarded taps per dx element: 2.5-4.5x faster for strided windows
+ * (AlexNet's 3x3/2 pooling 1.28 -> 0.28 ms), as fast for stride 1, where
+ * neighbouring windows share their maximum and the adds form a chain
+ * (per-tap passes without that chain measured slower on 7x7 planes). */
+typedef struct {
+  int dy, am;                 /* the loads' buffers */
+  int64_t C, H, W, OH, OW, KH, KW, s0, s1, p0, p1;
+} PoolScatter;
+
+/* The parts of select(hit, dy, 0): hit = f32(am == pos) [* f32(cond)]. */
+static bool pool_scatter_parts(const VExpr *e, const VExpr **dy, const VExpr **am, const IExpr **pos,
+                               const IExpr **cond) {
+  if (!e || e->op != VX_SELECT || !e->c || e->c->op != VX_CONST || e->c->f != 0.0f || !e->b || e->b->op != VX_LOAD ||
+      e->b->dtype != DT_F32)
+    return false;
+  *dy = e->b;
+  const VExpr *h = e->a;
+  *cond = NULL;
+  if (h && h->op == VX_MUL) {
+    const VExpr *x = h->a, *y = h->b;
+    if (x && x->op == VX_INDEX) {
+      const VExpr *t = x;
+      x = y, y = t;
+    }
+    if (!y || y->op != VX_INDEX) return false;
+    *cond = y->ix;
+    h = x;
+  }
+  if (!h || h->op != VX_CAST || !h->a || h->a->op != VX_EQ) return false;
+  const VExpr *q = h->a;
+  const VExpr *l = q->a, *i = q->b;
+  if (l && l->op == VX_INDEX) {
+    const VExpr *t = l;
+    l = i, i = t;
+  }
+  if (!l || l->op != VX_LOAD || l->dtype != DT_I32 || !i || i->op != VX_INDEX) return false;
+  *am = l;
+  *pos = i->ix;
+  return true;
+}
+
+static int64_t load_flat(const Program *p, const VExpr *l, const int64_t *v, bool *bad) {
+  const Shape *sh = &p->bufs[l->buf].shape;
+  int64_t off = 0;
+  for (int d = 0; d < l->rank; d++) off = off * sh->d[d] + cg_ix_eval(l->idx[d], v, bad);
+  return off;
+}
+
+static bool pool_scatter_check(const Program *p, const Kernel *k, const PoolScatter *s, const VExpr *dy,
+                               const VExpr *am, const IExpr *pos, const IExpr *cond) {
+  int64_t N = k->shape.d[0];
+  int64_t ns[2] = {0, N - 1}, cs[2] = {0, s->C - 1};
+  bool bad = false;
+  for (int a = 0; a < 2; a++)
+    for (int b = 0; b < 2; b++)
+      for (int64_t h = 0; h < s->H; h++)
+        for (int64_t w = 0; w < s->W; w++)
+          for (int64_t kh = 0; kh < s->KH; kh++)
+            for (int64_t kw = 0; kw < s->KW; kw++) {
+              int64_t v[8] = {ns[a], cs[b], h, w, kh, kw, 0, 0};
+              int64_t th = h + s->p0 - kh, tw = w + s->p1 - kw;
+              int64_t oh = th / s->s0, ow = tw / s->s1;
+              bool valid = th >= 0 && tw >= 0 && th % s->s0 == 0 && tw % s->s1 == 0 && oh < s->OH && ow < s->OW;
+              bool g = (!dy->guard || cg_ix_eval(dy->guard, v, &bad)) && (!am->guard || cg_ix_eval(am->guard, v, &bad)) &&
+                       (!cond || cg_ix_eval(cond, v, &bad));
+              if (bad || g != valid) return false;
+              if (!valid) continue;
+              int64_t want = ((ns[a] * s->C + cs[b]) * s->OH + oh) * s->OW + ow;
+              if (load_flat(p, dy, v, &bad) != want || load_flat(p, am, v, &bad) != want ||
+                  cg_ix_eval(pos, v, &bad) != kh * s->KW + kw || bad)
+                return false;
+            }
+  return true;
+}
+
+static bool pool_scatter_plan(const Program *p, const Kernel *k, PoolScatter *s) {
+  const VExpr *dy, *am;
+  const IExpr *pos, *cond;
+  if (k->red != RED_SUM || k->accumulate || k->dtype != DT_F32 || k->shape.rank != 4 || k->n_red != 2 ||
+      (k->epilogue && k->epilogue->dtype != DT_F32) || !pool_scatter_parts(k->body, &dy, &am, &pos, &cond))
+    return false;
+  const Buffer *O = &p->bufs[k->out_buf], *D = &p->bufs[dy->buf], *A = &p->bufs[am->buf];
+  if (O->dtype != DT_F32 || !shape_eq(&O->shape, &k->shape) || D->dtype != DT_F32 || A->dtype != DT_I32 ||
+      bufs_overlap(p, dy->buf, k->out_buf) || bufs_overlap(p, am->buf, k->out_buf) ||
+      shape_numel(&D->shape) != shape_numel(&A->shape))
+    return false;
+  s->dy = dy->buf, s->am = am->buf;
+  s->C = k->shape.d[1], s->H = k->shape.d[2], s->W = k->shape.d[3];
+  s->KH = k->red_ext[0], s->KW = k->red_ext[1];
+  if (s->KH * s->KW > 64 || s->H * s->W * s->KH * s->KW > (1 << 20)) return false;
+  int64_t plane = shape_numel(&D->shape) / (k->shape.d[0] * s->C);
+  if (plane * k->shape.d[0] * s->C != shape_numel(&D->shape)) return false;
+  /* the window geometry: strides and pads within the window (then OH, OW from the plane) */
+  for (int64_t s0 = 1; s0 <= s->KH; s0++)
+    for (int64_t s1 = 1; s1 <= s->KW; s1++)
+      for (int64_t p0 = 0; p0 < s->KH; p0++)
+        for (int64_t p1 = 0; p1 < s->KW; p1++) {
+          int64_t OH = (s->H + 2 * p0 - s->KH) / s0 + 1, OW = (s->W + 2 * p1 - s->KW) / s1 + 1;
+          if (OH < 1 || OW < 1 || OH * OW != plane) continue;
+          s->s0 = s0, s->s1 = s1, s->p0 = p0, s->p1 = p1, s->OH = OH, s->OW = OW;
+          /* stride 1 both ways: the gather is as fast (see above) */
+          if (pool_scatter_check(p, k, s, dy, am, pos, cond)) return s0 > 1 || s1 > 1;
+        }
+  return false;
+}
+
+static void emit_pool_scatter(KernelCg *kc, const PoolScatter *s, LLVMValueRef begin, LLVMValueRef end) {
+  CgModule *m = kc->m;
+  LLVMBuilderRef b = kc->b;
+  LLVMValueRef out = kc->buf[kc->k->out_buf], dy = kc->buf[s->dy], am = kc->buf[s->am];
+#define I(x) cg_i64(m, (x))
+#define ADDI(x, y) LLVMBuildNSWAdd(b, (x), (y), "")
+#define MULI(x, y) LLVMBuildNSWMul(b, (x), (y), "")
+#define SUBI(x, y) LLVMBuildNSWSub(b, (x), (y), "")
+#define ICMP(p, x, y) LLVMBuildICmp(b, (p), (x), (y), "")
+  Loop Ln, Lc, Lz, Lo;
+  LLVMValueRef n = loop_begin(kc, &Ln, begin, end, "pn");
+  Ln.hint = LOOP_NO_UNROLL;
+  LLVMValueRef c = loop_begin(kc, &Lc, I(0), I(s->C), "pc");
+  Lc.hint = LOOP_NO_UNROLL;
+  LLVMValueRef nc = ADDI(MULI(n, I(s->C)), c);
+  LLVMValueRef plane = MULI(nc, I(s->H * s->W)), yplane = MULI(nc, I(s->OH * s->OW));
+  LLVMValueRef z = loop_begin(kc, &Lz, I(0), I(s->H * s->W), "pz");
+  LLVMBuildStore(b, cg_f32(m, 0.0), LLVMBuildInBoundsGEP2(b, m->t_f32, out, (LLVMValueRef[]){ADDI(plane, z)}, 1, ""));
+  loop_end(kc, &Lz);
+  /* windows t = OH*OW-1 .. 0: row-major descending, so the windows that
+   * share a dx element reach it in ascending (kh, kw) */
+  LLVMValueRef r = loop_begin(kc, &Lo, I(0), I(s->OH * s->OW), "pw");
+  Lo.hint = LOOP_NO_UNROLL;
+  LLVMValueRef t = SUBI(I(s->OH * s->OW - 1), r), yo = ADDI(yplane, t);
+  LLVMValueRef oh = LLVMBuildSDiv(b, t, I(s->OW), ""), ow = LLVMBuildSRem(b, t, I(s->OW), "");
+  LLVMValueRef a = LLVMBuildLoad2(b, m->t_i32, LLVMBuildInBoundsGEP2(b, m->t_i32, am, &yo, 1, ""), "");
+  a = LLVMBuildSExt(b, a, m->t_i64, "");
+  /* am outside [0, KH*KW) names no tap: nothing to add (as in the sum) */
+  LLVMValueRef ok = LLVMBuildAnd(b, ICMP(LLVMIntSGE, a, I(0)), ICMP(LLVMIntSLT, a, I(s->KH * s->KW)), "");
+  LLVMValueRef ac = LLVMBuildSelect(b, ok, a, I(0), "");
+  LLVMValueRef kh = LLVMBuildUDiv(b, ac, I(s->KW), ""), kw = LLVMBuildURem(b, ac, I(s->KW), "");
+  LLVMValueRef h = ADDI(SUBI(MULI(oh, I(s->s0)), I(s->p0)), kh), w = ADDI(SUBI(MULI(ow, I(s->s1)), I(s->p1)), kw);
+  ok = LLVMBuildAnd(b, ok, LLVMBuildAnd(b, ICMP(LLVMIntSGE, h, I(0)), ICMP(LLVMIntSLT, h, I(s->H)), ""), "");
+  ok = LLVMBuildAnd(b, ok, LLVMBuildAnd(b, ICMP(LLVMIntSGE, w, I(0)), ICMP(LLVMIntSLT, w, I(s->W)), ""), "");
+  LLVMBasicBlockRef bb_add = LLVMAppendBasicBlockInContext(m->ctx, kc->fn, "pool.add");
+  LLVMBasicBlockRef bb_next = LLVMAppendBasicBlockInContext(m->ctx, kc->fn, "pool.next");
+  LLVMBuildCondBr(b, ok, bb_add, bb_next);
+  LLVMPositionBuilderAtEnd(b, bb_add);
+  LLVMValueRef xo = ADDI(plane, ADDI(MULI(h, I(s->W)), w));
+  LLVMValueRef po = LLVMBuildInBoundsGEP2(b, m->t_f32, out, &xo, 1, "");
+  LLVMValueRef g = LLVMBuildLoad2(b, m->t_f32, LLVMBuildInBoundsGEP2(b, m->t_f32, dy, &yo, 1, ""), "");
+  LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildLoad2(b, m->t_f32, po, ""), g, ""), po);
+  LLVMBuildBr(b, bb_next);
+  LLVMPositionBuilderAtEnd(b, bb_next);
+  loop_end(kc, &Lo);
+  plane_epilogue(kc, n, c, plane, s->H, s->W);
+  loop_end(kc, &Lc);
+  loop_end(kc, &Ln);
+#undef I
+#undef ADDI
+#undef MULI
+#undef SUBI
+#undef ICMP
 }
 
 /* ================= stores and reductions ================= */
@@ -1349,7 +1526,9 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   else {
     kc.branch_guards = true;
     Scatter sc;
+    PoolScatter ps;
     if (noalias && scatter_plan(p, k, &sc)) emit_scatter(&kc, &sc, begin, end);
+    else if (noalias && pool_scatter_plan(p, k, &ps)) emit_pool_scatter(&kc, &ps, begin, end);
     else if (cg_kernel_uses_reorder(p, k)) emit_reordered_nest(&kc, begin, end);
     else emit_standard_nest(&kc, &slots, begin, end);
   }
