@@ -8,7 +8,8 @@
 #    and inference, at 1 and 2 threads; `dlrun bench` and bench/torch_step.py alternate per
 #    workload (same minute, same machine load). Torch threading: 1 thread = torch 1 thread,
 #    OpenBLAS 1; 2 threads = the best reference config (MLP: torch 1 + OpenBLAS 2, convnets:
-#    torch 2 + OpenBLAS 1; see /work/shared/bench/README.md). Ratio = torch ms / dlc ms (> 1: dlc faster).
+#    torch 2 + OpenBLAS 1; see /work/shared/bench/README.md). Ratio = torch ms / dlc ms (> 1: dlc faster),
+#    the median over ROUNDS (default 3) alternating rounds.
 # 2. GEMM table: bench/gemm_bench.c (dlc's GEMM kernel vs cblas_sgemm, same process, alternating).
 # 3. Fused elementwise vs STREAM triad: bench/models/{triad,relu_chain}_16m.dl (one fused kernel each
 #    over 16M floats) against /work/shared/bench/stream.c, 1 and 2 threads (target: ratio >= 0.8).
@@ -36,15 +37,33 @@ torch_ms() { # letter threads -> "train_ms infer_ms"
     awk '/^torch_train_ms/{t=$2} /^torch_infer_ms/{i=$2} END{print t, i}'
 }
 
-echo "== workloads: median ms per step ($STEPS steps; ratio = torch / dlc) =="
-printf "%-28s %3s | %9s %9s %6s | %9s %9s %6s\n" model thr "dlc train" "torch" ratio "dlc infer" "torch" ratio
+# ROUNDS rounds per workload, dlc and torch alternating within each round; the
+# table shows the median step times over the rounds and the median of the
+# per-round ratios (each ratio from two runs in the same minute: robust to the
+# host's drift between minutes, which a single pair is not). min-max of the
+# per-round ratios in the last columns.
+ROUNDS="${ROUNDS:-3}"
+echo "== workloads: median ms per step ($STEPS steps, $ROUNDS rounds; ratio = torch / dlc, median of rounds) =="
+printf "%-28s %3s | %9s %9s %6s %11s | %9s %9s %6s %11s\n" model thr "dlc train" "torch" ratio "range" "dlc infer" "torch" ratio "range"
 for spec in a:mlp_784_256_10_b128 b:mlp_784_1024_1024_10_b256 c:lenet5_b64 d:vgg_small_b64; do
   L=${spec%%:*}; M=${spec#*:}
   for T in 1 2; do
-    read -r dt di < <(dl_ms "$M" "$T")
-    if [ $HAVE_TORCH = 1 ]; then read -r tt ti < <(torch_ms "$L" "$T"); else tt=nan; ti=nan; fi
-    awk -v m="$M" -v T="$T" -v dt="$dt" -v tt="$tt" -v di="$di" -v ti="$ti" 'BEGIN{
-      printf "%-28s %3s | %9.3f %9.3f %6.2f | %9.3f %9.3f %6.2f\n", m, T, dt, tt, (dt>0?tt/dt:0), di, ti, (di>0?ti/di:0)}'
+    LOG=$(mktemp)
+    for R in $(seq "$ROUNDS"); do
+      read -r dt di < <(dl_ms "$M" "$T")
+      if [ $HAVE_TORCH = 1 ]; then read -r tt ti < <(torch_ms "$L" "$T"); else tt=nan; ti=nan; fi
+      echo "$dt $tt $di $ti" >> "$LOG"
+    done
+    awk -v m="$M" -v T="$T" '
+      function med(a, n,   i, j, t) { for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+                                     return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
+      { n++; dt[n] = $1; tt[n] = $2; di[n] = $3; ti[n] = $4; rt[n] = ($1 > 0 ? $2 / $1 : 0); ri[n] = ($3 > 0 ? $4 / $3 : 0) }
+      END {
+        lo_t = hi_t = rt[1]; lo_i = hi_i = ri[1]
+        for (i = 1; i <= n; i++) { if (rt[i] < lo_t) lo_t = rt[i]; if (rt[i] > hi_t) hi_t = rt[i]; if (ri[i] < lo_i) lo_i = ri[i]; if (ri[i] > hi_i) hi_i = ri[i] }
+        printf "%-28s %3s | %9.3f %9.3f %6.2f %5.2f-%5.2f | %9.3f %9.3f %6.2f %5.2f-%5.2f\n", m, T,
+               med(dt, n), med(tt, n), med(rt, n), lo_t, hi_t, med(di, n), med(ti, n), med(ri, n), lo_i, hi_i }' "$LOG"
+    rm -f "$LOG"
   done
 done
 
