@@ -417,8 +417,8 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
   }
   /* the dot form: both operands contiguous along k (the transposed-both
    * shape of filter gradients), K much longer than M and N */
-  if (!g->tc && g->batch == 1 && oa->fast && ob->fast && oa->x_affine && ob->x_affine && oa->k_unit &&
-      ob->k_unit && g->M <= DOT_MAX_M && g->N <= 256 && g->K >= 16 * g->N) {
+  if (!g->tc && g->batch == 1 && oa->fast && ob->fast && oa->k_unit && ob->k_unit && g->M <= DOT_MAX_M &&
+      g->N <= 256 && g->K >= 16 * g->N) {
     int64_t run = dot_run(p, k, g);
     /* a run longer than a block is cut into equal contiguous pieces */
     if (run > DOT_BLOCK) {
@@ -1182,6 +1182,19 @@ static void loop_phis(KernelCg *kc, GLoop *L, LLVMBasicBlockRef pre, LLVMTypeRef
  * tail), kept in the thread's scratch between blocks; after the last block
  * they are reduced in lane order and the epilogue writes C. The order of
  * every sum is fixed by the plan alone, whatever the units' split. */
+/* The part of operand w's offset from its own flat index x (C's row for P,
+ * column for Q): x * coef, or computed from the index expression (an
+ * implicit im2col's window offset c*Hp*Wp + kh*Wp + kw). */
+static LLVMValueRef own_offset(GemmCg *G, int w, LLVMValueRef x) {
+  KernelCg *kc = G->kc;
+  const GemmOperand *o = &G->g->op[w];
+  if (o->x_affine) return MUL(kc, x, o->x_coef);
+  zero_vars(G);
+  if (w == 0) set_row_vars(G, x);
+  else set_col_vars(G, x);
+  return SUB(kc, emit_offset(kc, w == 0 ? G->g->P : G->g->Q), I64(kc, o->f0));
+}
+
 static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end) {
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
@@ -1236,11 +1249,9 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   LLVMValueRef ib = gloop_begin(kc, &Li, I64(kc, 0), I64(kc, g->M), RM, "di");
   LLVMValueRef arow[MAXT], brow[MAXT];
   for (int i = 0; i < RM; i++)
-    arow[i] = GEPF(kc, Pb, ADD(kc, base0, MUL(kc, MIN(kc, ADD(kc, ib, I64(kc, i)), I64(kc, g->M - 1)),
-                                                g->op[0].x_coef)));
+    arow[i] = GEPF(kc, Pb, ADD(kc, base0, own_offset(&G, 0, MIN(kc, ADD(kc, ib, I64(kc, i)), I64(kc, g->M - 1)))));
   for (int j = 0; j < RN; j++)
-    brow[j] = GEPF(kc, Qb, ADD(kc, base1, MUL(kc, MIN(kc, ADD(kc, jb, I64(kc, j)), I64(kc, g->N - 1)),
-                                                g->op[1].x_coef)));
+    brow[j] = GEPF(kc, Qb, ADD(kc, base1, own_offset(&G, 1, MIN(kc, ADD(kc, jb, I64(kc, j)), I64(kc, g->N - 1)))));
   /* accumulators as phis of the run loop and the k loop, starting from the
    * tile's accumulators of the previous block */
   LLVMValueRef accR[MAXT], accT[MAXT], cur[MAXT], init[MAXT];

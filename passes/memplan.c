@@ -37,6 +37,13 @@ static bool reads_elsewhere(const Program *p, const VExpr *e, int b, int rank) {
          reads_elsewhere(p, e->c, b, rank);
 }
 
+/* Does expression e load (a view of) root buffer b? */
+static bool reads_buf(const Program *p, const VExpr *e, int b) {
+  if (!e) return false;
+  if (e->op == VX_LOAD && root(p, e->buf) == b) return true;
+  return reads_buf(p, e->a, b) || reads_buf(p, e->b, b) || reads_buf(p, e->c, b);
+}
+
 static int64_t bytes_of(const Buffer *b) { return (shape_numel(&b->shape) * 4 + ALIGN - 1) / ALIGN * ALIGN; }
 
 typedef struct {
@@ -56,6 +63,24 @@ static int64_t plan_entry(Program *p, const Entry *en, Arena *a) {
     if (K->accumulate && last[o] < k) last[o] = k;
     note_reads(p, K->body, k, last);
     note_reads(p, K->epilogue, k, last);
+  }
+  /* A batched product that reads the previous kernel's per-image result
+   * may run image by image with it (the backend's per-image fusion:
+   * im2col -> GEMM, GEMM -> col2im; KIR_IMAGE_SLICE_BYTES), so what that
+   * kernel reads stays live through the product: the product's result must
+   * not take its memory. */
+  for (int k = 0; k + 1 < nk; k++) {
+    const Kernel *K = en->kernels[k], *N = en->kernels[k + 1];
+    if (N->red != RED_SUM || K->shape.rank < 3 || N->shape.rank < 3 || K->shape.d[0] != N->shape.d[0] ||
+        4 * shape_numel(&K->shape) / K->shape.d[0] > KIR_IMAGE_SLICE_BYTES ||
+        !reads_buf(p, N->body, root(p, K->out_buf)))
+      continue;
+    int *mark = ARENA_ARRAY(a, int, nb);
+    for (int b = 0; b < nb; b++) mark[b] = -1;
+    note_reads(p, K->body, k, mark);
+    note_reads(p, K->epilogue, k, mark);
+    for (int b = 0; b < nb; b++)
+      if (mark[b] == k && last[b] == k) last[b] = k + 1;
   }
   Slot *live = ARENA_ARRAY(a, Slot, nb + 1);
   int nlive = 0;
