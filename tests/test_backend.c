@@ -698,6 +698,7 @@ static void test_gemm_path(void **state) {
   /* the dot form (both operands contiguous along k; a masked run tail) */
   gemm_case_x(1, 6, 75, 20003, false, true, true, false, X_DOT);
   gemm_case_x(1, 7, 30, 4096, false, true, false, false, X_DOT);
+  gemm_case_x(1, 32, 27, 4099, false, true, true, false, X_DOT); /* narrow N: up to 32 rows */
 }
 
 /* Random shapes over every plan mode (in-place A/B, transposed A, column
