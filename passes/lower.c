@@ -636,7 +636,7 @@ static bool lower_conv_flat(L *l, const Node *n, int out) {
     wi[3] = SUB(l, C(l, KW - 1), ix_bin(a, IX_MOD, v[1], C(l, KW)));
     kt->body = value_at(l, w->id, wi, NULL);
     emit(l, kt);
-    int dv = padded_flat(l, n, dy->id, q0, q1, false);
+    int dv = padded_flat(l, n, dy->id, q0, q1, true);
     int xw = kir_buffer(l->p, arena_printf(a, "%%t%d.wide", n->id), BUF_TEMP, DT_F32, shape_make(3, xd), (int)l->e);
     Kernel *k = new_kernel(l, n, xw, "conv2d_bwd_data");
     k->red = RED_SUM;
@@ -657,23 +657,35 @@ static bool lower_conv_flat(L *l, const Node *n, int out) {
   if (!conv_is_flat(cv, C_, KH, KW, Ho, Wo)) return false;
   int64_t Hp = x->shape.d[2] + 2 * cv->pad[0], Wp = x->shape.d[3] + 2 * cv->pad[1], Q = (Ho - 1) * Wp + Wo;
   int xv = padded_flat(l, n, x->id, cv->pad[0], cv->pad[1], true);
-  /* dyw[n, o, oh, ow] = dy[n, o, oh, ow] for ow < Wo, else 0 (ow < Wp), read as [N, O, Ho*Wp] */
-  int64_t dd[4] = {N, O, Ho, Wp}, dv[3] = {N, O, Ho * Wp};
-  int dw4 = kir_buffer(l->p, arena_printf(a, "%%t%d.dywide", n->id), BUF_TEMP, DT_F32, shape_make(4, dd), (int)l->e);
-  Kernel *kw_ = new_kernel(l, n, dw4, "conv2d_widen");
-  kw_->ops = "widen";
-  kw_->body = value_at(l, dy->id, v, Wp > Wo ? ix_bin(a, IX_LT, v[3], C(l, Wo)) : NULL);
-  emit(l, kw_);
-  int dw = view_of(l, dw4, shape_make(3, dv));
+  /* dy at the padded width Wp, zero in the extra columns: with "same"
+   * padding ((K-1)*d = 2p) that is the data gradient's padded dy (rows of
+   * Wp = Wo + 2p, dy at column p), read from row p, column p on: shared */
+  int dw;
+  IExpr *pi[3];
+  int64_t q0 = (KH - 1) * d0 - cv->pad[0], q1 = (KW - 1) * d1 - cv->pad[1];
+  bool same = q0 == cv->pad[0] && q1 == cv->pad[1];
+  if (same) {
+    dw = padded_flat(l, n, dy->id, q0, q1, true);
+    int64_t Hq = Ho + 2 * q0;
+    pi[0] = v[4], pi[1] = ADD(l, ADD(l, MUL(l, v[0], Hq * Wp), C(l, q0 * Wp + q1)), v[5]);
+  } else { /* dyw[n, o, oh, ow] = dy[n, o, oh, ow] for ow < Wo, else 0 (ow < Wp), read as [N, O, Ho*Wp] */
+    int64_t dd[4] = {N, O, Ho, Wp}, dv[3] = {N, O, Ho * Wp};
+    int dw4 = kir_buffer(l->p, arena_printf(a, "%%t%d.dywide", n->id), BUF_TEMP, DT_F32, shape_make(4, dd), (int)l->e);
+    Kernel *kw_ = new_kernel(l, n, dw4, "conv2d_widen");
+    kw_->ops = "widen";
+    kw_->body = value_at(l, dy->id, v, Wp > Wo ? ix_bin(a, IX_LT, v[3], C(l, Wo)) : NULL);
+    emit(l, kw_);
+    dw = view_of(l, dw4, shape_make(3, dv));
+    pi[0] = v[4], pi[1] = v[0], pi[2] = v[5];
+  }
   Kernel *k = new_kernel(l, n, out, "conv2d_bwd_filter");
   k->red = RED_SUM;
   k->n_red = 2;
   k->red_ext[0] = N;
   k->red_ext[1] = Q;
-  IExpr *pi[3] = {v[4], v[0], v[5]};
   IExpr *off = ADD(l, ADD(l, MUL(l, v[1], Hp * Wp), MUL(l, v[2], d0 * Wp)), MUL(l, v[3], d1));
   IExpr *bi[2] = {v[4], ADD(l, off, v[5])};
-  k->body = vx_bin(a, VX_MUL, vx_load(a, DT_F32, dw, 3, pi, NULL, 0), vx_load(a, DT_F32, xv, 2, bi, NULL, 0));
+  k->body = vx_bin(a, VX_MUL, vx_load(a, DT_F32, dw, same ? 2 : 3, pi, NULL, 0), vx_load(a, DT_F32, xv, 2, bi, NULL, 0));
   emit(l, k);
   k->flops = 2 * O * C_ * KH * KW * N * Ho * Wo;
   return true;
