@@ -582,7 +582,8 @@ static void emit_scatter(KernelCg *kc, const Scatter *s, LLVMValueRef begin, LLV
  * flat offsets, so reshaped dy or am too). It runs per plane (n, c): zero
  * it, then walk the windows backwards and add each dy to the position its
  * am names. Backwards, so every dx element receives its terms in the sum's
- * (kh, kw) order: results are identical. One pass over dy instead of
+ * (kh, kw) order (the gather's fast-math sum may reassociate them: a test
+ * compares both within rounding, DLC_POOL_SCATTER=0). One pass over dy instead of
  * KH*KW guarded taps per dx element: 2.5-4.5x faster for strided windows
  * (AlexNet's 3x3/2 pooling 1.28 -> 0.28 ms), as fast for stride 1, where
  * neighbouring windows share their maximum and the adds form a chain
@@ -687,6 +688,12 @@ static bool pool_scatter_plan(const Program *p, const Kernel *k, PoolScatter *s)
           if (pool_scatter_check(p, k, s, dy, am, pos, cond)) return s0 > 1 || s1 > 1;
         }
   return false;
+}
+
+/* DLC_POOL_SCATTER=0: the gather instead (a test compares the two bit for bit). */
+static bool pool_scatter_on(void) {
+  const char *e = getenv("DLC_POOL_SCATTER");
+  return !(e && e[0] == '0');
 }
 
 static void emit_pool_scatter(KernelCg *kc, const PoolScatter *s, LLVMValueRef begin, LLVMValueRef end) {
@@ -1528,7 +1535,7 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
     Scatter sc;
     PoolScatter ps;
     if (noalias && scatter_plan(p, k, &sc)) emit_scatter(&kc, &sc, begin, end);
-    else if (noalias && pool_scatter_plan(p, k, &ps)) emit_pool_scatter(&kc, &ps, begin, end);
+    else if (noalias && pool_scatter_on() && pool_scatter_plan(p, k, &ps)) emit_pool_scatter(&kc, &ps, begin, end);
     else if (cg_kernel_uses_reorder(p, k)) emit_reordered_nest(&kc, begin, end);
     else emit_standard_nest(&kc, &slots, begin, end);
   }

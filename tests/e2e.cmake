@@ -66,5 +66,9 @@ foreach(model ${DLC_EXAMPLE_MODELS} ${DLC_CONFORMANCE_CASES} ${DLC_REGRESSION_CA
       # every convolution through im2col, so that there is something to fuse
       set_tests_properties(image_fusion.${name} PROPERTIES ENVIRONMENT "DLC_CONV_FLAT=0")
     endif()
+    # models with max pooling: its adjoint as a scatter agrees with the gather
+    if(src MATCHES "maxpool2d")
+      add_test(NAME pool_scatter.${name} COMMAND test_opt_levels --env DLC_POOL_SCATTER=0 ${model})
+    endif()
   endif()
 endforeach()

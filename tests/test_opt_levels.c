@@ -5,11 +5,14 @@
  * params/state elementwise: |a - b| <= 1e-5 |b| + 1e-6 (1 + max|B|): 1e-5
  * relative, with an absolute term (a millionth of the tensor's scale) for
  * elements that cancel to near zero.
- * With --image-fusion it compares, both at -O2, the backend without and
- * with per-image fusion (DLC_IMAGE_FUSION=0 / default: a convolution's data
- * gradient and its col2im in one pass through scratch), which must agree
- * bit for bit.
- * usage: test_opt_levels [--image-fusion] MODEL.dl */
+ * With --bitwise VAR=VALUE it compares, both at -O2, the backend with the
+ * environment variable set and without, which must agree bit for bit
+ * (DLC_IMAGE_FUSION=0: without per-image fusion, a convolution's data
+ * gradient and its col2im in one pass through scratch); --env VAR=VALUE
+ * likewise within the tolerance above (DLC_POOL_SCATTER=0: max pooling's
+ * adjoint as the gather, whose 9-term sums LLVM may reassociate, instead of
+ * the scatter). --image-fusion is --bitwise DLC_IMAGE_FUSION=0.
+ * usage: test_opt_levels [--image-fusion | --bitwise VAR=VALUE | --env VAR=VALUE] MODEL.dl */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -48,14 +51,21 @@ static int build(const char *path, int level, DrvModel *m, DlrtModel **inst) {
 }
 
 int main(int argc, char **argv) {
-  bool fusion = argc == 3 && !strcmp(argv[1], "--image-fusion");
-  if (argc != 2 && !fusion) return 2;
+  char var[64] = "", *val = NULL;
+  if (argc == 3 && !strcmp(argv[1], "--image-fusion")) snprintf(var, sizeof var, "DLC_IMAGE_FUSION=0");
+  else if (argc == 4 && (!strcmp(argv[1], "--bitwise") || !strcmp(argv[1], "--env")))
+    snprintf(var, sizeof var, "%s", argv[2]);
+  else if (argc != 2) return 2;
+  bool variant = var[0] != 0;                           /* two backend variants at -O2 */
+  bool fusion = variant && strcmp(argv[1], "--env") != 0; /* ... compared bit for bit */
+  if (variant && !(val = strchr(var, '='))) return 2;
+  if (variant) *val++ = 0;
   const char *path = argv[argc - 1];
   DrvModel m0, m2;
   DlrtModel *a = NULL, *b = NULL;
-  if (fusion) setenv("DLC_IMAGE_FUSION", "0", 1);
-  if (build(path, fusion ? 2 : 0, &m0, &a)) return 1;
-  if (fusion) unsetenv("DLC_IMAGE_FUSION");
+  if (variant) setenv(var, val, 1);
+  if (build(path, variant ? 2 : 0, &m0, &a)) return 1;
+  if (variant) unsetenv(var);
   if (build(path, 2, &m2, &b)) return 1;
   if (!m0.desc.entries[DLRT_ENTRY_TRAIN]) {
     printf("no training step: nothing to compare\n");
@@ -86,7 +96,7 @@ int main(int argc, char **argv) {
     const float *x = dlrt_model_data(a, i), *y = dlrt_model_data(b, j);
     if (fusion) {
       if (memcmp(x, y, (size_t)n * 4)) {
-        printf("FAIL %s: differs with per-image fusion\n", d0->name);
+        printf("FAIL %s: differs without %s=%s\n", d0->name, var, val);
         bad++;
       }
       compared++;
@@ -97,7 +107,11 @@ int main(int argc, char **argv) {
     for (int64_t k = 0; k < n; k++) {
       double tol = 1e-5 * fabs(y[k]) + 1e-6 * (1.0 + scale);
       if (!(fabs((double)x[k] - y[k]) <= tol)) {
-        printf("FAIL %s[%lld] (role %d): -O0 %.9g, -O2 %.9g\n", d0->name, (long long)k, role, x[k], y[k]);
+        if (variant)
+          printf("FAIL %s[%lld] (role %d): %s=%s %.9g, default %.9g\n", d0->name, (long long)k, role, var, val, x[k],
+                 y[k]);
+        else
+          printf("FAIL %s[%lld] (role %d): -O0 %.9g, -O2 %.9g\n", d0->name, (long long)k, role, x[k], y[k]);
         bad++;
         break;
       }
