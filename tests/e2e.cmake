@@ -66,6 +66,12 @@ foreach(model ${DLC_EXAMPLE_MODELS} ${DLC_CONFORMANCE_CASES} ${DLC_REGRESSION_CA
       # every convolution through im2col, so that there is something to fuse
       set_tests_properties(image_fusion.${name} PROPERTIES ENVIRONMENT "DLC_CONV_FLAT=0")
     endif()
+    # models with convolutions: implicit im2col and im2col agree (each way
+    # for every convolution against the default choice)
+    if(src MATCHES "conv2d" AND name MATCHES "^example")
+      add_test(NAME conv_paths.${name}.im2col COMMAND test_opt_levels --env DLC_CONV_FLAT=0 ${model})
+      add_test(NAME conv_paths.${name}.implicit COMMAND test_opt_levels --env DLC_CONV_FLAT=1 ${model})
+    endif()
     # models with max pooling: its adjoint as a scatter agrees with the gather
     if(src MATCHES "maxpool2d")
       add_test(NAME pool_scatter.${name} COMMAND test_opt_levels --env DLC_POOL_SCATTER=0 ${model})
