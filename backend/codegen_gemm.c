@@ -461,7 +461,10 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   bool ok = plan(m, p, k, g);
   const char *dbg = getenv("DLC_DEBUG"); /* >= 2: the GEMM plans on stderr */
   if (ok && dbg && atoi(dbg) >= 2)
-    fprintf(stderr, "%s: b%lld M%lld N%lld K%lld MR%lld NR%lld KC%lld da%d dat%d db%d dot%d tc%d split%d opA(f%d xa%d ka%d xu%d ku%d) opB(f%d xa%d ka%d xu%d ku%d)\n",
+    fprintf(stderr,
+            "dlc-debug: gemm plan %s: batch %lld M %lld N %lld K %lld tile %lldx%lld KC %lld"
+            " direct A/A^T/B %d%d%d dot %d transposed %d split-N %d"
+            " P(fast %d affine x/k %d%d unit x/k %d%d) Q(fast %d affine x/k %d%d unit x/k %d%d)\n",
             k->name, (long long)g->batch, (long long)g->M, (long long)g->N, (long long)g->K, (long long)g->MR,
             (long long)g->NR, (long long)g->KC, g->direct_a, g->direct_at, g->direct_b, g->dot, g->tc, g->split_n,
             g->op[0].fast, g->op[0].x_affine, g->op[0].k_affine, g->op[0].x_unit, g->op[0].k_unit, g->op[1].fast,
