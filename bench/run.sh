@@ -43,6 +43,10 @@ torch_ms() { # letter threads -> "train_ms infer_ms"
 # host's drift between minutes, which a single pair is not). min-max of the
 # per-round ratios in the last columns.
 ROUNDS="${ROUNDS:-3}"
+# awk: the median of a[1..n] (sorts a)
+AWK_MED='function med(a, n,   i, j, t) {
+  for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+  return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }'
 echo "== workloads: median ms per step ($STEPS steps, $ROUNDS rounds; ratio = torch / dlc, median of rounds) =="
 printf "%-28s %3s | %9s %9s %6s %11s | %9s %9s %6s %11s\n" model thr "dlc train" "torch" ratio "range" "dlc infer" "torch" ratio "range"
 for spec in a:mlp_784_256_10_b128 b:mlp_784_1024_1024_10_b256 c:lenet5_b64 d:vgg_small_b64; do
@@ -54,9 +58,7 @@ for spec in a:mlp_784_256_10_b128 b:mlp_784_1024_1024_10_b256 c:lenet5_b64 d:vgg
       if [ $HAVE_TORCH = 1 ]; then read -r tt ti < <(torch_ms "$L" "$T"); else tt=nan; ti=nan; fi
       echo "$dt $tt $di $ti" >> "$LOG"
     done
-    awk -v m="$M" -v T="$T" '
-      function med(a, n,   i, j, t) { for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-                                     return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
+    awk -v m="$M" -v T="$T" "$AWK_MED"'
       { n++; dt[n] = $1; tt[n] = $2; di[n] = $3; ti[n] = $4; rt[n] = ($1 > 0 ? $2 / $1 : 0); ri[n] = ($3 > 0 ? $4 / $3 : 0) }
       END {
         lo_t = hi_t = rt[1]; lo_i = hi_i = ri[1]
@@ -150,19 +152,28 @@ echo
 echo "== Fashion-MNIST epoch (2 threads, per-step batch gathering included, file loading not) =="
 # dlc: `dlrun train` epoch time (examples/mnist_mlp.dl B=128, examples/lenet.dl B=64: the models
 # and batch sizes of /work/shared/bench/torch_train_fmnist.py); torch: that script's epoch time with
-# 2 torch threads and OpenBLAS at 1 thread (its fastest 2-core setting). One epoch each, alternating.
+# 2 torch threads and OpenBLAS at 1 thread (its fastest 2-core setting). One epoch each, alternating,
+# in ROUNDS rounds: median times and the median of the per-round ratios (range beside it).
 if [ -d /usr/share/datasets/fashion-mnist ]; then
-  printf "%-6s | %9s %9s %6s\n" model "dlc s" "torch s" ratio
+  printf "%-6s | %9s %9s %6s %11s\n" model "dlc s" "torch s" ratio range
   for spec in mlp:mnist_mlp lenet:lenet; do
     N=${spec%%:*}; E=${spec#*:}
-    dt=$("$DLRUN" train "$ROOT/examples/$E.dl" --data fashion-mnist --epochs 1 --threads 2 2>/dev/null |
-         awk '/^epoch 1\/1/{print $NF}' | tr -d s)
-    tt=nan
-    if [ $HAVE_TORCH = 1 ]; then
-      tt=$(cd /tmp && OPENBLAS_NUM_THREADS=1 $PY /work/shared/bench/torch_train_fmnist.py --models "$N" --epochs 1 \
-           --threads 2 2>/dev/null | awk -v n="$N" '$1=="fmnist_"n"_2T_epoch1_time"{print $2}')
-    fi
-    awk -v n="$N" -v d="$dt" -v t="$tt" 'BEGIN{printf "%-6s | %9.2f %9.2f %6.2f\n", n, d, t, (d>0?t/d:0)}'
+    LOG=$(mktemp)
+    for R in $(seq "$ROUNDS"); do
+      dt=$("$DLRUN" train "$ROOT/examples/$E.dl" --data fashion-mnist --epochs 1 --threads 2 2>/dev/null |
+           awk '/^epoch 1\/1/{print $NF}' | tr -d s)
+      tt=nan
+      if [ $HAVE_TORCH = 1 ]; then
+        tt=$(cd /tmp && OPENBLAS_NUM_THREADS=1 $PY /work/shared/bench/torch_train_fmnist.py --models "$N" --epochs 1 \
+             --threads 2 2>/dev/null | awk -v n="$N" '$1=="fmnist_"n"_2T_epoch1_time"{print $2}')
+      fi
+      echo "$dt $tt" >> "$LOG"
+    done
+    awk -v n="$N" "$AWK_MED"'
+      { k++; d[k] = $1; t[k] = $2; r[k] = ($1 > 0 ? $2 / $1 : 0) }
+      END { lo = hi = r[1]; for (i = 1; i <= k; i++) { if (r[i] < lo) lo = r[i]; if (r[i] > hi) hi = r[i] }
+            printf "%-6s | %9.2f %9.2f %6.2f %5.2f-%5.2f\n", n, med(d, k), med(t, k), med(r, k), lo, hi }' "$LOG"
+    rm -f "$LOG"
   done
 else
   echo "# dataset-fashion-mnist is not installed: skipped"
