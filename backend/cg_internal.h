@@ -181,6 +181,8 @@ void cg_debug_set_gemm(int mode);
 
 /* Value of an index expression at loop var values v (*bad on division by 0). */
 int64_t cg_ix_eval(const IExpr *e, const int64_t *v, bool *bad);
+/* The flat (row-major) offset of load l at loop var values v. */
+int64_t cg_load_offset(const Program *p, const VExpr *l, const int64_t *v, bool *bad);
 
 /* ---- codegen_kernel.c: analysis shared with codegen_gemm.c ---- */
 /* A plain sum whose output memory can hold partial sums (see reorder_legal). */

@@ -174,7 +174,7 @@ static int64_t ix_eval(const IExpr *e, const int64_t *v, bool *bad) {
 }
 
 /* Linear element offset of load l at loop var values v. */
-static int64_t load_offset(const Program *p, const VExpr *l, const int64_t *v, bool *bad) {
+int64_t cg_load_offset(const Program *p, const VExpr *l, const int64_t *v, bool *bad) {
   const Shape *sh = &p->bufs[l->buf].shape;
   int64_t off = 0;
   for (int d = 0; d < l->rank; d++) off = off * sh->d[d] + ix_eval(l->idx[d], v, bad);
@@ -243,7 +243,7 @@ static void analyse_operand(const Program *p, const Kernel *k, const GemmPlan *g
     separable = ix_separable(e->idx[d], var_group, k->shape.rank + k->n_red);
   int64_t v[2 * IR_MAX_RANK] = {0};
   bool bad = false;
-  int64_t f0 = load_offset(p, e, v, &bad);
+  int64_t f0 = cg_load_offset(p, e, v, &bad);
   if (!separable) {
     /* check numerically over the whole domain when it is small (e.g. a flatten's div/mod) */
     int64_t pts = G.size[0] * G.size[1] * G.size[2];
@@ -254,7 +254,7 @@ static void analyse_operand(const Program *p, const Kernel *k, const GemmPlan *g
       for (int64_t t = 0; t < G.size[q]; t++) {
         memset(v, 0, sizeof v);
         group_point(&G, q, t, v);
-        (q == 0 ? fb : q == 1 ? f1 : f2)[t] = load_offset(p, e, v, &bad) - f0;
+        (q == 0 ? fb : q == 1 ? f1 : f2)[t] = cg_load_offset(p, e, v, &bad) - f0;
       }
     for (int64_t b = 0; b < G.size[0] && !bad; b++)
       for (int64_t x = 0; x < G.size[1] && !bad; x++)
@@ -263,7 +263,7 @@ static void analyse_operand(const Program *p, const Kernel *k, const GemmPlan *g
           group_point(&G, 0, b, v);
           group_point(&G, 1, x, v);
           group_point(&G, 2, kk, v);
-          if (load_offset(p, e, v, &bad) - f0 != fb[b] + f1[x] + f2[kk]) {
+          if (cg_load_offset(p, e, v, &bad) - f0 != fb[b] + f1[x] + f2[kk]) {
             bad = true;
             break;
           }
@@ -278,7 +278,7 @@ static void analyse_operand(const Program *p, const Kernel *k, const GemmPlan *g
     for (int64_t t = 0; t < G.size[q]; t++) {
       memset(v, 0, sizeof v);
       group_point(&G, q, t, v);
-      int64_t f = load_offset(p, e, v, &bad) - f0;
+      int64_t f = cg_load_offset(p, e, v, &bad) - f0;
       if (t == 1) c = f;
       if (f != t * c) aff = false;
       if (t > 0 && f - prev == 1) units++;
@@ -300,7 +300,7 @@ static int64_t k_offset(const Program *p, const Kernel *k, const VExpr *e, int64
     v[k->shape.rank + d] = t % k->red_ext[d];
     t /= k->red_ext[d];
   }
-  return load_offset(p, e, v, bad);
+  return cg_load_offset(p, e, v, bad);
 }
 
 /* The dot form's run: the longest product of trailing reduction extents over

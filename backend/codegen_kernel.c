@@ -498,43 +498,67 @@ static bool scatter_plan(const Program *p, const Kernel *k, Scatter *s) {
   return found;
 }
 
-/* The output plane (n, c) at `plane` (H x W), finished, through the kernel's epilogue. */
-static void plane_epilogue(KernelCg *kc, LLVMValueRef n, LLVMValueRef c, LLVMValueRef plane, int64_t H, int64_t W) {
-  if (!kc->k->epilogue) return;
+/* The planes (n, c) of images [begin, end) of a scatter kernel's output,
+ * each zeroed first: opens the loops and returns the plane's offset. */
+typedef struct {
+  Loop Ln, Lc;
+  LLVMValueRef n, c, plane;
+  int64_t H, W;
+} PlaneLoop;
+
+static void plane_open(KernelCg *kc, PlaneLoop *P, LLVMValueRef begin, LLVMValueRef end, int64_t C, int64_t H,
+                       int64_t W) {
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
-  Loop Lh, Lw;
-  LLVMValueRef h = loop_begin(kc, &Lh, cg_i64(m, 0), cg_i64(m, H), "peh");
-  Lh.hint = LOOP_NO_UNROLL;
-  LLVMValueRef w = loop_begin(kc, &Lw, cg_i64(m, 0), cg_i64(m, W), "pew");
-  LLVMValueRef off = LLVMBuildNSWAdd(b, plane, LLVMBuildNSWAdd(b, LLVMBuildNSWMul(b, h, cg_i64(m, W), ""), w, ""), "");
-  LLVMValueRef pe = LLVMBuildInBoundsGEP2(b, m->t_f32, kc->buf[kc->k->out_buf], &off, 1, "");
-  kc->var[0] = n, kc->var[1] = c, kc->var[2] = h, kc->var[3] = w;
-  kc->acc = LLVMBuildLoad2(b, m->t_f32, pe, "");
-  LLVMBuildStore(b, cg_vx(kc, kc->k->epilogue), pe);
-  kc->acc = NULL;
-  loop_end(kc, &Lw);
-  loop_end(kc, &Lh);
+  P->H = H, P->W = W;
+  P->n = loop_begin(kc, &P->Ln, begin, end, "sn");
+  P->Ln.hint = LOOP_NO_UNROLL;
+  P->c = loop_begin(kc, &P->Lc, cg_i64(m, 0), cg_i64(m, C), "sc");
+  P->Lc.hint = LOOP_NO_UNROLL;
+  P->plane = LLVMBuildNSWMul(b, LLVMBuildNSWAdd(b, LLVMBuildNSWMul(b, P->n, cg_i64(m, C), ""), P->c, ""),
+                             cg_i64(m, H * W), "");
+  Loop Lz;
+  LLVMValueRef z = loop_begin(kc, &Lz, cg_i64(m, 0), cg_i64(m, H * W), "sz");
+  LLVMValueRef off = LLVMBuildNSWAdd(b, P->plane, z, "");
+  LLVMBuildStore(b, cg_f32(m, 0.0), LLVMBuildInBoundsGEP2(b, m->t_f32, kc->buf[kc->k->out_buf], &off, 1, ""));
+  loop_end(kc, &Lz);
+}
+
+/* The finished plane through the kernel's epilogue, then the loops closed. */
+static void plane_close(KernelCg *kc, PlaneLoop *P) {
+  if (kc->k->epilogue) {
+    CgModule *m = kc->m;
+    LLVMBuilderRef b = kc->b;
+    Loop Lh, Lw;
+    LLVMValueRef h = loop_begin(kc, &Lh, cg_i64(m, 0), cg_i64(m, P->H), "peh");
+    Lh.hint = LOOP_NO_UNROLL;
+    LLVMValueRef w = loop_begin(kc, &Lw, cg_i64(m, 0), cg_i64(m, P->W), "pew");
+    LLVMValueRef off =
+        LLVMBuildNSWAdd(b, P->plane, LLVMBuildNSWAdd(b, LLVMBuildNSWMul(b, h, cg_i64(m, P->W), ""), w, ""), "");
+    LLVMValueRef pe = LLVMBuildInBoundsGEP2(b, m->t_f32, kc->buf[kc->k->out_buf], &off, 1, "");
+    kc->var[0] = P->n, kc->var[1] = P->c, kc->var[2] = h, kc->var[3] = w;
+    kc->acc = LLVMBuildLoad2(b, m->t_f32, pe, "");
+    LLVMBuildStore(b, cg_vx(kc, kc->k->epilogue), pe);
+    kc->acc = NULL;
+    loop_end(kc, &Lw);
+    loop_end(kc, &Lh);
+  }
+  loop_end(kc, &P->Lc);
+  loop_end(kc, &P->Ln);
 }
 
 static void emit_scatter(KernelCg *kc, const Scatter *s, LLVMValueRef begin, LLVMValueRef end) {
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
   LLVMValueRef out = kc->buf[kc->k->out_buf], d = s->dlocal ? s->dlocal : kc->buf[s->d];
-  LLVMValueRef zero = cg_f32(m, 0.0);
 #define I(x) cg_i64(m, (x))
 #define ADDI(x, y) LLVMBuildNSWAdd(b, (x), (y), "")
 #define MULI(x, y) LLVMBuildNSWMul(b, (x), (y), "")
 #define SUBI(x, y) LLVMBuildNSWSub(b, (x), (y), "")
-  Loop Ln, Lc, Lz, Lkh, Lkw, Loh, Low;
-  LLVMValueRef n = loop_begin(kc, &Ln, begin, end, "sn");
-  Ln.hint = LOOP_NO_UNROLL;
-  LLVMValueRef c = loop_begin(kc, &Lc, I(0), I(s->C), "sc");
-  Lc.hint = LOOP_NO_UNROLL;
-  LLVMValueRef plane = MULI(ADDI(MULI(n, I(s->C)), c), I(s->H * s->W));
-  LLVMValueRef z = loop_begin(kc, &Lz, I(0), I(s->H * s->W), "sz");
-  LLVMBuildStore(b, zero, LLVMBuildInBoundsGEP2(b, m->t_f32, out, (LLVMValueRef[]){ADDI(plane, z)}, 1, ""));
-  loop_end(kc, &Lz);
+  Loop Lkh, Lkw, Loh, Low;
+  PlaneLoop P;
+  plane_open(kc, &P, begin, end, s->C, s->H, s->W);
+  LLVMValueRef n = P.n, c = P.c, plane = P.plane;
   LLVMValueRef kh = loop_begin(kc, &Lkh, I(0), I(s->KH), "skh");
   Lkh.hint = LOOP_NO_UNROLL;
   LLVMValueRef kw = loop_begin(kc, &Lkw, I(0), I(s->KW), "skw");
@@ -562,9 +586,7 @@ static void emit_scatter(KernelCg *kc, const Scatter *s, LLVMValueRef begin, LLV
   loop_end(kc, &Loh);
   loop_end(kc, &Lkw);
   loop_end(kc, &Lkh);
-  plane_epilogue(kc, n, c, plane, s->H, s->W);
-  loop_end(kc, &Lc);
-  loop_end(kc, &Ln);
+  plane_close(kc, &P);
 #undef I
 #undef ADDI
 #undef MULI
@@ -625,13 +647,6 @@ static bool pool_scatter_parts(const VExpr *e, const VExpr **dy, const VExpr **a
   return true;
 }
 
-static int64_t load_flat(const Program *p, const VExpr *l, const int64_t *v, bool *bad) {
-  const Shape *sh = &p->bufs[l->buf].shape;
-  int64_t off = 0;
-  for (int d = 0; d < l->rank; d++) off = off * sh->d[d] + cg_ix_eval(l->idx[d], v, bad);
-  return off;
-}
-
 static bool pool_scatter_check(const Program *p, const Kernel *k, const PoolScatter *s, const VExpr *dy,
                                const VExpr *am, const IExpr *pos, const IExpr *cond) {
   int64_t N = k->shape.d[0];
@@ -652,7 +667,7 @@ static bool pool_scatter_check(const Program *p, const Kernel *k, const PoolScat
               if (bad || g != valid) return false;
               if (!valid) continue;
               int64_t want = ((ns[a] * s->C + cs[b]) * s->OH + oh) * s->OW + ow;
-              if (load_flat(p, dy, v, &bad) != want || load_flat(p, am, v, &bad) != want ||
+              if (cg_load_offset(p, dy, v, &bad) != want || cg_load_offset(p, am, v, &bad) != want ||
                   cg_ix_eval(pos, v, &bad) != kh * s->KW + kw || bad)
                 return false;
             }
@@ -705,16 +720,10 @@ static void emit_pool_scatter(KernelCg *kc, const PoolScatter *s, LLVMValueRef b
 #define MULI(x, y) LLVMBuildNSWMul(b, (x), (y), "")
 #define SUBI(x, y) LLVMBuildNSWSub(b, (x), (y), "")
 #define ICMP(p, x, y) LLVMBuildICmp(b, (p), (x), (y), "")
-  Loop Ln, Lc, Lz, Lo;
-  LLVMValueRef n = loop_begin(kc, &Ln, begin, end, "pn");
-  Ln.hint = LOOP_NO_UNROLL;
-  LLVMValueRef c = loop_begin(kc, &Lc, I(0), I(s->C), "pc");
-  Lc.hint = LOOP_NO_UNROLL;
-  LLVMValueRef nc = ADDI(MULI(n, I(s->C)), c);
-  LLVMValueRef plane = MULI(nc, I(s->H * s->W)), yplane = MULI(nc, I(s->OH * s->OW));
-  LLVMValueRef z = loop_begin(kc, &Lz, I(0), I(s->H * s->W), "pz");
-  LLVMBuildStore(b, cg_f32(m, 0.0), LLVMBuildInBoundsGEP2(b, m->t_f32, out, (LLVMValueRef[]){ADDI(plane, z)}, 1, ""));
-  loop_end(kc, &Lz);
+  Loop Lo;
+  PlaneLoop P;
+  plane_open(kc, &P, begin, end, s->C, s->H, s->W);
+  LLVMValueRef plane = P.plane, yplane = MULI(ADDI(MULI(P.n, I(s->C)), P.c), I(s->OH * s->OW));
   /* windows t = OH*OW-1 .. 0: row-major descending, so the windows that
    * share a dx element reach it in ascending (kh, kw) */
   LLVMValueRef r = loop_begin(kc, &Lo, I(0), I(s->OH * s->OW), "pw");
@@ -741,9 +750,7 @@ static void emit_pool_scatter(KernelCg *kc, const PoolScatter *s, LLVMValueRef b
   LLVMBuildBr(b, bb_next);
   LLVMPositionBuilderAtEnd(b, bb_next);
   loop_end(kc, &Lo);
-  plane_epilogue(kc, n, c, plane, s->H, s->W);
-  loop_end(kc, &Lc);
-  loop_end(kc, &Ln);
+  plane_close(kc, &P);
 #undef I
 #undef ADDI
 #undef MULI

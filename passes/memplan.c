@@ -69,13 +69,13 @@ static int64_t plan_entry(Program *p, const Entry *en, Arena *a) {
    * im2col -> GEMM, GEMM -> col2im; KIR_IMAGE_SLICE_BYTES), so what that
    * kernel reads stays live through the product: the product's result must
    * not take its memory. */
+  int *mark = ARENA_ARRAY(a, int, nb);
   for (int k = 0; k + 1 < nk; k++) {
     const Kernel *K = en->kernels[k], *N = en->kernels[k + 1];
     if (N->red != RED_SUM || K->shape.rank < 3 || N->shape.rank < 3 || K->shape.d[0] != N->shape.d[0] ||
         4 * shape_numel(&K->shape) / K->shape.d[0] > KIR_IMAGE_SLICE_BYTES ||
         !reads_buf(p, N->body, root(p, K->out_buf)))
       continue;
-    int *mark = ARENA_ARRAY(a, int, nb);
     for (int b = 0; b < nb; b++) mark[b] = -1;
     note_reads(p, K->body, k, mark);
     note_reads(p, K->epilogue, k, mark);

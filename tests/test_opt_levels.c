@@ -57,7 +57,7 @@ int main(int argc, char **argv) {
     snprintf(var, sizeof var, "%s", argv[2]);
   else if (argc != 2) return 2;
   bool variant = var[0] != 0;                           /* two backend variants at -O2 */
-  bool fusion = variant && strcmp(argv[1], "--env") != 0; /* ... compared bit for bit */
+  bool bitwise = variant && strcmp(argv[1], "--env") != 0; /* ... compared bit for bit */
   if (variant && !(val = strchr(var, '='))) return 2;
   if (variant) *val++ = 0;
   const char *path = argv[argc - 1];
@@ -94,7 +94,7 @@ int main(int argc, char **argv) {
       continue;
     }
     const float *x = dlrt_model_data(a, i), *y = dlrt_model_data(b, j);
-    if (fusion) {
+    if (bitwise) {
       if (memcmp(x, y, (size_t)n * 4)) {
         printf("FAIL %s: differs without %s=%s\n", d0->name, var, val);
         bad++;

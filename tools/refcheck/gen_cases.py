@@ -361,23 +361,25 @@ class Builder:
     def loss_of(self, kind, p, t, **kw):
         fp, ft = p.fn, t.fn
         args = []
+
+        def attr(name, default):  # a loss attribute: its value, and its .dl text when given
+            if name + "_text" in kw:
+                args.append((name, kw[name + "_text"]))
+            return kw.get(name, default)
+
         if kind == "mse":
             fn = lambda env: F.mse_loss(fp(env), ft(env))  # noqa: E731
         elif kind == "l1":
             fn = lambda env: F.l1_loss(fp(env), ft(env))  # noqa: E731
         elif kind == "huber":
-            delta = kw.get("delta", 1.0)
-            if "delta_text" in kw:
-                args.append(("delta", kw["delta_text"]))
+            delta = attr("delta", 1.0)
             fn = lambda env: F.huber_loss(fp(env), ft(env), delta=delta)  # noqa: E731
         elif kind == "cross_entropy":
             fn = lambda env: F.cross_entropy(fp(env), ft(env).long())  # noqa: E731
         elif kind == "bce_with_logits":
             fn = lambda env: F.binary_cross_entropy_with_logits(fp(env), ft(env))  # noqa: E731
         elif kind == "multi_margin":
-            margin = kw.get("margin", 1.0)
-            if "margin_text" in kw:
-                args.append(("margin", kw["margin_text"]))
+            margin = attr("margin", 1.0)
             fn = lambda env: F.multi_margin_loss(fp(env), ft(env).long(), margin=margin)  # noqa: E731
         else:
             raise AssertionError(kind)
