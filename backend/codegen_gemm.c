@@ -62,6 +62,8 @@ enum {
   DOT_BLOCK = 512,
   DOT_RM = 2,
   DOT_RN = 5,
+  DOT_QT_LANES = 800, /* the packed-Q^T dot form when vectors along N use under 80 % of their lanes */
+  DOT_QT_MIN_K = 128, /* (LeNet-5's 64 x 10 x 84 measured slower: 3.5 -> 4.2 us) */
   KC_MAX = 384,
   KC_ONE = 512,
   NC_BYTES = 2 << 20,
@@ -304,14 +306,15 @@ static int64_t k_offset(const Program *p, const Kernel *k, const VExpr *e, int64
 }
 
 /* The dot form's run: the longest product of trailing reduction extents over
- * which both operands step by one element (0: none of at least 16). */
-static int64_t dot_run(const Program *p, const Kernel *k, const GemmPlan *g) {
+ * which both operands (P alone: nops 1) step by one element (0: none of at
+ * least 16). */
+static int64_t dot_run(const Program *p, const Kernel *k, const GemmPlan *g, int nops) {
   if (g->K > (1 << 22)) return 0;
   int64_t best = 0, d = 1;
   for (int r = k->n_red - 1; r >= 0; r--) {
     d *= k->red_ext[r];
     bool ok = true, bad = false;
-    for (int w = 0; w < 2 && ok; w++) {
+    for (int w = 0; w < nops && ok; w++) {
       const VExpr *e = w == 0 ? g->P : g->Q;
       int64_t prev = k_offset(p, k, e, 0, &bad);
       for (int64_t t = 1; t < g->K && ok; t++) {
@@ -420,9 +423,17 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
   /* the dot form: both operands contiguous along k (the transposed-both
    * shape of filter gradients), K much longer than M and N */
   bool dot_m = g->M <= DOT_MAX_M || (g->M <= DOT_MAX_M_NARROW && g->N <= DOT_NARROW_N);
-  if (!g->tc && g->batch == 1 && oa->fast && ob->fast && oa->k_unit && ob->k_unit && dot_m && g->N <= 256 &&
-      g->K >= 16 * g->N) {
-    int64_t run = dot_run(p, k, g);
+  bool dot = !g->tc && g->batch == 1 && oa->fast && ob->fast && oa->k_unit && ob->k_unit && dot_m &&
+             g->N <= 256 && g->K >= 16 * g->N;
+  /* a skinny NN product (a classifier's N = 10 columns of weights read
+   * along N, rows of A contiguous along k): vectors along N leave lanes
+   * idle and a transposed C would need A transposed, so Q is transposed
+   * into scratch ([N][K], a few KiB) and C runs in the dot form, lanes
+   * along k (mlp 256 x 10 x 1024: 52 -> 70 GFLOP/s) */
+  bool qt = !g->tc && g->batch == 1 && oa->fast && oa->k_unit && ob->fast && ob->x_affine && ob->k_affine &&
+            !ob->k_unit && g->N <= 2 * g->VW && lane_use(g->N, g->VW) < DOT_QT_LANES && g->K >= DOT_QT_MIN_K;
+  if (dot || qt) {
+    int64_t run = dot_run(p, k, g, qt ? 1 : 2);
     /* a run longer than a block is cut into equal contiguous pieces */
     if (run > DOT_BLOCK) {
       int64_t d = DOT_BLOCK;
@@ -431,12 +442,18 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
     }
     if (run) {
       g->dot = true;
+      g->dot_qt = qt;
       g->run = run;
       g->runs_per_block = run >= DOT_BLOCK ? 1 : DOT_BLOCK / run;
       g->RM = DOT_RM; /* 10 accumulators + 5 rows of Q + 1 of P: 16 vector registers */
       g->RN = DOT_RN;
+      if (qt) { /* columns in equal tiles of 4-6 (the fewest idle ones, the widest on a tie) */
+        int64_t best = 0;
+        for (int64_t rn = 6; rn >= 4; rn--)
+          if (lane_use(g->N, rn) > best) best = lane_use(g->N, rn), g->RN = rn;
+      }
       g->by_batch = false;
-      g->units = (g->N + g->RN - 1) / g->RN;
+      g->units = qt ? (g->M + g->RM - 1) / g->RM : (g->N + g->RN - 1) / g->RN;
       return true;
     }
   }
@@ -463,10 +480,10 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   if (ok && dbg && atoi(dbg) >= 2)
     fprintf(stderr,
             "dlc-debug: gemm plan %s: batch %lld M %lld N %lld K %lld tile %lldx%lld KC %lld"
-            " direct A/A^T/B %d%d%d dot %d transposed %d split-N %d"
+            " direct A/A^T/B %d%d%d dot %d%s transposed %d split-N %d"
             " P(fast %d affine x/k %d%d unit x/k %d%d) Q(fast %d affine x/k %d%d unit x/k %d%d)\n",
             k->name, (long long)g->batch, (long long)g->M, (long long)g->N, (long long)g->K, (long long)g->MR,
-            (long long)g->NR, (long long)g->KC, g->direct_a, g->direct_at, g->direct_b, g->dot, g->tc, g->split_n,
+            (long long)g->NR, (long long)g->KC, g->direct_a, g->direct_at, g->direct_b, g->dot, g->dot_qt ? " (Q^T packed)" : "", g->tc, g->split_n,
             g->op[0].fast, g->op[0].x_affine, g->op[0].k_affine, g->op[0].x_unit, g->op[0].k_unit, g->op[1].fast,
             g->op[1].x_affine, g->op[1].k_affine, g->op[1].x_unit, g->op[1].k_unit);
   return ok;
@@ -1186,7 +1203,7 @@ static void loop_phis(KernelCg *kc, GLoop *L, LLVMBasicBlockRef pre, LLVMTypeRef
  * runs (ascending), per RM x RN tile of C: RM x RN vector accumulators
  * over k (<8 x float>, lane t % 8 of each run; a masked load for a run's
  * tail), kept in the thread's scratch between blocks; after the last block
- * they are reduced in lane order and the epilogue writes C. The order of
+ * they are reduced (a fixed tree over the lanes) and the epilogue writes C. The order of
  * every sum is fixed by the plan alone, whatever the units' split. */
 /* The part of operand w's offset from its own flat index x (C's row for P,
  * column for Q): x * coef, or computed from the index expression (an
@@ -1201,6 +1218,20 @@ static LLVMValueRef own_offset(GemmCg *G, int w, LLVMValueRef x) {
   return SUB(kc, emit_offset(kc, w == 0 ? G->g->P : G->g->Q), I64(kc, o->f0));
 }
 
+/* The sum of an <8 x float>'s lanes in a fixed order (halves, then
+ * quarters, then the pair), as shuffles and vector adds. */
+static LLVMValueRef hsum8(KernelCg *kc, LLVMValueRef v) {
+  CgModule *m = kc->m;
+  for (int w = 4; w >= 1; w /= 2) {
+    LLVMValueRef lo[4], hi[4];
+    for (int i = 0; i < w; i++) lo[i] = cg_i32(m, i), hi[i] = cg_i32(m, w + i);
+    LLVMValueRef a = LLVMBuildShuffleVector(kc->b, v, v, LLVMConstVector(lo, (unsigned)w), "");
+    LLVMValueRef c = LLVMBuildShuffleVector(kc->b, v, v, LLVMConstVector(hi, (unsigned)w), "");
+    v = LLVMBuildFAdd(kc->b, a, c, "");
+  }
+  return LLVMBuildExtractElement(kc->b, v, cg_i32(m, 0), "");
+}
+
 static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end) {
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
@@ -1208,7 +1239,7 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   GemmCg G = {0};
   G.kc = kc;
   G.g = g;
-  enum { MAXT = 16 };
+  enum { MAXT = 18 };
   int RM = (int)g->RM, RN = (int)g->RN, NT = RM * RN;
   LLVMTypeRef v8 = LLVMVectorType(m->t_f32, 8);
   LLVMValueRef tile = LLVMBuildAlloca(b, LLVMArrayType2(m->t_f32, (uint64_t)NT), "dtile");
@@ -1218,7 +1249,14 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   LLVMValueRef base0 = G.base[0], base1 = G.base[1];
   LLVMValueRef Pb = kc->buf[g->P->buf], Qb = kc->buf[g->Q->buf], C = kc->buf[k->out_buf];
   int64_t L = g->run, L8 = L / 8 * 8, nruns = g->K / L, RB = g->runs_per_block;
-  LLVMValueRef j_lo = MUL(kc, begin, RN), j_hi = MIN(kc, MUL(kc, end, RN), I64(kc, g->N));
+  /* units: RN-column blocks, or RM-row tiles for a packed Q^T (its few
+   * columns would leave threads idle); either way the column blocks are
+   * the outer loop (Q's block stays in L1: rows outside measured slower) */
+  bool rows = g->dot_qt;
+  LLVMValueRef j_lo = rows ? I64(kc, 0) : MUL(kc, begin, RN);
+  LLVMValueRef j_hi = rows ? I64(kc, g->N) : MIN(kc, MUL(kc, end, RN), I64(kc, g->N));
+  LLVMValueRef i_lo = rows ? MUL(kc, begin, RM) : I64(kc, 0);
+  LLVMValueRef i_hi = rows ? MIN(kc, MUL(kc, end, RM), I64(kc, g->M)) : I64(kc, g->M);
   LLVMValueRef zero = LLVMConstNull(v8);
   LLVMValueRef tmask = NULL;
   if (L % 8) {
@@ -1230,39 +1268,59 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   /* scratch: rtab[2 r + w], the offset of run r's first k in operand w
    * (beyond its row part), filled once per call; then the tiles' vector
    * accumulators between blocks, vacc[tile][NT] */
-  int64_t itiles = (g->M + RM - 1) / RM, ntiles_max = itiles * ((g->N + RN - 1) / RN);
-  int64_t vacc_at = (16 * nruns + 63) / 64 * 64;
+  int64_t itiles = (g->M + RM - 1) / RM, jtiles = (g->N + RN - 1) / RN, ntiles_max = itiles * jtiles;
+  int64_t vacc_at = (16 * nruns + 63) / 64 * 64, qt_at = vacc_at + 32 * NT * ntiles_max;
   LLVMValueRef rtab, vacc;
   {
-    rtab = scratch(kc, vacc_at + 32 * NT * ntiles_max, "rtab");
+    rtab = scratch(kc, qt_at + (g->dot_qt ? 4 * g->N * g->K : 0), "rtab");
     vacc = GEPF(kc, rtab, I64(kc, vacc_at / 4));
     GLoop Lf;
     LLVMValueRef rr = gloop_begin(kc, &Lf, I64(kc, 0), I64(kc, nruns), 1, "dfill");
     for (int w = 0; w < 2; w++) {
       zero_vars(&G);
       set_k_vars(&G, MUL(kc, rr, L));
-      LLVMValueRef off = SUB(kc, emit_offset(kc, w == 0 ? g->P : g->Q), I64(kc, g->op[w].f0));
+      LLVMValueRef off = w == 1 && g->dot_qt ? MUL(kc, rr, L)
+                                             : SUB(kc, emit_offset(kc, w == 0 ? g->P : g->Q), I64(kc, g->op[w].f0));
       LLVMValueRef ix = ADD(kc, MUL(kc, rr, 2), I64(kc, w));
       LLVMBuildStore(b, off, LLVMBuildInBoundsGEP2(b, m->t_i64, rtab, &ix, 1, ""));
     }
     gloop_end(kc, &Lf);
+  }
+  if (g->dot_qt) { /* Qt[j][k] = Q(k, j) for this unit range's columns (affine in both) */
+    LLVMValueRef qt = GEPF(kc, rtab, I64(kc, qt_at / 4));
+    const GemmOperand *o = &g->op[1];
+    GLoop Lq, Lk;
+    LLVMValueRef j = gloop_begin(kc, &Lq, j_lo, j_hi, 1, "dqj");
+    LLVMValueRef src = GEPF(kc, Qb, ADD(kc, base1, MUL(kc, j, o->x_coef)));
+    LLVMValueRef dst = GEPF(kc, qt, MUL(kc, j, g->K));
+    LLVMValueRef kk = gloop_begin(kc, &Lk, I64(kc, 0), I64(kc, g->K), 1, "dqk");
+    LLVMValueRef v = LLVMBuildLoad2(b, m->t_f32, GEPF(kc, src, MUL(kc, kk, o->k_coef)), "");
+    LLVMBuildStore(b, v, GEPF(kc, dst, kk));
+    gloop_end(kc, &Lk);
+    gloop_end(kc, &Lq);
+    Qb = qt;
+    base1 = I64(kc, 0);
   }
   LLVMValueRef rb = gloop_begin(kc, &Lb, I64(kc, 0), I64(kc, nruns), RB, "db");
   LLVMValueRef re = MIN(kc, ADD(kc, rb, I64(kc, RB)), I64(kc, nruns));
   LLVMValueRef first = LLVMBuildICmp(b, LLVMIntEQ, rb, I64(kc, 0), "");
   LLVMValueRef last = LLVMBuildICmp(b, LLVMIntSGE, ADD(kc, rb, I64(kc, RB)), I64(kc, nruns), "");
   LLVMValueRef jb = gloop_begin(kc, &Lj, j_lo, j_hi, RN, "dj");
-  LLVMValueRef ib = gloop_begin(kc, &Li, I64(kc, 0), I64(kc, g->M), RM, "di");
+  LLVMValueRef ib = gloop_begin(kc, &Li, i_lo, i_hi, RM, "di");
   LLVMValueRef arow[MAXT], brow[MAXT];
   for (int i = 0; i < RM; i++)
     arow[i] = GEPF(kc, Pb, ADD(kc, base0, own_offset(&G, 0, MIN(kc, ADD(kc, ib, I64(kc, i)), I64(kc, g->M - 1)))));
-  for (int j = 0; j < RN; j++)
-    brow[j] = GEPF(kc, Qb, ADD(kc, base1, own_offset(&G, 1, MIN(kc, ADD(kc, jb, I64(kc, j)), I64(kc, g->N - 1)))));
+  for (int j = 0; j < RN; j++) {
+    LLVMValueRef jj = MIN(kc, ADD(kc, jb, I64(kc, j)), I64(kc, g->N - 1));
+    brow[j] = GEPF(kc, Qb, ADD(kc, base1, g->dot_qt ? MUL(kc, jj, g->K) : own_offset(&G, 1, jj)));
+  }
   /* accumulators as phis of the run loop and the k loop, starting from the
    * tile's accumulators of the previous block */
   LLVMValueRef accR[MAXT], accT[MAXT], cur[MAXT], init[MAXT];
-  LLVMValueRef tix = ADD(kc, MUL(kc, LLVMBuildUDiv(b, SUB(kc, jb, j_lo), I64(kc, RN), ""), itiles),
-                         LLVMBuildUDiv(b, ib, I64(kc, RM), ""));
+  LLVMValueRef tix = rows ? ADD(kc, MUL(kc, LLVMBuildUDiv(b, SUB(kc, ib, i_lo), I64(kc, RM), ""), jtiles),
+                                LLVMBuildUDiv(b, jb, I64(kc, RN), ""))
+                           : ADD(kc, MUL(kc, LLVMBuildUDiv(b, SUB(kc, jb, j_lo), I64(kc, RN), ""), itiles),
+                                 LLVMBuildUDiv(b, ib, I64(kc, RM), ""));
   LLVMValueRef tbase = MUL(kc, tix, NT * 8);
   for (int q = 0; q < NT; q++) {
     LLVMValueRef ld = LLVMBuildLoad2(b, v8, GEPF(kc, vacc, ADD(kc, tbase, I64(kc, q * 8))), "");
@@ -1336,17 +1394,14 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   }
   LLVMBuildBr(b, bnext);
   LLVMPositionBuilderAtEnd(b, bfin);
-  for (int t = 0; t < NT; t++) {
-    LLVMValueRef args[2] = {cg_f32(m, 0.0), accR[t]};
-    LLVMValueRef sum = cg_intrinsic(m, b, "llvm.vector.reduce.fadd", &v8, 1, args, 2);
-    LLVMBuildStore(b, sum, GEPF(kc, tile, I64(kc, t)));
-  }
+  for (int t = 0; t < NT; t++) /* lanes summed as a fixed tree: (0+4 + 2+6) + (1+5 + 3+7) */
+    LLVMBuildStore(b, hsum8(kc, accR[t]), GEPF(kc, tile, I64(kc, t)));
   { /* C (valid part) = epilogue(sums) */
     GLoop Lx, Ly;
-    LLVMValueRef rows = MIN(kc, I64(kc, RM), SUB(kc, I64(kc, g->M), ib));
-    LLVMValueRef cols = MIN(kc, I64(kc, RN), SUB(kc, j_hi, jb));
-    LLVMValueRef i = gloop_begin(kc, &Lx, I64(kc, 0), rows, 1, "dx");
-    LLVMValueRef j = gloop_begin(kc, &Ly, I64(kc, 0), cols, 1, "dy");
+    LLVMValueRef nrow = MIN(kc, I64(kc, RM), SUB(kc, i_hi, ib));
+    LLVMValueRef ncol = MIN(kc, I64(kc, RN), SUB(kc, j_hi, jb));
+    LLVMValueRef i = gloop_begin(kc, &Lx, I64(kc, 0), nrow, 1, "dx");
+    LLVMValueRef j = gloop_begin(kc, &Ly, I64(kc, 0), ncol, 1, "dy");
     LLVMValueRef v = LLVMBuildLoad2(b, m->t_f32, GEPF(kc, tile, ADD(kc, MUL(kc, i, RN), j)), "");
     LLVMValueRef cp = GEPF(kc, C, ADD(kc, MUL(kc, ADD(kc, ib, i), g->N), ADD(kc, jb, j)));
     if (k->epilogue) {

@@ -579,7 +579,7 @@ static void test_parallel_bit_identical(void **state) {
  * bit-identical results on 1, 2 and 3 threads. batch > 1 adds a leading
  * batch dim (A, B batched too); flat = A is read through a flatten-like
  * div/mod index map (A stored as [M, K/5, 5]). */
-enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16, X_TC = 32, X_NOTC = 64, X_MR4 = 128 }; /* plan modes a case must exercise */
+enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16, X_TC = 32, X_NOTC = 64, X_MR4 = 128, X_QT = 256 }; /* plan modes a case must exercise */
 
 static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool epi, bool flat, unsigned expect) {
   T t;
@@ -620,6 +620,7 @@ static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool e
   if (expect & X_TC) assert_true(g.tc && g.ldc == N && g.M == N && g.N == M);
   if (expect & X_NOTC) assert_true(!g.tc);
   if (expect & X_MR4) assert_true(g.MR == 4 && g.NR == 3 * g.VW);
+  if (expect & X_QT) assert_true(g.dot && g.dot_qt && !g.tc && g.units > 1);
   compile(&t);
   int64_t na = (int64_t)batch * M * K, nb = (int64_t)batch * K * N, no = (int64_t)batch * M * N;
   for (int64_t i = 0; i < na; i++) F(&t, a)[i] = frand(-1, 1);
@@ -683,7 +684,14 @@ static void test_gemm_path(void **state) {
   gemm_case_x(1, 40, 10, 700, true, true, true, false, X_TC | X_DA);
   gemm_case_x(1, 128, 10, 256, true, false, true, false, X_TC | X_SPLITN);
   gemm_case_x(3, 84, 7, 64, true, false, true, false, X_NOTC); /* batched: not transposed */
-  gemm_case_x(1, 128, 10, 256, false, false, true, false, X_NOTC); /* row-major A: its rows in place */
+  /* skinny NN (row-major A): the dot form over a transposed copy of B,
+   * units of row tiles; one run with a masked tail (K = 700), partial
+   * column tiles (N = 9), A through a flatten-like index map */
+  gemm_case_x(1, 128, 10, 256, false, false, true, false, X_NOTC | X_QT);
+  gemm_case_x(1, 257, 10, 700, false, false, true, false, X_QT);
+  gemm_case_x(1, 33, 9, 1000, false, false, false, false, X_QT);
+  gemm_case_x(1, 20, 6, 3001, false, false, true, false, X_QT);
+  gemm_case_x(1, 64, 10, 400, false, false, true, true, X_QT);
   gemm_case_x(1, 12, 10, 700, false, false, true, false, X_NOTC); /* M under one panel */
   gemm_case_x(1, 64, 32, 300, false, false, true, false, X_NOTC); /* N fills the panels */
   /* packed operands, M a multiple of 4 but not 6: 4 x 3-vector tiles (N
