@@ -10,7 +10,8 @@
  *                             e.g. fuzz_dlc -max_total_time=600 CORPUS_DIR
  *
  * DLC_FUZZ_EXT=dlir feeds the input as a kernel program (.dlir) instead of
- * a model (.dl). */
+ * a model (.dl); DLC_FUZZ_STAGE=llvm continues through LLVM code generation
+ * and its verifier (at -O1: fused kernels, a short LLVM pipeline). */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,13 +50,18 @@ static int compile_one(const uint8_t *data, size_t size) {
   size_t n = size ? fwrite(data, 1, size, f) : 0;
   fclose(f);
   if (n != size) return DRV_OK;
+  static int llvm = -1;
+  if (llvm < 0) {
+    const char *st = getenv("DLC_FUZZ_STAGE");
+    llvm = st && strcmp(st, "llvm") == 0;
+  }
   DrvOptions o;
   memset(&o, 0, sizeof o);
-  o.opt_level = 2;
+  o.opt_level = llvm ? 1 : 2;
   Diag d;
   diag_init(&d, NULL);
   DrvModel m;
-  int rc = drv_compile(&m, input_path(), &o, DRV_STAGE_KERNELS, &d);
+  int rc = drv_compile(&m, input_path(), &o, llvm ? DRV_STAGE_LLVM : DRV_STAGE_KERNELS, &d);
   if (rc == DRV_INTERNAL) fprintf(stderr, "fuzz: internal error: %s\n", d.first);
   drv_free(&m);
   diag_free(&d);
