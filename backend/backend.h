@@ -62,6 +62,20 @@ typedef void (*CgEntryFn)(void **bufs);
 typedef struct CgJit CgJit;
 /* JIT-compiles m (consumed, also on failure). NULL on error (reported). */
 CgJit *cg_jit(CgModule *m, Diag *d);
+/* Object-code caching (the caller keeps the files): a key for m's code, 32
+ * hex digits hashing its LLVM IR text before optimisation, target triple,
+ * CPU, features, optimisation level, LLVM's version and the pipeline
+ * settings of the environment (DLC_LLVM_UNROLL, DLC_LLVM_PIPELINE)
+ * (malloc'ed). NULL when the code must not be reused (it embeds this
+ * process's addresses: the per-kernel profile) or compiled code is not
+ * wanted (DLC_DEBUG >= 3 prints the optimised IR). */
+char *cg_module_key(CgModule *m);
+/* m's code (optimised by cg_optimize) as a relocatable object in memory
+ * (*data malloc'ed). 0 on success. */
+int cg_emit_object_mem(CgModule *m, void **data, size_t *size, Diag *d);
+/* JIT from an object cg_emit_object_mem made of a module with m's key
+ * (m is consumed, also on failure; its code is not compiled again). */
+CgJit *cg_jit_object(CgModule *m, const void *data, size_t size, Diag *d);
 /* The entry function `symbol` (e.g. "mlp_train"); NULL if absent. */
 CgEntryFn cg_jit_entry(CgJit *j, const char *symbol);
 void cg_jit_free(CgJit *j);

@@ -25,6 +25,7 @@ struct CgModule {
   char *triple, *cpu, *features; /* malloc'ed */
   int opt_level;
   bool optimized;
+  bool process_addresses;    /* the code embeds this process's addresses (the per-kernel profile) */
   /* cached types */
   LLVMTypeRef t_void, t_i1, t_i32, t_i64, t_f32, t_ptr;
   LLVMTypeRef t_kernel;      /* void (ptr, i64, i64) */

@@ -380,6 +380,7 @@ static bool emit_entry(CgModule *m, const Program *p, EntryKind e, LLVMValueRef 
   LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(m->ctx, fn, "entry"));
   const Entry *en = &p->entries[e];
   bool prof = profiling();
+  if (prof) m->process_addresses = true;
   for (int i = 0; i < en->n_kernels; i++) {
     /* a kernel fused into the one before it runs inside that one's call */
     if (cg_fused_away(m, p, en, i)) continue;

@@ -6,6 +6,7 @@
  * JIT works even when the executable does not export them (-rdynamic). */
 #include "backend/cg_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,24 +44,14 @@ static LLVMErrorRef define_runtime_symbols(LLVMOrcLLJITRef jit, LLVMOrcJITDylibR
   return LLVMOrcJITDylibDefine(jd, mu);
 }
 
-CgJit *cg_jit(CgModule *m, Diag *d) {
-  char *vmsg = NULL;
-  if (LLVMVerifyModule(m->mod, LLVMReturnStatusAction, &vmsg)) {
-    diag_error(d, (SrcLoc){0}, "internal error: backend produced an invalid LLVM module: %s",
-               vmsg ? vmsg : "(no message)");
-    LLVMDisposeMessage(vmsg);
-    cg_free(m);
-    return NULL;
-  }
-  LLVMDisposeMessage(vmsg);
-
+/* An LLJIT for m's target with the runtime's symbols; NULL on error. */
+static CgJit *jit_create(CgModule *m, Diag *d) {
   CgJit *j = calloc(1, sizeof *j);
   LLVMTargetMachineRef tm = cg_make_target_machine(m->triple, m->cpu, m->features, m->opt_level);
   if (!j || !tm) {
     diag_error(d, (SrcLoc){0}, "internal error: JIT: no target machine for '%s'", m->triple);
     if (tm) LLVMDisposeTargetMachine(tm);
     free(j);
-    cg_free(m);
     return NULL;
   }
   LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
@@ -70,7 +61,6 @@ CgJit *cg_jit(CgModule *m, Diag *d) {
   if (err) {
     report(d, "cannot create LLJIT", err);
     free(j);
-    cg_free(m);
     return NULL;
   }
   LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->jit);
@@ -84,13 +74,30 @@ CgJit *cg_jit(CgModule *m, Diag *d) {
   if (err) {
     report(d, "cannot set up symbol resolution", err);
     cg_jit_free(j);
+    return NULL;
+  }
+  return j;
+}
+
+CgJit *cg_jit(CgModule *m, Diag *d) {
+  char *vmsg = NULL;
+  if (LLVMVerifyModule(m->mod, LLVMReturnStatusAction, &vmsg)) {
+    diag_error(d, (SrcLoc){0}, "internal error: backend produced an invalid LLVM module: %s",
+               vmsg ? vmsg : "(no message)");
+    LLVMDisposeMessage(vmsg);
+    cg_free(m);
+    return NULL;
+  }
+  LLVMDisposeMessage(vmsg);
+  CgJit *j = jit_create(m, d);
+  if (!j) {
     cg_free(m);
     return NULL;
   }
   /* Hand the module and its context to ORC. */
   LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(m->mod, m->tsc);
   m->mod = NULL;
-  err = LLVMOrcLLJITAddLLVMIRModule(j->jit, jd, tsm);
+  LLVMErrorRef err = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), tsm);
   if (err) {
     report(d, "cannot add module", err);
     cg_jit_free(j);
@@ -98,6 +105,75 @@ CgJit *cg_jit(CgModule *m, Diag *d) {
     return NULL;
   }
   cg_free(m); /* drops our reference to the context; ORC keeps its own */
+  return j;
+}
+
+/* ---- object code for the caller's cache ---- */
+
+/* 64-bit FNV-1a over n bytes, continuing from h. */
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
+  return h;
+}
+
+char *cg_module_key(CgModule *m) {
+  const char *dbg = getenv("DLC_DEBUG");
+  if (m->process_addresses || !m->mod || (dbg && atoi(dbg) >= 3)) return NULL; /* (>= 3 prints the optimised IR) */
+  char *ir = LLVMPrintModuleToString(m->mod);
+  unsigned ver[3] = {0, 0, 0};
+  LLVMGetVersion(&ver[0], &ver[1], &ver[2]);
+  /* with the settings cg_optimize reads from the environment */
+  const char *un = getenv("DLC_LLVM_UNROLL"), *pl = getenv("DLC_LLVM_PIPELINE");
+  const char *parts[6] = {ir, m->triple, m->cpu ? m->cpu : "", m->features ? m->features : "", un ? un : "",
+                          pl ? pl : ""};
+  /* two independent 64-bit hashes (different offset bases; the second
+   * also over the lengths): 128 bits against accidental collisions */
+  uint64_t h1 = 0xcbf29ce484222325ULL, h2 = 0x84222325cbf29ce4ULL;
+  for (int i = 0; i < 6; i++) {
+    size_t len = strlen(parts[i]);
+    h1 = fnv1a(fnv1a(h1, parts[i], len), "|", 1);
+    h2 = fnv1a(fnv1a(h2, &len, sizeof len), parts[i], len);
+  }
+  int opt = m->opt_level;
+  h1 = fnv1a(fnv1a(h1, &opt, sizeof opt), ver, sizeof ver);
+  h2 = fnv1a(fnv1a(h2, ver, sizeof ver), &opt, sizeof opt);
+  LLVMDisposeMessage(ir);
+  char *key = malloc(33);
+  if (key) snprintf(key, 33, "%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);
+  return key;
+}
+
+int cg_emit_object_mem(CgModule *m, void **data, size_t *size, Diag *d) {
+  char *err = NULL;
+  LLVMMemoryBufferRef buf = NULL;
+  if (LLVMTargetMachineEmitToMemoryBuffer(m->tm, m->mod, LLVMObjectFile, &err, &buf)) {
+    diag_error(d, (SrcLoc){0}, "internal error: cannot emit object code: %s", err ? err : "(no message)");
+    LLVMDisposeMessage(err);
+    return 1;
+  }
+  *size = LLVMGetBufferSize(buf);
+  *data = malloc(*size ? *size : 1);
+  if (*data) memcpy(*data, LLVMGetBufferStart(buf), *size);
+  LLVMDisposeMemoryBuffer(buf);
+  if (!*data) {
+    diag_error(d, (SrcLoc){0}, "out of memory");
+    return 1;
+  }
+  return 0;
+}
+
+CgJit *cg_jit_object(CgModule *m, const void *data, size_t size, Diag *d) {
+  CgJit *j = jit_create(m, d);
+  cg_free(m);
+  if (!j) return NULL;
+  LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(data, size, "dlc-object");
+  LLVMErrorRef err = LLVMOrcLLJITAddObjectFile(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), buf); /* consumes buf */
+  if (err) {
+    report(d, "cannot add object code", err);
+    cg_jit_free(j);
+    return NULL;
+  }
   return j;
 }
 

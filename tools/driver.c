@@ -1,5 +1,6 @@
 /* driver.c — the compilation pipeline (see driver.h). */
 #include "tools/driver.h"
+#include "tools/jit_cache.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -214,9 +215,41 @@ typedef struct {
   int nkt;
   void **kaddr;      /* kaddr[i] for this part's kernels */
   void *ktab;        /* part 0: the table's address */
+  const char *cache; /* the object-code cache directory (jit_cache.h), or NULL */
+  bool cached;       /* the code came from the cache */
   double t_build, t_opt, t_jit;
   int status;
 } JitJob;
+
+/* Optimises and JIT-compiles mod (consumed), through the object-code cache
+ * when there is one: a hit skips LLVM's optimisation and code generation. */
+static CgJit *jit_module(JitJob *j, CgModule *mod, double *t_opt) {
+  char *key = j->cache ? cg_module_key(mod) : NULL;
+  char *path = key ? jc_path(j->cache, key) : NULL;
+  free(key);
+  void *obj = NULL;
+  size_t n = 0;
+  CgJit *jit = NULL;
+  double t0 = drv_now();
+  if (path && jc_load(path, &obj, &n)) {
+    j->cached = true;
+    jit = cg_jit_object(mod, obj, n, &j->d);
+  } else {
+    int bad = cg_optimize(mod, &j->d);
+    *t_opt = drv_now() - t0;
+    if (bad) {
+      cg_free(mod);
+    } else if (path && cg_emit_object_mem(mod, &obj, &n, &j->d) == 0) { /* compiled once, then kept */
+      jc_store(j->cache, path, obj, n);
+      jit = cg_jit_object(mod, obj, n, &j->d);
+    } else {
+      jit = cg_jit(mod, &j->d);
+    }
+  }
+  free(obj);
+  free(path);
+  return jit;
+}
 
 static void *jit_job(void *arg) {
   JitJob *j = arg;
@@ -226,14 +259,9 @@ static void *jit_job(void *arg) {
     j->status = strstr(j->d.first, "unknown CPU") ? DRV_USAGE : DRV_INTERNAL;
     return NULL;
   }
-  double t1 = drv_now();
-  if (cg_optimize(mod, &j->d)) {
-    cg_free(mod);
-    j->status = DRV_INTERNAL;
-    return NULL;
-  }
-  double t2 = drv_now();
-  j->jit = cg_jit(mod, &j->d); /* consumes mod */
+  double t1 = drv_now(), t_opt = 0;
+  j->jit = jit_module(j, mod, &t_opt); /* consumes mod */
+  double t2 = t1 + t_opt;
   j->status = j->jit ? DRV_OK : DRV_INTERNAL;
   /* the lookups compile the module's code, on this thread */
   for (int i = 0; i < j->nkt && j->jit && j->status == DRV_OK; i++) {
@@ -284,6 +312,7 @@ static int jit_parallel(DrvModel *m, const CgOptions *co, Diag *d) {
       for (int e = 0; e < ENTRY__COUNT; e++)
         if (m->prog->entries[e].present && (!co->entries || (co->entries & (1u << e))))
           jobs[i].sym[e] = cg_entry_symbol(m->arena, m->prog, (EntryKind)e);
+    jobs[i].cache = co->opt_level > 0 ? jc_dir() : NULL; /* -O0 compiles fast anyway */
     diag_init(&jobs[i].d, NULL);
   }
   pthread_t th;
@@ -302,7 +331,7 @@ static int jit_parallel(DrvModel *m, const CgOptions *co, Diag *d) {
   int c = jobs[1].t_build + jobs[1].t_opt + jobs[1].t_jit > jobs[0].t_build + jobs[0].t_opt + jobs[0].t_jit;
   pipeline_time_phase("llvm codegen", jobs[c].t_build);
   pipeline_time_phase("llvm optimisation", jobs[c].t_opt);
-  pipeline_time_phase("jit", jobs[c].t_jit);
+  pipeline_time_phase(jobs[c].cached ? "jit (cached object code)" : "jit", jobs[c].t_jit);
   m->jit = jobs[0].jit;
   m->jit2 = jobs[1].jit;
   for (int i = 0; i < JIT_PARTS; i++) diag_free(&jobs[i].d);

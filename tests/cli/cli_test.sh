@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cli_test.sh — command-line tests of dlc and dlrun (registered by tests/cli.cmake).
 #   cli_test.sh GROUP DLC DLRUN ST_TOOL CLI_DIR SRC_DIR [ARG]
-# GROUP: errors | dlrun_errors | xor | linreg | checkpoint | ir_golden | emit MODEL [fast]
+# GROUP: errors | dlrun_errors | xor | linreg | checkpoint | cache | ir_golden | emit MODEL [fast]
 # (emit ... fast: --emit=llvm and --emit=asm at -O0 only; otherwise at -O0 and
 # at the default level)
 # Every check prints `ok - ...` or `FAIL - ...`; the exit status is the number
@@ -160,6 +160,40 @@ checkpoint)
     grep -q "W1" "$WORK/err" && ok "--load of another model's checkpoint -> 1, names W1: $(head -1 "$WORK/err")" || bad "--load mismatch message does not name the missing W1: $(cat "$WORK/err")"
   fi
   run 1 "$DLRUN" train "$SRC/examples/xor_mlp.dl" --data xor --epochs 1 --load lin.safetensors && ok "train --load of another model's checkpoint -> 1"
+  ;;
+cache)
+  # the object-code cache (tools/jit_cache.h): a second run loads the first
+  # run's code; results are bit-identical with the cache off, on a miss and
+  # on a hit; a damaged file is a miss (and is replaced); no files with the
+  # cache off or with the per-kernel profile; an unusable directory only
+  # turns caching off
+  cd "$WORK" || exit 1
+  M=$SRC/examples/xor_mlp.dl
+  train() { local name=$1; shift; run 0 env "$@" "$DLRUN" train "$M" --data xor --epochs 20 --time-passes --save "$name"; }
+  unset DLC_CACHE DLC_CACHE_DIR
+  train off.st DLC_CACHE=0 DLC_CACHE_DIR="$WORK/c0" && [ ! -e "$WORK/c0" ] && ok "DLC_CACHE=0: no cache directory" || bad "DLC_CACHE=0 made $WORK/c0"
+  if train miss.st DLC_CACHE_DIR="$WORK/c"; then
+    n=$(ls "$WORK/c" | grep -c '\.o$')
+    [ "$n" -ge 1 ] && ! grep -q 'cached object code' "$WORK/err" && ok "first run: compiled, $n objects stored" || bad "first run: $n objects, $(grep jit "$WORK/err")"
+  fi
+  if train hit.st DLC_CACHE_DIR="$WORK/c"; then
+    grep -q 'jit (cached object code)' "$WORK/err" && ok "second run: code from the cache" || bad "second run: no cache hit: $(grep jit "$WORK/err")"
+  fi
+  cmp -s off.st miss.st && cmp -s off.st hit.st && ok "trained parameters bit-identical: cache off, miss, hit" || bad "trained parameters differ between cache off, miss and hit"
+  for o in "$WORK"/c/*.o; do head -c 100 "$o" >"$o.part" && mv "$o.part" "$o"; done
+  if train torn.st DLC_CACHE_DIR="$WORK/c"; then
+    ! grep -q 'cached object code' "$WORK/err" && cmp -s off.st torn.st && ok "damaged objects: compiled again, same result" || bad "damaged objects were used or the result differs"
+  fi
+  train again.st DLC_CACHE_DIR="$WORK/c" && grep -q 'jit (cached object code)' "$WORK/err" && ok "damaged objects replaced: the next run hits" || bad "damaged objects not replaced"
+  # the per-kernel profile's entries call this process's counters: never
+  # stored, so a second profiled run times its kernels again
+  for i in 1 2; do
+    run 0 env DLC_CACHE_DIR="$WORK/cp" "$DLRUN" bench "$M" --steps 5 --threads 1 --per-kernel --time-passes || continue
+    calls=$(grep -E '^k[0-9]+_train' "$WORK/out" | awk '{s += $3} END {print s + 0}')
+    ! grep -q 'jit (cached object code)' "$WORK/err" && [ "$calls" -gt 0 ] &&
+      ok "--per-kernel run $i: compiled, kernels timed ($calls calls)" || bad "--per-kernel run $i: $calls calls, $(grep jit "$WORK/err")"
+  done
+  train ro.st DLC_CACHE_DIR=/proc/no/such/dir && cmp -s off.st ro.st && ok "unusable cache directory: runs, same result" || bad "unusable cache directory"
   ;;
 ir_golden)
   cd "$CLI" || exit 1
