@@ -194,6 +194,12 @@ cache)
       ok "--per-kernel run $i: compiled, kernels timed ($calls calls)" || bad "--per-kernel run $i: $calls calls, $(grep jit "$WORK/err")"
   done
   train ro.st DLC_CACHE_DIR=/proc/no/such/dir && cmp -s off.st ro.st && ok "unusable cache directory: runs, same result" || bad "unusable cache directory"
+  # at most 256 objects: the least recently used go first
+  mkdir -p "$WORK/full" && (cd "$WORK/full" && for i in $(seq 1 300); do echo x >"old$i.o"; done && touch -d '2020-01-01' old*.o)
+  if train full.st DLC_CACHE_DIR="$WORK/full"; then
+    n=$(ls "$WORK/full" | grep -c '\.o$'); mine=$(ls "$WORK/full" | grep -v '^old' | grep -c '\.o$')
+    [ "$n" -le 256 ] && [ "$mine" -ge 1 ] && ok "full cache pruned to $n objects, the new ones kept" || bad "cache of $n objects, $mine new"
+  fi
   ;;
 ir_golden)
   cd "$CLI" || exit 1
