@@ -1,6 +1,8 @@
 /* jit_cache.c — the on-disk cache of JIT-compiled object code (jit_cache.h). */
+#define _GNU_SOURCE /* dladdr */
 #include "tools/jit_cache.h"
 
+#include <dlfcn.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -58,8 +60,12 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static void init_once(void) {
   const char *off = getenv("DLC_CACHE");
   if (off && (strcmp(off, "0") == 0 || strcmp(off, "off") == 0)) return;
+  /* the identity of the file holding this code (the executable, or a
+   * shared library that links the driver) */
   struct stat st;
-  if (stat("/proc/self/exe", &st) != 0) return; /* no identity: no reuse */
+  Dl_info info;
+  bool found = dladdr((void *)jc_dir, &info) && info.dli_fname && stat(info.dli_fname, &st) == 0;
+  if (!found && stat("/proc/self/exe", &st) != 0) return; /* no identity: no reuse */
   uint64_t id[5] = {(uint64_t)st.st_dev, (uint64_t)st.st_ino, (uint64_t)st.st_size, (uint64_t)st.st_mtim.tv_sec,
                     (uint64_t)st.st_mtim.tv_nsec};
   g_exe = fnv1a(0xcbf29ce484222325ULL, id, sizeof id);

@@ -1,8 +1,9 @@
 /* jit_cache.h — the on-disk cache of JIT-compiled object code. A module's
  * optimised object is kept as DIR/KEY-EXE.o, KEY hashing its LLVM IR,
- * target and options (cg_module_key) and EXE the identity of the running
- * executable (device, inode, size, modification time), so a rebuilt dlc
- * never reuses code an older build made. Files carry a length and checksum;
+ * target and options (cg_module_key) and EXE the identity of the file that
+ * holds this code, the executable or a shared library linking the driver
+ * (device, inode, size, modification time), so a rebuilt dlc never reuses
+ * code an older build made. Files carry a length and checksum;
  * a damaged or foreign file is a miss. Errors only turn caching off.
  *   DLC_CACHE=0          off
  *   DLC_CACHE_DIR=DIR    the directory (default $XDG_CACHE_HOME/dlc, else

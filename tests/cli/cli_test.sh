@@ -180,6 +180,10 @@ cache)
     grep -q 'jit (cached object code)' "$WORK/err" && ok "second run: code from the cache" || bad "second run: no cache hit: $(grep jit "$WORK/err")"
   fi
   cmp -s off.st miss.st && cmp -s off.st hit.st && ok "trained parameters bit-identical: cache off, miss, hit" || bad "trained parameters differ between cache off, miss and hit"
+  # another dlrun binary (a rebuild, here a copy) never takes this one's code
+  cp "$DLRUN" "$WORK/dlrun-copy"
+  run 0 env DLC_CACHE_DIR="$WORK/c" "$WORK/dlrun-copy" train "$M" --data xor --epochs 20 --time-passes --save copy.st &&
+    ! grep -q 'cached object code' "$WORK/err" && cmp -s off.st copy.st && ok "another dlrun binary: compiled, same result" || bad "another dlrun binary used the cache"
   for o in "$WORK"/c/*.o; do head -c 100 "$o" >"$o.part" && mv "$o.part" "$o"; done
   if train torn.st DLC_CACHE_DIR="$WORK/c"; then
     ! grep -q 'cached object code' "$WORK/err" && cmp -s off.st torn.st && ok "damaged objects: compiled again, same result" || bad "damaged objects were used or the result differs"
