@@ -110,13 +110,6 @@ CgJit *cg_jit(CgModule *m, Diag *d) {
 
 /* ---- object code for the caller's cache ---- */
 
-/* 64-bit FNV-1a over n bytes, continuing from h. */
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
-  const unsigned char *p = data;
-  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
-  return h;
-}
-
 char *cg_module_key(CgModule *m) {
   const char *dbg = getenv("DLC_DEBUG");
   if (m->process_addresses || !m->mod || (dbg && atoi(dbg) >= 3)) return NULL; /* (>= 3 prints the optimised IR) */
@@ -129,15 +122,15 @@ char *cg_module_key(CgModule *m) {
                           pl ? pl : ""};
   /* two independent 64-bit hashes (different offset bases; the second
    * also over the lengths): 128 bits against accidental collisions */
-  uint64_t h1 = 0xcbf29ce484222325ULL, h2 = 0x84222325cbf29ce4ULL;
+  uint64_t h1 = DLRT_FNV1A_BASIS, h2 = 0x84222325cbf29ce4ULL;
   for (int i = 0; i < 6; i++) {
     size_t len = strlen(parts[i]);
-    h1 = fnv1a(fnv1a(h1, parts[i], len), "|", 1);
-    h2 = fnv1a(fnv1a(h2, &len, sizeof len), parts[i], len);
+    h1 = dlrt_fnv1a_bytes(dlrt_fnv1a_bytes(h1, parts[i], len), "|", 1);
+    h2 = dlrt_fnv1a_bytes(dlrt_fnv1a_bytes(h2, &len, sizeof len), parts[i], len);
   }
   int opt = m->opt_level;
-  h1 = fnv1a(fnv1a(h1, &opt, sizeof opt), ver, sizeof ver);
-  h2 = fnv1a(fnv1a(h2, ver, sizeof ver), &opt, sizeof opt);
+  h1 = dlrt_fnv1a_bytes(dlrt_fnv1a_bytes(h1, &opt, sizeof opt), ver, sizeof ver);
+  h2 = dlrt_fnv1a_bytes(dlrt_fnv1a_bytes(h2, ver, sizeof ver), &opt, sizeof opt);
   LLVMDisposeMessage(ir);
   char *key = malloc(33);
   if (key) snprintf(key, 33, "%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);

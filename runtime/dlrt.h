@@ -58,6 +58,9 @@ float dlrt_normal(uint64_t seed, uint64_t counter);
 uint64_t dlrt_stream_seed(uint64_t seed, const char *name);
 /* 64-bit FNV-1a of a NUL-terminated string. */
 uint64_t dlrt_fnv1a(const char *s);
+/* 64-bit FNV-1a of n bytes, continuing from h (DLRT_FNV1A_BASIS to start). */
+#define DLRT_FNV1A_BASIS 0xcbf29ce484222325ull
+uint64_t dlrt_fnv1a_bytes(uint64_t h, const void *data, size_t n);
 
 /* ---- initialisation (SPEC §2) ---------------------------------------- */
 /* Values are ABI: never reorder. */

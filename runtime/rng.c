@@ -3,6 +3,7 @@
 #include "runtime/dlrt.h"
 
 #include <math.h>
+#include <string.h>
 
 uint64_t dlrt_mix64(uint64_t seed, uint64_t counter) {
   uint64_t z = seed + counter * 0x9E3779B97F4A7C15ull;
@@ -23,14 +24,13 @@ float dlrt_normal(uint64_t seed, uint64_t counter) {
   return (float)(sqrt(-2.0 * log(u1)) * cos(two_pi * u2));
 }
 
-uint64_t dlrt_fnv1a(const char *s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    h ^= *p;
-    h *= 0x100000001b3ull;
-  }
+uint64_t dlrt_fnv1a_bytes(uint64_t h, const void *data, size_t n) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
   return h;
 }
+
+uint64_t dlrt_fnv1a(const char *s) { return dlrt_fnv1a_bytes(DLRT_FNV1A_BASIS, s, strlen(s)); }
 
 uint64_t dlrt_stream_seed(uint64_t seed, const char *name) {
   return dlrt_mix64(seed, dlrt_fnv1a(name ? name : ""));

@@ -15,16 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/dlrt.h"
+
 /* File layout: magic, payload length, payload checksum (little-endian
  * u64s), then the object. */
 static const char MAGIC[8] = {'D', 'L', 'C', 'O', 'B', 'J', '1', 0};
 enum { HEADER = 24 };
-
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
-  const unsigned char *p = data;
-  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
-  return h;
-}
 
 static void put64(unsigned char *p, uint64_t v) {
   for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
@@ -68,7 +64,7 @@ static void init_once(void) {
   if (!found && stat("/proc/self/exe", &st) != 0) return; /* no identity: no reuse */
   uint64_t id[5] = {(uint64_t)st.st_dev, (uint64_t)st.st_ino, (uint64_t)st.st_size, (uint64_t)st.st_mtim.tv_sec,
                     (uint64_t)st.st_mtim.tv_nsec};
-  g_exe = fnv1a(0xcbf29ce484222325ULL, id, sizeof id);
+  g_exe = dlrt_fnv1a_bytes(DLRT_FNV1A_BASIS, id, sizeof id);
   const char *dir = getenv("DLC_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
   int n;
   if (dir && *dir) n = snprintf(g_dir, sizeof g_dir, "%s", dir);
@@ -98,7 +94,7 @@ bool jc_load(const char *path, void **data, size_t *size) {
   uint64_t n = ok ? get64(h + 8) : 0, sum = ok ? get64(h + 16) : 0;
   ok = ok && n > 0 && n < ((uint64_t)1 << 31);
   void *buf = ok ? malloc((size_t)n) : NULL;
-  ok = buf && fread(buf, 1, (size_t)n, f) == n && fgetc(f) == EOF && fnv1a(0xcbf29ce484222325ULL, buf, (size_t)n) == sum;
+  ok = buf && fread(buf, 1, (size_t)n, f) == n && fgetc(f) == EOF && dlrt_fnv1a_bytes(DLRT_FNV1A_BASIS, buf, (size_t)n) == sum;
   fclose(f);
   if (!ok) {
     free(buf);
@@ -169,7 +165,7 @@ void jc_store(const char *dir, const char *path, const void *data, size_t size) 
   unsigned char h[HEADER];
   memcpy(h, MAGIC, sizeof MAGIC);
   put64(h + 8, (uint64_t)size);
-  put64(h + 16, fnv1a(0xcbf29ce484222325ULL, data, size));
+  put64(h + 16, dlrt_fnv1a_bytes(DLRT_FNV1A_BASIS, data, size));
   bool ok = f && fwrite(h, 1, HEADER, f) == HEADER && fwrite(data, 1, size, f) == size;
   if (f) ok = fclose(f) == 0 && ok;
   else close(fd);
