@@ -957,6 +957,82 @@ static void collect_loads(const VExpr *e, bool *seen) {
   collect_loads(e->c, seen);
 }
 
+/* Whether node `find` is reachable from `from` through inlined nodes (a
+ * materialised node or a leaf is read from its buffer, not entered; nor
+ * are `stop` nodes). */
+static bool inline_reaches(L *l, int from, int find, const bool *stop, bool *seen) {
+  if (from == find) return true;
+  if (seen[from] || stop[from] || l->buf[from] >= 0) return false;
+  seen[from] = true;
+  const Node *n = l->g->nodes[from];
+  for (int k = 0; k < n->nin; k++)
+    if (inline_reaches(l, n->in[k], find, stop, seen)) return true;
+  return false;
+}
+
+/* sub[i * nu + j]: update i's value contains update j's value (SGD's
+ * momentum buffer in the param's step, Adam's moments in its) and reads
+ * j's target nowhere else, so it can read that target after j wrote it —
+ * the order of PyTorch's in-place steps — instead of computing j's value
+ * again from the old state (one stream fewer per param: the gradient). */
+static void find_new_value_reads(L *l, bool *sub) {
+  const Graph *g = l->g;
+  int nu = g->n_updates, nn = g->n_nodes;
+  bool *stop = ARENA_ARRAY(l->a, bool, nn), *seen = ARENA_ARRAY(l->a, bool, nn);
+  for (int i = 0; i < nu; i++) {
+    int vi = g->updates[i].value;
+    for (int j = 0; j < nu; j++) {
+      int vj = g->updates[j].value;
+      if (j == i || vj == vi || l->buf[vj] >= 0) continue;
+      memset(seen, 0, sizeof(bool) * (size_t)nn);
+      sub[i * nu + j] = inline_reaches(l, vi, vj, stop, seen);
+    }
+    /* drop j when i still reads j's old target outside the substituted
+     * values (to a fixpoint: a dropped value is entered again) */
+    for (bool changed = true; changed;) {
+      changed = false;
+      memset(stop, 0, sizeof(bool) * (size_t)nn);
+      for (int j = 0; j < nu; j++)
+        if (sub[i * nu + j]) stop[g->updates[j].value] = true;
+      for (int j = 0; j < nu; j++) {
+        if (!sub[i * nu + j]) continue;
+        memset(seen, 0, sizeof(bool) * (size_t)nn);
+        if (inline_reaches(l, vi, g->updates[j].target, stop, seen)) sub[i * nu + j] = false, changed = true;
+      }
+    }
+  }
+}
+
+/* The update values, update i reading the targets of the updates j with
+ * sub[i * nu + j] (NULL: none) as written; reads[i]: the buffers whose
+ * old values they read. */
+static void update_values(L *l, const bool *sub, const int *target, VExpr **val, bool **reads, int nreads) {
+  const Graph *g = l->g;
+  int nu = g->n_updates;
+  for (int i = 0; i < nu; i++) {
+    for (int j = 0; sub && j < nu; j++)
+      if (sub[i * nu + j]) l->buf[g->updates[j].value] = target[j];
+    const Node *t = g->nodes[g->updates[i].target];
+    IExpr *v[IR_MAX_RANK];
+    vars(l, v, t->shape.rank);
+    val[i] = value_at(l, g->updates[i].value, v, NULL);
+    for (int j = 0; sub && j < nu; j++)
+      if (sub[i * nu + j]) l->buf[g->updates[j].value] = -1;
+    memset(reads[i], 0, sizeof(bool) * (size_t)nreads);
+    collect_loads(val[i], reads[i]);
+    for (int j = 0; sub && j < nu; j++)
+      if (sub[i * nu + j]) reads[i][target[j]] = false; /* the new value */
+  }
+}
+
+/* Update i can be written: nobody pending still needs the old value of
+ * its target, and the updates whose new values it reads are written. */
+static bool update_ready(int nu, int i, const int *target, bool **reads, const bool *sub, const bool *done) {
+  for (int j = 0; j < nu; j++)
+    if (j != i && !done[j] && (reads[j][target[i]] || (sub && sub[i * nu + j]))) return false;
+  return true;
+}
+
 static void lower_updates(L *l) {
   const Graph *g = l->g;
   int nu = g->n_updates;
@@ -967,26 +1043,32 @@ static void lower_updates(L *l) {
   bool *done = ARENA_ARRAY(a, bool, nu);
   bool *staged = ARENA_ARRAY(a, bool, nu); /* value already computed into a temporary */
   bool **reads = ARENA_ARRAY(a, bool *, nu);
+  bool *sub = ARENA_ARRAY(a, bool, nu * nu);
+  int nreads = l->p->n_bufs + nu; /* room for a temporary per update */
   for (int i = 0; i < nu; i++) {
-    const Node *t = g->nodes[g->updates[i].target];
-    target[i] = l->buf[t->id];
-    IExpr *v[IR_MAX_RANK];
-    vars(l, v, t->shape.rank);
-    val[i] = value_at(l, g->updates[i].value, v, NULL);
+    target[i] = l->buf[g->updates[i].target];
+    reads[i] = ARENA_ARRAY(a, bool, nreads);
   }
-  for (int i = 0; i < nu; i++) {
-    reads[i] = ARENA_ARRAY(a, bool, l->p->n_bufs + 1);
-    collect_loads(val[i], reads[i]);
-  }
+  find_new_value_reads(l, sub);
+  update_values(l, sub, target, val, reads, nreads);
+  /* new-value reads only when an order exists without temporaries */
   for (int left = nu; left > 0;) {
     int pick = -1;
-    for (int i = 0; i < nu && pick < 0; i++) {
-      if (done[i]) continue;
-      bool ready = true; /* nobody pending still needs the old value of target[i] */
-      for (int j = 0; j < nu && ready; j++)
-        if (j != i && !done[j] && reads[j][target[i]]) ready = false;
-      if (ready) pick = i;
+    for (int i = 0; i < nu && pick < 0; i++)
+      if (!done[i] && update_ready(nu, i, target, reads, sub, done)) pick = i;
+    if (pick < 0) {
+      update_values(l, NULL, target, val, reads, nreads);
+      sub = NULL;
+      break;
     }
+    done[pick] = true;
+    left--;
+  }
+  memset(done, 0, sizeof(bool) * (size_t)nu);
+  for (int left = nu; left > 0;) {
+    int pick = -1;
+    for (int i = 0; i < nu && pick < 0; i++)
+      if (!done[i] && update_ready(nu, i, target, reads, sub, done)) pick = i;
     if (pick < 0) {
       /* a cycle: compute one pending value into a temporary first. A staged
        * value reads only its temporary, so a cycle always has an unstaged
@@ -1004,7 +1086,8 @@ static void lower_updates(L *l) {
       IExpr *v[IR_MAX_RANK];
       vars(l, v, vn->shape.rank);
       val[pick] = vx_load(a, vn->dtype, tb, vn->shape.rank, v, NULL, 0);
-      memset(reads[pick], 0, sizeof(bool) * (size_t)l->p->n_bufs);
+      memset(reads[pick], 0, sizeof(bool) * (size_t)nreads);
+      DL_ASSERT(tb < nreads);
       reads[pick][tb] = true;
       continue;
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cli_test.sh — command-line tests of dlc and dlrun (registered by tests/cli.cmake).
 #   cli_test.sh GROUP DLC DLRUN ST_TOOL CLI_DIR SRC_DIR [ARG]
-# GROUP: errors | dlrun_errors | xor | linreg | checkpoint | cache | ir_golden | emit MODEL [fast]
+# GROUP: errors | dlrun_errors | xor | linreg | checkpoint | cache | updates | ir_golden | emit MODEL [fast]
 # (emit ... fast: --emit=llvm and --emit=asm at -O0 only; otherwise at -O0 and
 # at the default level)
 # Every check prints `ok - ...` or `FAIL - ...`; the exit status is the number
@@ -204,6 +204,32 @@ cache)
     n=$(ls "$WORK/full" | grep -c '\.o$'); mine=$(ls "$WORK/full" | grep -v '^old' | grep -c '\.o$')
     [ "$n" -le 256 ] && [ "$mine" -ge 1 ] && ok "full cache pruned to $n objects, the new ones kept" || bad "cache of $n objects, $mine new"
   fi
+  ;;
+updates)
+  # optimizer state first, then the param from the new state (PyTorch's
+  # in-place order): the param's update reads its own buffer and its
+  # state's, never the gradient again
+  cd "$WORK" || exit 1
+  for opt in "sgd(lr=0.5, momentum=0.9):W@momentum" "sgd(lr=0.5, momentum=0.9, weight_decay=0.01):W@momentum" \
+             "sgd(lr=0.5, momentum=0.5, nesterov=true):W@momentum" "adam(lr=0.01):W@m W@v" "adamw(lr=0.01, weight_decay=0.1):W@m W@v"; do
+    spec=${opt%%:*} states=${opt#*:}
+    sed "s/^train loss with .*/train loss with $spec/" "$CLI/small.dl" >m.dl
+    run 0 "$DLC" m.dl --emit=opt || continue
+    wline=$(grep -n '\[update W\]' "$WORK/out" | cut -d: -f1 | head -1)
+    body=$(sed -n "$((wline + 1))p" "$WORK/out")
+    fine=1
+    for st in $states; do
+      sline=$(grep -n "\[update $st\]" "$WORK/out" | cut -d: -f1 | head -1)
+      [ -n "$sline" ] && [ -n "$wline" ] && [ "$sline" -lt "$wline" ] && [[ "$body" == *"$st#"* ]] || fine=0
+    done
+    # nesterov's step still reads the gradient (d + m*buf)
+    # W's body reads W's own buffer (the kernel's output), its states and
+    # scalars, and no other tensor (the gradient is buffer `W` too, another number)
+    own=$(sed -n "${wline}p" "$WORK/out" | grep -o -- '-> W#[0-9]*' | cut -c4-)
+    others=$(echo "$body" | grep -Eo '(W|%t[0-9]+)#[0-9]+\[i' | grep -v "^$own\[" | tr '\n' ' ')
+    case "$spec" in *nesterov*) ;; *) [ -n "$own" ] && [ -z "$others" ] || fine=0 ;; esac
+    [ "$fine" = 1 ] && ok "$spec: $states written first, W from them: $body" || bad "$spec: W's update: $body"
+  done
   ;;
 ir_golden)
   cd "$CLI" || exit 1
