@@ -31,14 +31,17 @@
  * The packed B block lives in the thread's heap scratch (dlrt_scratch).
  * The dot form (tiny M, N against a long reduction contiguous in both
  * operands: the first convolution's filter gradient) computes C as vector
- * dot products along k instead. A skinny C (N <= NR, e.g. a classifier's
- * 10 columns) is computed transposed, C^T = Q^T P^T, so the vector lanes
+ * dot products along k instead; so does a skinny product whose B runs
+ * along N (a classifier's forward weights), over a copy of B transposed
+ * once per call. A skinny C (N <= NR) whose A runs along M (a classifier's
+ * weight gradient) is computed transposed, C^T = Q^T P^T, so the vector lanes
  * run along M and the micro-tile's rows fit N (5 x 2 tiles for N = 10):
  * the micro-kernel then loads and stores C through its tile buffer.
  *
  * Threads: the kernel's [begin, end) is a range of "units": batch entries
  * when there are batch dims, else MR-row tiles of M, or NR-column panels
- * of N when M fits one block (dot form: RN-column blocks). Every output
+ * of N when M fits one block (dot form: RN-column blocks, or RM-row tiles
+ * over a transposed B). Every output
  * element is the same FMA chain over k in the same fixed K blocks whatever
  * the unit range, so results are identical for any thread count. */
 #include "backend/cg_internal.h"
@@ -429,7 +432,7 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
    * along N, rows of A contiguous along k): vectors along N leave lanes
    * idle and a transposed C would need A transposed, so Q is transposed
    * into scratch ([N][K], a few KiB) and C runs in the dot form, lanes
-   * along k (mlp 256 x 10 x 1024: 52 -> 70 GFLOP/s) */
+   * along k (256 x 10 x 1024: 52 -> 58-66 GFLOP/s) */
   bool qt = !g->tc && g->batch == 1 && oa->fast && oa->k_unit && ob->fast && ob->x_affine && ob->k_affine &&
             !ob->k_unit && g->N <= 2 * g->VW && lane_use(g->N, g->VW) < DOT_QT_LANES && g->K >= DOT_QT_MIN_K;
   if (dot || qt) {
@@ -445,7 +448,7 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
       g->dot_qt = qt;
       g->run = run;
       g->runs_per_block = run >= DOT_BLOCK ? 1 : DOT_BLOCK / run;
-      g->RM = DOT_RM; /* 10 accumulators + 5 rows of Q + 1 of P: 16 vector registers */
+      g->RM = DOT_RM; /* RM x RN accumulators + RN rows of Q + 1 of P: at most 16 vector registers */
       g->RN = DOT_RN;
       if (qt) { /* columns in equal tiles of 4-6 (the fewest idle ones, the widest on a tie) */
         int64_t best = 0;
@@ -1286,7 +1289,7 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
     }
     gloop_end(kc, &Lf);
   }
-  if (g->dot_qt) { /* Qt[j][k] = Q(k, j) for this unit range's columns (affine in both) */
+  if (g->dot_qt) { /* Qt[j][k] = Q(k, j), every column (Q is affine in both) */
     LLVMValueRef qt = GEPF(kc, rtab, I64(kc, qt_at / 4));
     const GemmOperand *o = &g->op[1];
     GLoop Lq, Lk;
@@ -1317,10 +1320,8 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   /* accumulators as phis of the run loop and the k loop, starting from the
    * tile's accumulators of the previous block */
   LLVMValueRef accR[MAXT], accT[MAXT], cur[MAXT], init[MAXT];
-  LLVMValueRef tix = rows ? ADD(kc, MUL(kc, LLVMBuildUDiv(b, SUB(kc, ib, i_lo), I64(kc, RM), ""), jtiles),
-                                LLVMBuildUDiv(b, jb, I64(kc, RN), ""))
-                           : ADD(kc, MUL(kc, LLVMBuildUDiv(b, SUB(kc, jb, j_lo), I64(kc, RN), ""), itiles),
-                                 LLVMBuildUDiv(b, ib, I64(kc, RM), ""));
+  LLVMValueRef tix = ADD(kc, MUL(kc, LLVMBuildUDiv(b, SUB(kc, ib, i_lo), I64(kc, RM), ""), jtiles),
+                         LLVMBuildUDiv(b, SUB(kc, jb, j_lo), I64(kc, RN), ""));
   LLVMValueRef tbase = MUL(kc, tix, NT * 8);
   for (int q = 0; q < NT; q++) {
     LLVMValueRef ld = LLVMBuildLoad2(b, v8, GEPF(kc, vacc, ADD(kc, tbase, I64(kc, q * 8))), "");

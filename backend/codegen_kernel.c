@@ -525,6 +525,12 @@ static void plane_open(KernelCg *kc, PlaneLoop *P, LLVMValueRef begin, LLVMValue
 }
 
 /* The finished plane through the kernel's epilogue, then the loops closed. */
+/* *p += v (a scatter's accumulation into its zeroed plane) */
+static void add_into(KernelCg *kc, LLVMValueRef p, LLVMValueRef v) {
+  LLVMBuilderRef b = kc->b;
+  LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildLoad2(b, kc->m->t_f32, p, ""), v, ""), p);
+}
+
 static void plane_close(KernelCg *kc, PlaneLoop *P) {
   if (kc->k->epilogue) {
     CgModule *m = kc->m;
@@ -580,8 +586,7 @@ static void emit_scatter(KernelCg *kc, const Scatter *s, LLVMValueRef begin, LLV
   LLVMValueRef ow = loop_begin(kc, &Low, ow_lo, ow_hi, "sow");
   LLVMValueRef po = LLVMBuildInBoundsGEP2(b, m->t_f32, out, (LLVMValueRef[]){ADDI(orow, ADDI(ow, dw))}, 1, "");
   LLVMValueRef pd = LLVMBuildInBoundsGEP2(b, m->t_f32, d, (LLVMValueRef[]){ADDI(drow, ow)}, 1, "");
-  LLVMValueRef sum = LLVMBuildFAdd(b, LLVMBuildLoad2(b, m->t_f32, po, ""), LLVMBuildLoad2(b, m->t_f32, pd, ""), "");
-  LLVMBuildStore(b, sum, po);
+  add_into(kc, po, LLVMBuildLoad2(b, m->t_f32, pd, ""));
   loop_end(kc, &Low);
   loop_end(kc, &Loh);
   loop_end(kc, &Lkw);
@@ -745,8 +750,7 @@ static void emit_pool_scatter(KernelCg *kc, const PoolScatter *s, LLVMValueRef b
   LLVMPositionBuilderAtEnd(b, bb_add);
   LLVMValueRef xo = ADDI(plane, ADDI(MULI(h, I(s->W)), w));
   LLVMValueRef po = LLVMBuildInBoundsGEP2(b, m->t_f32, out, &xo, 1, "");
-  LLVMValueRef g = LLVMBuildLoad2(b, m->t_f32, LLVMBuildInBoundsGEP2(b, m->t_f32, dy, &yo, 1, ""), "");
-  LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildLoad2(b, m->t_f32, po, ""), g, ""), po);
+  add_into(kc, po, LLVMBuildLoad2(b, m->t_f32, LLVMBuildInBoundsGEP2(b, m->t_f32, dy, &yo, 1, ""), ""));
   LLVMBuildBr(b, bb_next);
   LLVMPositionBuilderAtEnd(b, bb_next);
   loop_end(kc, &Lo);

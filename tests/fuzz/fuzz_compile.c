@@ -76,25 +76,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 #else
 static int replay_file(const char *path, int *files) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
+  Arena *a = arena_new();
+  size_t n = 0;
+  char *text = a ? drv_read_file(a, path, &n) : NULL;
+  if (!text) {
     fprintf(stderr, "fuzz_replay: cannot read %s\n", path);
+    arena_free(a);
     return 1;
   }
-  size_t cap = 1 << 16, n = 0;
-  uint8_t *buf = malloc(cap);
-  for (size_t r; buf && (r = fread(buf + n, 1, cap - n, f)) > 0;) {
-    n += r;
-    if (n == cap) {
-      uint8_t *nb = realloc(buf, cap *= 2);
-      if (!nb) free(buf);
-      buf = nb;
-    }
-  }
-  fclose(f);
-  if (!buf) return 1;
-  int rc = compile_one(buf, n);
-  free(buf);
+  int rc = compile_one((const uint8_t *)text, n);
+  arena_free(a);
   ++*files;
   if (rc == DRV_INTERNAL) {
     fprintf(stderr, "fuzz_replay: %s: internal error\n", path);
