@@ -59,6 +59,8 @@ static int g_gemm_mode = 0; /* 0 auto, 1 never */
 enum {
   DIRECT_A_MAX_N = 64,
   DIRECT_B_MAX_M = 72,
+  DIRECT_BT_MIN_K = 64, /* an im2col B read in place from this K (the small VGG's first convolution, K = 27,
+                           measured slower: 45 -> 35-42 GFLOP/s) */
   DOT_MAX_M = 16,
   DOT_MAX_M_NARROW = 32, /* ... and up to this M when N is at most DOT_NARROW_N (the small VGG's */
   DOT_NARROW_N = 32,     /* first filter gradient, 32 x 27: 4.1 -> 2.5 ms, packed panels mostly idle) */
@@ -411,12 +413,18 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
   g->direct_a = oa->fast && oa->k_affine && oa->k_coef == 1 && oa->x_affine && a_small;
   g->direct_at = !g->direct_a && oa->fast && oa->x_affine && oa->x_coef == 1 && oa->k_affine && a_small;
   g->direct_b = ob->fast && ob->x_affine && ob->x_coef == 1 && ob->k_affine && g->M <= DIRECT_B_MAX_M;
+  /* an implicit im2col's rows (pixels, unit stride) at table offsets per k:
+   * read in place too (each row of a convolution's B is a window shift of
+   * the same few image rows, hot in L1) */
+  g->direct_b_tab = !g->tc && ob->fast && ob->x_affine && ob->x_coef == 1 && !ob->k_affine && g->M <= DIRECT_B_MAX_M &&
+                    g->K >= DIRECT_BT_MIN_K;
+  if (g->direct_b_tab) g->direct_b = true;
   /* Packed operands, M a multiple of 4 but not of 6 within one M block (a
    * convolution's 32 or 64 channels): 4 x 3-vector tiles, no idle rows in
    * the last tile and fewer broadcasts per FMA (VGG's convolutions 47-54 ->
    * 54-60 GFLOP/s; a B read in place keeps 6 x 2, the 4 x 3 tiles measured
    * slower there). */
-  if (!g->tc && !g->direct_a && !g->direct_at && !g->direct_b && g->M <= MC_PANELS * 6 && g->M % 6 &&
+  if (!g->tc && !g->direct_a && !g->direct_at && (!g->direct_b || g->direct_b_tab) && g->M <= MC_PANELS * 6 && g->M % 6 &&
       g->M % 4 == 0 && g->N >= 3 * g->VW) {
     g->MR = 4;
     g->NR = 3 * g->VW;
@@ -483,10 +491,10 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   if (ok && dbg && atoi(dbg) >= 2)
     fprintf(stderr,
             "dlc-debug: gemm plan %s: batch %lld M %lld N %lld K %lld tile %lldx%lld KC %lld"
-            " direct A/A^T/B %d%d%d dot %d%s transposed %d split-N %d"
+            " direct A/A^T/B %d%d%d%s dot %d%s transposed %d split-N %d"
             " P(fast %d affine x/k %d%d unit x/k %d%d) Q(fast %d affine x/k %d%d unit x/k %d%d)\n",
             k->name, (long long)g->batch, (long long)g->M, (long long)g->N, (long long)g->K, (long long)g->MR,
-            (long long)g->NR, (long long)g->KC, g->direct_a, g->direct_at, g->direct_b, g->dot, g->dot_qt ? " (Q^T packed)" : "", g->tc, g->split_n,
+            (long long)g->NR, (long long)g->KC, g->direct_a, g->direct_at, g->direct_b, g->direct_b_tab ? " (table)" : "", g->dot, g->dot_qt ? " (Q^T packed)" : "", g->tc, g->split_n,
             g->op[0].fast, g->op[0].x_affine, g->op[0].k_affine, g->op[0].x_unit, g->op[0].k_unit, g->op[1].fast,
             g->op[1].x_affine, g->op[1].k_affine, g->op[1].x_unit, g->op[1].k_unit);
   return ok;
@@ -964,13 +972,13 @@ static void tc_store(GemmCg *G, LLVMValueRef C, LLVMValueRef ldc, LLVMValueRef r
  * loaded and stored directly, an edge tile through a small tile buffer. */
 static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   char name[64];
-  snprintf(name, sizeof name, "dlc.gemm.ukr.%lldx%lld.v%lld%s%s", (long long)g->MR, (long long)g->NR,
-           (long long)g->VW, g->direct_a ? ".da" : "", g->tc ? ".tc" : "");
+  snprintf(name, sizeof name, "dlc.gemm.ukr.%lldx%lld.v%lld%s%s%s", (long long)g->MR, (long long)g->NR,
+           (long long)g->VW, g->direct_a ? ".da" : "", g->tc ? ".tc" : "", g->direct_b_tab ? ".bt" : "");
   LLVMValueRef fn = LLVMGetNamedFunction(m->mod, name);
   if (fn) return fn;
-  LLVMTypeRef pt[10] = {m->t_ptr, m->t_i64, m->t_ptr, m->t_i64, m->t_i64,
-                        m->t_ptr, m->t_i64, m->t_i64, m->t_i64, m->t_i1};
-  fn = LLVMAddFunction(m->mod, name, LLVMFunctionType(m->t_void, pt, 10, 0));
+  LLVMTypeRef pt[11] = {m->t_ptr, m->t_i64, m->t_ptr, m->t_i64, m->t_i64,
+                        m->t_ptr, m->t_i64, m->t_i64, m->t_i64, m->t_i1, m->t_ptr};
+  fn = LLVMAddFunction(m->mod, name, LLVMFunctionType(m->t_void, pt, 11, 0));
   LLVMSetLinkage(fn, LLVMInternalLinkage);
   cg_add_fn_attrs(m, fn);
   unsigned noinl = LLVMGetEnumAttributeKindForName("noinline", 8);
@@ -994,7 +1002,7 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   LLVMValueRef ap = LLVMGetParam(fn, 0), lda = LLVMGetParam(fn, 1), bp = LLVMGetParam(fn, 2);
   LLVMValueRef ldb = LLVMGetParam(fn, 3), kc_cur = LLVMGetParam(fn, 4);
   LLVMValueRef C = LLVMGetParam(fn, 5), ldc = LLVMGetParam(fn, 6), rows = LLVMGetParam(fn, 7);
-  LLVMValueRef cols = LLVMGetParam(fn, 8), first = LLVMGetParam(fn, 9);
+  LLVMValueRef cols = LLVMGetParam(fn, 8), first = LLVMGetParam(fn, 9), btab = LLVMGetParam(fn, 10);
   enum { MAXACC = 64 };
   int MR = (int)g->MR, NV = (int)(g->NR / g->VW), VW = (int)g->VW;
   int64_t NR = g->NR;
@@ -1072,7 +1080,11 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   LLVMValueRef acc[MAXACC];
   for (int a = 0; a < MR * NV; a++) acc[a] = LLVMBuildPhi(b, G->vt, "acc");
   LLVMValueRef bv[4];
-  LLVMValueRef boff = LLVMBuildNSWMul(b, kl, ldb, "");
+  LLVMValueRef boff;
+  if (g->direct_b_tab) /* row kl at bp + btab[kl] */
+    boff = LLVMBuildLoad2(b, m->t_i64, LLVMBuildInBoundsGEP2(b, m->t_i64, btab, &kl, 1, ""), "");
+  else
+    boff = LLVMBuildNSWMul(b, kl, ldb, "");
   /* B rows read in place (direct B) are not vector-aligned */
   for (int v = 0; v < NV; v++) bv[v] = vload(G, GEPF(kc, bp, ADD(kc, boff, I64(kc, v * VW))), 4);
   /* k-major A (packed: lda = MR; transposed A in place: lda = its k stride),
@@ -1141,8 +1153,8 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
 /* The tile at C rows i0.. (rows valid), cols j0.. (cols valid): a call of
  * the shared micro-kernel. */
 static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef lda, LLVMValueRef bp, LLVMValueRef ldb,
-                       LLVMValueRef kc_cur, LLVMValueRef cbase, LLVMValueRef i0, LLVMValueRef rows, LLVMValueRef j0,
-                       LLVMValueRef cols, LLVMValueRef first) {
+                       LLVMValueRef btab, LLVMValueRef kc_cur, LLVMValueRef cbase, LLVMValueRef i0, LLVMValueRef rows,
+                       LLVMValueRef j0, LLVMValueRef cols, LLVMValueRef first) {
   KernelCg *kc = G->kc;
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
@@ -1153,8 +1165,9 @@ static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef lda, LLVMValueRe
   LLVMValueRef crow0 = g->tc ? ADD(kc, ADD(kc, cbase, MUL(kc, j0, g->ldc)), i0)
                              : ADD(kc, ADD(kc, cbase, MUL(kc, i0, g->ldc)), j0);
   LLVMValueRef ukr = ukr_fn(m, g);
-  LLVMValueRef args[10] = {ap, lda, bp, ldb, kc_cur, GEPF(kc, C, crow0), I64(kc, g->ldc), rows, cols, first};
-  LLVMBuildCall2(b, LLVMGlobalGetValueType(ukr), ukr, args, 10, "");
+  LLVMValueRef args[11] = {ap,   lda,  bp,   ldb,  kc_cur, GEPF(kc, C, crow0), I64(kc, g->ldc),
+                           rows, cols, first, btab ? btab : LLVMConstPointerNull(m->t_ptr)};
+  LLVMBuildCall2(b, LLVMGlobalGetValueType(ukr), ukr, args, 11, "");
 }
 
 /* The epilogue over C rows [m_lo, m_hi) x cols [n_lo, n_hi) of the current
@@ -1460,6 +1473,17 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
       G.xtab[w] = LLVMBuildAlloca(b, LLVMArrayType2(m->t_i64, (uint64_t)(w == 0 ? g->MC : g->NC)), "xtab");
   }
 
+  /* direct B through the K block's table: the packed N tail's rows are at
+   * ptab[k] = k * NR */
+  LLVMValueRef ptab = NULL;
+  if (g->direct_b_tab && g->N % g->NR) {
+    ptab = LLVMBuildAlloca(b, LLVMArrayType2(m->t_i64, (uint64_t)g->KC), "ptab");
+    GLoop Lt;
+    LLVMValueRef t = gloop_begin(kc, &Lt, I64(kc, 0), I64(kc, g->KC), 1, "ptab");
+    LLVMBuildStore(b, MUL(kc, t, g->NR), LLVMBuildInBoundsGEP2(b, m->t_i64, ptab, &t, 1, ""));
+    gloop_end(kc, &Lt);
+  }
+
   LLVMValueRef m_lo, m_hi, b_lo, b_hi, n_lo = I64(kc, 0), n_hi = I64(kc, g->N);
   if (g->by_batch) {
     b_lo = begin;
@@ -1514,12 +1538,14 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
   }
   LLVMValueRef jr = gloop_begin(kc, &Ljr, I64(kc, 0), nc_cur, g->NR, "jr");
   LLVMValueRef cols = MIN(kc, I64(kc, g->NR), SUB(kc, nc_cur, jr));
-  LLVMValueRef bp, ldb;
+  LLVMValueRef bp, ldb, btab = NULL;
   if (g->direct_b) {
-    LLVMValueRef off = ADD(kc, ADD(kc, G.base[1], ADD(kc, jc, jr)), MUL(kc, pc, g->op[1].k_coef));
+    LLVMValueRef off = ADD(kc, G.base[1], ADD(kc, jc, jr));
+    if (!g->direct_b_tab) off = ADD(kc, off, MUL(kc, pc, g->op[1].k_coef));
     LLVMValueRef full = g->N % g->NR ? LT(kc, jr, nfull) : LLVMConstInt(m->t_i1, 1, 0);
     bp = LLVMBuildSelect(b, full, GEPF(kc, kc->buf[g->Q->buf], off), G.Bp, "");
     ldb = LLVMBuildSelect(b, full, I64(kc, g->op[1].k_coef), I64(kc, g->NR), "");
+    if (g->direct_b_tab) btab = g->N % g->NR ? LLVMBuildSelect(b, full, G.ktab[1], ptab, "") : G.ktab[1];
   } else {
     bp = GEPF(kc, G.Bp, MUL(kc, LLVMBuildUDiv(b, jr, I64(kc, g->NR), ""), g->KC * g->NR));
     ldb = I64(kc, g->NR);
@@ -1539,7 +1565,7 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
     ap = GEPF(kc, G.Ap, MUL(kc, LLVMBuildUDiv(b, ir, I64(kc, g->MR), ""), g->KC * g->MR));
     lda = I64(kc, g->MR);
   }
-  micro_tile(&G, ap, lda, bp, ldb, kc_cur, cbase, ADD(kc, ic, ir), rows, ADD(kc, jc, jr), cols, first);
+  micro_tile(&G, ap, lda, bp, ldb, btab, kc_cur, cbase, ADD(kc, ic, ir), rows, ADD(kc, jc, jr), cols, first);
   gloop_end(kc, &Lir);
   gloop_end(kc, &Ljr);
   gloop_end(kc, &Lic);

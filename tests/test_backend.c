@@ -709,6 +709,71 @@ static void test_gemm_path(void **state) {
   gemm_case_x(1, 32, 27, 4099, false, true, true, false, X_DOT); /* narrow N: up to 32 rows */
 }
 
+/* An implicit-im2col product (a 3x3 convolution over padded-width rows):
+ * out[n, co, p] = sum_{c, kh, kw} w[co, c, kh, kw] * x[n, c, p + kh*Wp + kw].
+ * B's rows are window shifts found through the K block's offset table; with
+ * K >= 64 the micro-kernel reads them in place (the N tail packed), else it
+ * packs. Checked against a double reference and for 1/2/3-thread identity. */
+static void im2col_case(int batch, int Co, int Cin, int Hp, int Wp, bool expect_direct) {
+  T t;
+  t_init(&t);
+  int P = (Hp - 2) * Wp - 2, K = Cin * 9;
+  int x = buf(&t, "x", DT_F32, shp(3, batch, Cin, Hp * Wp));
+  int w = buf(&t, "w", DT_F32, shp(4, Co, Cin, 3, 3));
+  int bias = buf(&t, "bias", DT_F32, shp(1, Co));
+  int o = buf(&t, "o", DT_F32, shp(3, batch, Co, P));
+  IExpr *pix = IB(&t, IX_ADD, IB(&t, IX_ADD, V(&t, 2), IB(&t, IX_MUL, V(&t, 4), C(&t, Wp))), V(&t, 5));
+  VExpr *la = ld(&t, w, V(&t, 1), V(&t, 3), V(&t, 4), V(&t, 5));
+  VExpr *lb = ld(&t, x, V(&t, 0), V(&t, 3), pix);
+  Kernel *k = kern(&t, "k_conv", o, bin(&t, VX_MUL, la, lb));
+  red(k, RED_SUM, 3, Cin, 3, 3);
+  k->epilogue = un(&t, VX_RELU, bin(&t, VX_ADD, acc_ref(&t), ld(&t, bias, V(&t, 1))));
+  k->flops = 2LL * batch * Co * P * K;
+  GemmPlan g;
+  assert_true(cg_gemm_plan(NULL, t.p, k, &g));
+  assert_true(g.by_batch && g.op[1].fast && g.op[1].x_affine && !g.op[1].k_affine);
+  assert_true(g.direct_b_tab == expect_direct && g.direct_b == expect_direct);
+  compile(&t);
+  int64_t nx = (int64_t)batch * Cin * Hp * Wp, nw = (int64_t)Co * K, no = (int64_t)batch * Co * P;
+  for (int64_t i = 0; i < nx; i++) F(&t, x)[i] = frand(-1, 1);
+  for (int64_t i = 0; i < nw; i++) F(&t, w)[i] = frand(-1, 1);
+  for (int j = 0; j < Co; j++) F(&t, bias)[j] = frand(-0.5f, 0.5f);
+  float *ref = malloc(sizeof(float) * (size_t)no);
+  for (int th = 1; th <= 3; th++) {
+    dlrt_set_threads(th);
+    for (int64_t i = 0; i < no; i++) F(&t, o)[i] = NAN;
+    run(&t);
+    if (th == 1) memcpy(ref, F(&t, o), sizeof(float) * (size_t)no);
+    else assert_memory_equal(ref, F(&t, o), sizeof(float) * (size_t)no);
+  }
+  dlrt_set_threads(0);
+  for (int n = 0; n < batch; n++)
+    for (int co = 0; co < Co; co++)
+      for (int q = 0; q < P; q++) {
+        double s = F(&t, bias)[co], sa = 1.0;
+        for (int c = 0; c < Cin; c++)
+          for (int kh = 0; kh < 3; kh++)
+            for (int kw = 0; kw < 3; kw++) {
+              double v = (double)F(&t, w)[((co * Cin + c) * 3 + kh) * 3 + kw] *
+                         F(&t, x)[((int64_t)n * Cin + c) * Hp * Wp + q + kh * Wp + kw];
+              s += v;
+              sa += fabs(v);
+            }
+        s = s < 0 ? 0 : s;
+        assert_true(fabs(ref[((int64_t)n * Co + co) * P + q] - s) <= 1e-5 * sa);
+      }
+  free(ref);
+  t_free(&t);
+}
+
+static void test_gemm_im2col(void **state) {
+  (void)state;
+  im2col_case(3, 32, 8, 12, 12, true);   /* 4 x 24 tiles, N tail packed (P = 118) */
+  im2col_case(2, 20, 64, 7, 9, true);    /* two K blocks (K = 576), 6 x 16 tiles with a row edge */
+  im2col_case(2, 64, 8, 15, 26, true);   /* N a multiple of the panel (P = 336 = 14 x 24) */
+  im2col_case(3, 32, 3, 12, 12, false);  /* K = 27: packed */
+}
+
 /* Random shapes over every plan mode (in-place A/B, transposed A, column
  * split, dot form, K blocks, edges in M and N, batches), each checked
  * against the double reference and for 1/2/3-thread bit identity. */
@@ -1013,6 +1078,7 @@ int main(void) {
       cmocka_unit_test(test_column_sum_reordered),
       cmocka_unit_test(test_parallel_bit_identical),
       cmocka_unit_test(test_gemm_path),
+      cmocka_unit_test(test_gemm_im2col),
       cmocka_unit_test(test_gemm_random_shapes),
       cmocka_unit_test(test_rand),
       cmocka_unit_test(test_vecmath_accuracy),
