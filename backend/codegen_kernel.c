@@ -1332,7 +1332,12 @@ static bool lead_fusable(const CgModule *m, const Program *p, const Kernel *lead
   free(ul);
   free(ua);
   if (!ok) return false;
-  *local = private_to(p, t, lead, a);
+  /* in scratch, the result holds one image, read by the GEMM's operand at
+   * its slice base; an epilogue reading it (a residual of the product's own
+   * input) indexes whole images, so the result stays in memory then */
+  SliceScan se = {p, t, 0, true};
+  visit_loads(a->epilogue, slice_cb, &se);
+  *local = se.n == 0 && private_to(p, t, lead, a);
   return true;
 }
 

@@ -1,7 +1,9 @@
 /* test_conformance.c — one conformance case (../shared/conformance/CASE):
  * runs `dlrun step` on it and compares gradients, updated params and
  * outputs with PyTorch's, elementwise within |got - want| <= 1e-5 + 1e-4|want|,
- * every expected name present. usage: test_conformance DLRUN CASEDIR [-O0]. */
+ * every expected name present; a case with expected_infer.safetensors (the
+ * regression cases: PyTorch's eval-mode outputs) also runs `dlrun predict`
+ * and compares its outputs. usage: test_conformance DLRUN CASEDIR [-O0]. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +93,25 @@ int main(int argc, char **argv) {
   int status = 0;
   waitpid(pid, &status, 0);
   int bad = 0;
+  char oi[1024];
+  snprintf(oi, sizeof oi, "%s/oi.safetensors", tmp);
+  snprintf(want, sizeof want, "%s/expected_infer.safetensors", dir);
+  if (access(want, R_OK) == 0) {
+    pid_t pi = fork();
+    if (pi == 0) {
+      execl(dlrun, dlrun, "predict", model, "--load", params, "--feed", feed, "--out", oi, opt, (char *)NULL);
+      _exit(127);
+    }
+    int st = 0;
+    waitpid(pi, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      printf("FAIL: dlrun predict exited with status %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+      bad++;
+    } else {
+      bad += compare("infer", oi, want);
+    }
+    unlink(oi);
+  }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     printf("FAIL: dlrun step exited with status %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     bad = 1;
