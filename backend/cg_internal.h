@@ -140,6 +140,8 @@ typedef struct {
   bool direct_a;             /* the micro-kernel reads P in place (rows of unit-stride k), no packing */
   bool direct_at;            /* ... reads P in place k-major (unit-stride rows i, a transposed A) */
   bool direct_b;             /* ... reads Q in place (rows of NR unit-stride j), packing only the N tail */
+  bool a_once;               /* batched, P the same for every entry (a convolution's weights): P packed
+                                once per call for all entries, not per entry */
   bool direct_b_tab;         /* ... its rows found through the K block's offset table (an implicit
                                 im2col: row k = (c, kh, kw) at c*Hp*Wp + kh*Wp + kw) */
   /* transposed C (a skinny N): the nest computes C^T = Q^T P^T, so P, Q,

@@ -72,8 +72,12 @@ enum {
   KC_MAX = 384,
   KC_ONE = 512,
   NC_BYTES = 2 << 20,
+  A_ONCE_BYTES = 4 << 20, /* a batch-invariant P packed once per call up to this size */
   MC_PANELS = 16
 };
+
+/* a_once: the number of P's packed blocks (K blocks x M blocks) */
+#define A_BLOCKS(g) (((g)->K + (g)->KC - 1) / (g)->KC * (((g)->M + (g)->MC - 1) / (g)->MC))
 
 /* The transposed form pays when its lanes are this much fuller (x100). */
 enum { TC_GAIN_PCT = 115 };
@@ -471,6 +475,10 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
   if (g->nb > 0 && g->batch > 1) {
     g->by_batch = true;
     g->units = g->batch;
+    /* P (packed) read alike by every batch entry: packed once per call */
+    bool bad = false, uses = false;
+    for (int d = 0; d < g->nb; d++) uses = uses || vx_uses_var(g->P, d, &bad);
+    g->a_once = !uses && !bad && oa->fast && !g->direct_a && !g->direct_at && 4 * A_BLOCKS(g) * g->KC * g->MC <= A_ONCE_BYTES;
   } else {
     g->by_batch = false;
     g->units = (g->M + g->MR - 1) / g->MR;
@@ -491,10 +499,10 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   if (ok && dbg && atoi(dbg) >= 2)
     fprintf(stderr,
             "dlc-debug: gemm plan %s: batch %lld M %lld N %lld K %lld tile %lldx%lld KC %lld"
-            " direct A/A^T/B %d%d%d%s dot %d%s transposed %d split-N %d"
+            " direct A/A^T/B %d%d%d%s%s dot %d%s transposed %d split-N %d"
             " P(fast %d affine x/k %d%d unit x/k %d%d) Q(fast %d affine x/k %d%d unit x/k %d%d)\n",
             k->name, (long long)g->batch, (long long)g->M, (long long)g->N, (long long)g->K, (long long)g->MR,
-            (long long)g->NR, (long long)g->KC, g->direct_a, g->direct_at, g->direct_b, g->direct_b_tab ? " (table)" : "", g->dot, g->dot_qt ? " (Q^T packed)" : "", g->tc, g->split_n,
+            (long long)g->NR, (long long)g->KC, g->direct_a, g->direct_at, g->direct_b, g->direct_b_tab ? " (table)" : "", g->a_once ? " A once" : "", g->dot, g->dot_qt ? " (Q^T packed)" : "", g->tc, g->split_n,
             g->op[0].fast, g->op[0].x_affine, g->op[0].k_affine, g->op[0].x_unit, g->op[0].k_unit, g->op[1].fast,
             g->op[1].x_affine, g->op[1].k_affine, g->op[1].x_unit, g->op[1].k_unit);
   return ok;
@@ -1444,6 +1452,7 @@ void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValue
 void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end, const GemmFuse *f) {
   bool then = f && f->then, lead = f && f->lead;
   int64_t slice = lead ? f->lead_slice : 0;
+  LLVMValueRef Aall = NULL; /* a_once: P's packed blocks [K block][M block] */
   if (g->dot) {
     emit_dot(kc, g, begin, end);
     return;
@@ -1459,9 +1468,11 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
   { /* the packed Q block (up to a few MiB) lives in the thread's heap
      * scratch, followed by a batch entry's C when a follower takes it */
     int64_t bp = (g->KC * g->NC + 15) / 16 * 16, cn = then ? (g->M * g->N + 15) / 16 * 16 : 0;
-    G.Bp = scratch(kc, 4 * (bp + cn + slice), "Bp");
+    int64_t sl = (slice + 15) / 16 * 16, aall = g->a_once ? A_BLOCKS(g) * g->KC * g->MC : 0;
+    G.Bp = scratch(kc, 4 * (bp + cn + sl + aall), "Bp");
     G.C = then ? GEPF(kc, G.Bp, I64(kc, bp)) : kc->buf[kc->k->out_buf];
     if (slice) kc->buf[f->lead_buf] = GEPF(kc, G.Bp, I64(kc, bp + cn));
+    if (aall) Aall = GEPF(kc, G.Bp, I64(kc, bp + cn + sl));
   }
   G.Ap = LLVMBuildAlloca(b, ta, "Ap");
   LLVMSetAlignment(G.Ap, 64);
@@ -1504,6 +1515,23 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
     m_hi = MIN(kc, MUL(kc, end, g->MR), I64(kc, g->M));
   }
   GLoop Lb, Ljc, Lpc, Lic, Ljr, Lir;
+  int64_t nmb = (g->M + g->MC - 1) / g->MC;
+  if (Aall) { /* P's blocks, once for every batch entry of the call */
+    GLoop L1, L2;
+    G.bidx = I64(kc, 0);
+    set_base(&G, 0);
+    LLVMValueRef pc = gloop_begin(kc, &L1, I64(kc, 0), I64(kc, g->K), g->KC, "apc");
+    LLVMValueRef kc_cur = MIN(kc, I64(kc, g->KC), SUB(kc, I64(kc, g->K), pc));
+    if (G.ktab[0]) fill_table(&G, 0, 2, G.ktab[0], pc, kc_cur);
+    LLVMValueRef ic = gloop_begin(kc, &L2, I64(kc, 0), I64(kc, g->M), g->MC, "aic");
+    LLVMValueRef mc_cur = MIN(kc, I64(kc, g->MC), SUB(kc, I64(kc, g->M), ic));
+    if (G.xtab[0]) fill_table(&G, 0, 1, G.xtab[0], ic, mc_cur);
+    LLVMValueRef blk = ADD(kc, MUL(kc, LLVMBuildUDiv(b, pc, I64(kc, g->KC), ""), nmb),
+                           LLVMBuildUDiv(b, ic, I64(kc, g->MC), ""));
+    pack_block(&G, 0, GEPF(kc, Aall, MUL(kc, blk, g->KC * g->MC)), ic, mc_cur, I64(kc, g->M), pc, kc_cur);
+    gloop_end(kc, &L2);
+    gloop_end(kc, &L1);
+  }
   G.bidx = gloop_begin(kc, &Lb, b_lo, b_hi, 1, "gb");
   LLVMValueRef cbase = then ? I64(kc, 0) : MUL(kc, G.bidx, g->M * g->N);
   if (lead) f->lead(f->ctx, G.bidx, slice ? kc->buf[f->lead_buf] : NULL);
@@ -1521,7 +1549,7 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
   if (G.xtab[1]) fill_table(&G, 1, 1, G.xtab[1], jc, nc_cur);
   LLVMValueRef pc = gloop_begin(kc, &Lpc, I64(kc, 0), I64(kc, g->K), g->KC, "pc");
   LLVMValueRef kc_cur = MIN(kc, I64(kc, g->KC), SUB(kc, I64(kc, g->K), pc));
-  for (int w = 0; w < 2; w++)
+  for (int w = Aall ? 1 : 0; w < 2; w++)
     if (G.ktab[w]) fill_table(&G, w, 2, G.ktab[w], pc, kc_cur);
   LLVMValueRef first = LLVMBuildICmp(b, LLVMIntEQ, pc, I64(kc, 0), "first");
   LLVMValueRef nfull = MUL(kc, LLVMBuildUDiv(b, nc_cur, I64(kc, g->NR), ""), g->NR);
@@ -1532,7 +1560,11 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
     pack_block(&G, 1, G.Bp, jc, nc_cur, I64(kc, g->N), pc, kc_cur);
   LLVMValueRef ic = gloop_begin(kc, &Lic, m_lo, m_hi, g->MC, "ic");
   LLVMValueRef mc_cur = MIN(kc, I64(kc, g->MC), SUB(kc, m_hi, ic));
-  if (!g->direct_a && !g->direct_at) {
+  LLVMValueRef ablk = NULL;
+  if (Aall) {
+    ablk = ADD(kc, MUL(kc, LLVMBuildUDiv(b, pc, I64(kc, g->KC), ""), nmb), LLVMBuildUDiv(b, ic, I64(kc, g->MC), ""));
+    ablk = GEPF(kc, Aall, MUL(kc, ablk, g->KC * g->MC));
+  } else if (!g->direct_a && !g->direct_at) {
     if (G.xtab[0]) fill_table(&G, 0, 1, G.xtab[0], ic, mc_cur);
     pack_block(&G, 0, G.Ap, ic, mc_cur, m_hi, pc, kc_cur);
   }
@@ -1562,7 +1594,7 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
     ap = GEPF(kc, kc->buf[g->P->buf], off);
     lda = I64(kc, g->op[0].k_coef);
   } else {
-    ap = GEPF(kc, G.Ap, MUL(kc, LLVMBuildUDiv(b, ir, I64(kc, g->MR), ""), g->KC * g->MR));
+    ap = GEPF(kc, Aall ? ablk : G.Ap, MUL(kc, LLVMBuildUDiv(b, ir, I64(kc, g->MR), ""), g->KC * g->MR));
     lda = I64(kc, g->MR);
   }
   micro_tile(&G, ap, lda, bp, ldb, btab, kc_cur, cbase, ADD(kc, ic, ir), rows, ADD(kc, jc, jr), cols, first);

@@ -712,8 +712,9 @@ static void test_gemm_path(void **state) {
 /* An implicit-im2col product (a 3x3 convolution over padded-width rows):
  * out[n, co, p] = sum_{c, kh, kw} w[co, c, kh, kw] * x[n, c, p + kh*Wp + kw].
  * B's rows are window shifts found through the K block's offset table; with
- * K >= 64 the micro-kernel reads them in place (the N tail packed), else it
- * packs. Checked against a double reference and for 1/2/3-thread identity. */
+ * K >= 64 and M <= 72 the micro-kernel reads them in place (the N tail
+ * packed), else it packs. The weights are packed once for all images.
+ * Checked against a double reference and for 1/2/3-thread identity. */
 static void im2col_case(int batch, int Co, int Cin, int Hp, int Wp, bool expect_direct) {
   T t;
   t_init(&t);
@@ -733,6 +734,7 @@ static void im2col_case(int batch, int Co, int Cin, int Hp, int Wp, bool expect_
   assert_true(cg_gemm_plan(NULL, t.p, k, &g));
   assert_true(g.by_batch && g.op[1].fast && g.op[1].x_affine && !g.op[1].k_affine);
   assert_true(g.direct_b_tab == expect_direct && g.direct_b == expect_direct);
+  assert_true(g.a_once); /* the weights, packed once for the whole batch */
   compile(&t);
   int64_t nx = (int64_t)batch * Cin * Hp * Wp, nw = (int64_t)Co * K, no = (int64_t)batch * Co * P;
   for (int64_t i = 0; i < nx; i++) F(&t, x)[i] = frand(-1, 1);
@@ -769,9 +771,11 @@ static void im2col_case(int batch, int Co, int Cin, int Hp, int Wp, bool expect_
 static void test_gemm_im2col(void **state) {
   (void)state;
   im2col_case(3, 32, 8, 12, 12, true);   /* 4 x 24 tiles, N tail packed (P = 118) */
-  im2col_case(2, 20, 64, 7, 9, true);    /* two K blocks (K = 576), 6 x 16 tiles with a row edge */
+  im2col_case(2, 22, 64, 9, 12, true);   /* two K blocks (K = 576), 6 x 16 tiles with a row edge */
   im2col_case(2, 64, 8, 15, 26, true);   /* N a multiple of the panel (P = 336 = 14 x 24) */
   im2col_case(3, 32, 3, 12, 12, false);  /* K = 27: packed */
+  im2col_case(3, 100, 8, 8, 12, false);  /* two M blocks of packed weights (M = 100), B packed */
+  im2col_case(2, 100, 64, 8, 12, false); /* ... and two K blocks */
 }
 
 /* Random shapes over every plan mode (in-place A/B, transposed A, column
