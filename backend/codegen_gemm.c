@@ -1447,6 +1447,16 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   gloop_end(kc, &Lb);
 }
 
+/* a_once: P's packed block of the K block at pc and the M block at ic
+ * (blocks [K block][M block], KC x MC floats each). */
+static LLVMValueRef a_block(GemmCg *G, LLVMValueRef Aall, LLVMValueRef pc, LLVMValueRef ic) {
+  KernelCg *kc = G->kc;
+  const GemmPlan *g = G->g;
+  LLVMValueRef kb = LLVMBuildUDiv(kc->b, pc, I64(kc, g->KC), ""), mb = LLVMBuildUDiv(kc->b, ic, I64(kc, g->MC), "");
+  LLVMValueRef blk = ADD(kc, MUL(kc, kb, (g->M + g->MC - 1) / g->MC), mb);
+  return GEPF(kc, Aall, MUL(kc, blk, g->KC * g->MC));
+}
+
 void cg_emit_gemm(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end) {
   cg_emit_gemm_fused(kc, g, begin, end, NULL);
 }
@@ -1517,7 +1527,6 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
     m_hi = MIN(kc, MUL(kc, end, g->MR), I64(kc, g->M));
   }
   GLoop Lb, Ljc, Lpc, Lic, Ljr, Lir;
-  int64_t nmb = (g->M + g->MC - 1) / g->MC;
   if (Aall) { /* P's blocks, once for every batch entry of the call */
     GLoop L1, L2;
     G.bidx = I64(kc, 0);
@@ -1528,9 +1537,7 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
     LLVMValueRef ic = gloop_begin(kc, &L2, I64(kc, 0), I64(kc, g->M), g->MC, "aic");
     LLVMValueRef mc_cur = MIN(kc, I64(kc, g->MC), SUB(kc, I64(kc, g->M), ic));
     if (G.xtab[0]) fill_table(&G, 0, 1, G.xtab[0], ic, mc_cur);
-    LLVMValueRef blk = ADD(kc, MUL(kc, LLVMBuildUDiv(b, pc, I64(kc, g->KC), ""), nmb),
-                           LLVMBuildUDiv(b, ic, I64(kc, g->MC), ""));
-    pack_block(&G, 0, GEPF(kc, Aall, MUL(kc, blk, g->KC * g->MC)), ic, mc_cur, I64(kc, g->M), pc, kc_cur);
+    pack_block(&G, 0, a_block(&G, Aall, pc, ic), ic, mc_cur, I64(kc, g->M), pc, kc_cur);
     gloop_end(kc, &L2);
     gloop_end(kc, &L1);
   }
@@ -1564,8 +1571,7 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
   LLVMValueRef mc_cur = MIN(kc, I64(kc, g->MC), SUB(kc, m_hi, ic));
   LLVMValueRef ablk = NULL;
   if (Aall) {
-    ablk = ADD(kc, MUL(kc, LLVMBuildUDiv(b, pc, I64(kc, g->KC), ""), nmb), LLVMBuildUDiv(b, ic, I64(kc, g->MC), ""));
-    ablk = GEPF(kc, Aall, MUL(kc, ablk, g->KC * g->MC));
+    ablk = a_block(&G, Aall, pc, ic);
   } else if (!g->direct_a && !g->direct_at) {
     if (G.xtab[0]) fill_table(&G, 0, 1, G.xtab[0], ic, mc_cur);
     pack_block(&G, 0, G.Ap, ic, mc_cur, m_hi, pc, kc_cur);

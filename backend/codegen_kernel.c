@@ -1315,6 +1315,7 @@ static bool lead_fusable(const CgModule *m, const Program *p, const Kernel *lead
     if ((w == 0 ? g.P : g.Q)->buf == t) fast = g.op[w].fast;
   SliceScan sa = {p, t, 0, true}, sl = {p, t, 0, true};
   visit_loads(a->body, slice_cb, &sa);
+  int body_reads = sa.n;
   visit_loads(a->epilogue, slice_cb, &sa);
   visit_loads(lead->body, slice_cb, &sl);
   if (!fast || !sa.ok || sa.n == 0 || sl.n) return false;
@@ -1335,9 +1336,7 @@ static bool lead_fusable(const CgModule *m, const Program *p, const Kernel *lead
   /* in scratch, the result holds one image, read by the GEMM's operand at
    * its slice base; an epilogue reading it (a residual of the product's own
    * input) indexes whole images, so the result stays in memory then */
-  SliceScan se = {p, t, 0, true};
-  visit_loads(a->epilogue, slice_cb, &se);
-  *local = se.n == 0 && private_to(p, t, lead, a);
+  *local = sa.n == body_reads && private_to(p, t, lead, a);
   return true;
 }
 

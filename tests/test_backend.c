@@ -581,6 +581,22 @@ static void test_parallel_bit_identical(void **state) {
  * div/mod index map (A stored as [M, K/5, 5]). */
 enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16, X_TC = 32, X_NOTC = 64, X_MR4 = 128, X_QT = 256 }; /* plan modes a case must exercise */
 
+/* Runs t on 1, 2 and 3 threads (output o of no floats poisoned with NaN
+ * before each run), asserts the three results bit-identical and returns a
+ * malloc'd copy of the 1-thread result. */
+static float *run_threads_identical(T *t, int o, int64_t no) {
+  float *ref = malloc(sizeof(float) * (size_t)no);
+  for (int th = 1; th <= 3; th++) {
+    dlrt_set_threads(th);
+    for (int64_t i = 0; i < no; i++) F(t, o)[i] = NAN;
+    run(t);
+    if (th == 1) memcpy(ref, F(t, o), sizeof(float) * (size_t)no);
+    else assert_memory_equal(ref, F(t, o), sizeof(float) * (size_t)no);
+  }
+  dlrt_set_threads(0);
+  return ref;
+}
+
 static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool epi, bool flat, unsigned expect) {
   T t;
   t_init(&t);
@@ -626,15 +642,7 @@ static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool e
   for (int64_t i = 0; i < na; i++) F(&t, a)[i] = frand(-1, 1);
   for (int64_t i = 0; i < nb; i++) F(&t, b)[i] = frand(-1, 1);
   for (int j = 0; j < N; j++) F(&t, bias)[j] = frand(-0.5f, 0.5f);
-  float *ref = malloc(sizeof(float) * (size_t)no);
-  for (int th = 1; th <= 3; th++) {
-    dlrt_set_threads(th);
-    for (int64_t i = 0; i < no; i++) F(&t, o)[i] = NAN;
-    run(&t);
-    if (th == 1) memcpy(ref, F(&t, o), sizeof(float) * (size_t)no);
-    else assert_memory_equal(ref, F(&t, o), sizeof(float) * (size_t)no);
-  }
-  dlrt_set_threads(0);
+  float *ref = run_threads_identical(&t, o, no);
   for (int bb = 0; bb < batch; bb++)
     for (int i = 0; i < M; i++)
       for (int j = 0; j < N; j++) {
@@ -740,15 +748,7 @@ static void im2col_case(int batch, int Co, int Cin, int Hp, int Wp, bool expect_
   for (int64_t i = 0; i < nx; i++) F(&t, x)[i] = frand(-1, 1);
   for (int64_t i = 0; i < nw; i++) F(&t, w)[i] = frand(-1, 1);
   for (int j = 0; j < Co; j++) F(&t, bias)[j] = frand(-0.5f, 0.5f);
-  float *ref = malloc(sizeof(float) * (size_t)no);
-  for (int th = 1; th <= 3; th++) {
-    dlrt_set_threads(th);
-    for (int64_t i = 0; i < no; i++) F(&t, o)[i] = NAN;
-    run(&t);
-    if (th == 1) memcpy(ref, F(&t, o), sizeof(float) * (size_t)no);
-    else assert_memory_equal(ref, F(&t, o), sizeof(float) * (size_t)no);
-  }
-  dlrt_set_threads(0);
+  float *ref = run_threads_identical(&t, o, no);
   for (int n = 0; n < batch; n++)
     for (int co = 0; co < Co; co++)
       for (int q = 0; q < P; q++) {

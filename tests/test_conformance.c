@@ -69,6 +69,18 @@ static int compare(const char *role, const char *got_path, const char *want_path
   return bad;
 }
 
+/* Runs argv (argv[0] the program) and waits: its exit status, -1 if it did not exit. */
+static int run(const char *const *argv) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) < 0) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: %s DLRUN CASEDIR [OPTION]\n", argv[0]);
@@ -84,36 +96,26 @@ int main(int argc, char **argv) {
   snprintf(g, sizeof g, "%s/g.safetensors", tmp);
   snprintf(p2, sizeof p2, "%s/p2.safetensors", tmp);
   snprintf(o, sizeof o, "%s/o.safetensors", tmp);
-  pid_t pid = fork();
-  if (pid == 0) {
-    execl(dlrun, dlrun, "step", model, "--params", params, "--feed", feed, "--grads", g, "--out-params", p2, "--out",
-          o, opt, (char *)NULL);
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
+  const char *step[] = {dlrun, "step", model, "--params", params, "--feed", feed, "--grads", g, "--out-params", p2,
+                        "--out", o, opt, NULL};
+  int status = run(step);
   int bad = 0;
   char oi[1024];
   snprintf(oi, sizeof oi, "%s/oi.safetensors", tmp);
   snprintf(want, sizeof want, "%s/expected_infer.safetensors", dir);
   if (access(want, R_OK) == 0) {
-    pid_t pi = fork();
-    if (pi == 0) {
-      execl(dlrun, dlrun, "predict", model, "--load", params, "--feed", feed, "--out", oi, opt, (char *)NULL);
-      _exit(127);
-    }
-    int st = 0;
-    waitpid(pi, &st, 0);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-      printf("FAIL: dlrun predict exited with status %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    const char *predict[] = {dlrun, "predict", model, "--load", params, "--feed", feed, "--out", oi, opt, NULL};
+    int st = run(predict);
+    if (st != 0) {
+      printf("FAIL: dlrun predict exited with status %d\n", st);
       bad++;
     } else {
       bad += compare("infer", oi, want);
     }
     unlink(oi);
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    printf("FAIL: dlrun step exited with status %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  if (status != 0) {
+    printf("FAIL: dlrun step exited with status %d\n", status);
     bad = 1;
   } else {
     snprintf(want, sizeof want, "%s/expected_grads.safetensors", dir);
