@@ -147,6 +147,11 @@ typedef struct {
   /* transposed C (a skinny N): the nest computes C^T = Q^T P^T, so P, Q,
    * op[], M and N above are swapped (rows of the nest = C's columns) */
   bool tc;
+  /* C^T computed in scratch, transposed into C after the last K block (a
+   * filter gradient: P, Q, op[], M and N swapped as for tc; P, an implicit
+   * im2col, read in place through its row and k tables: direct_a_tab) */
+  bool ct;
+  bool direct_a_tab;
   int64_t ldc;               /* C's row stride (its N) */
   int64_t units;             /* the kernel's [begin, end) ranges over these */
 } GemmPlan;

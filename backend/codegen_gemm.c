@@ -61,6 +61,9 @@ enum {
   DIRECT_B_MAX_M = 72,
   DIRECT_BT_MIN_K = 64, /* an im2col B read in place from this K (the small VGG's first convolution, K = 27,
                            measured slower: 45 -> 35-42 GFLOP/s) */
+  CT_MAX_M = 64, /* the transposed filter gradient up to this M (output channels), */
+  CT_MIN_N = 64, /* from this N (the im2col's rows) */
+  CT_MIN_K = 1024, /* and this K */
   DOT_MAX_M = 16,
   DOT_MAX_M_NARROW = 32, /* ... and up to this M when N is at most DOT_NARROW_N (the small VGG's */
   DOT_NARROW_N = 32,     /* first filter gradient, 32 x 27: 4.1 -> 2.5 ms, packed panels mostly idle) */
@@ -341,6 +344,16 @@ static int64_t dot_run(const Program *p, const Kernel *k, const GemmPlan *g, int
 /* Lane use of tiles of `w` over an extent n (the useful share, x1000). */
 static int64_t lane_use(int64_t n, int64_t w) { return 1000 * n / ((n + w - 1) / w * w); }
 
+/* C^T = Q^T P^T: P and Q, their analyses, M and N swapped. */
+static void swap_operands(GemmPlan *g) {
+  const VExpr *e = g->P;
+  g->P = g->Q, g->Q = e;
+  GemmOperand o = g->op[0];
+  g->op[0] = g->op[1], g->op[1] = o;
+  int64_t x = g->M;
+  g->M = g->N, g->N = x;
+}
+
 /* A skinny C (N within one NR panel, M at least one) runs transposed when
  * that fills the lanes better: the micro-tile's rows take N (MR of 4-6,
  * the least padding, the most rows on a tie) and its vectors take M. P
@@ -359,12 +372,25 @@ static void plan_transposed(GemmPlan *g) {
   if (100 * then < TC_GAIN_PCT * now) return;
   g->tc = true;
   g->MR = best;
-  const VExpr *e = g->P;
-  g->P = g->Q, g->Q = e;
-  GemmOperand o = g->op[0];
-  g->op[0] = g->op[1], g->op[1] = o;
-  int64_t x = g->M;
-  g->M = g->N, g->N = x;
+  swap_operands(g);
+}
+
+/* A filter gradient, dW[o, r] = sum_{n, q} dy[n, o, q] * xp[n, off(r) + q]
+ * (both operands contiguous along k, the wide one an implicit im2col whose
+ * rows r = (c, kh, kw) sit at table offsets), runs as C^T = Q^T P^T: the
+ * im2col's rows are read in place as A (row r at its table offset, k
+ * through the K block's table) and only dy^T is packed (O x K: a ninth of
+ * the im2col's elements for a 3 x 3 window, whose transposing pack took a
+ * fifth of the product's time); C^T (R x O) lives in the thread's scratch
+ * and is transposed into C after the last K block. */
+static void plan_ct(GemmPlan *g) {
+  const GemmOperand *oa = &g->op[0], *ob = &g->op[1];
+  if (g->tc || g->batch > 1 || !oa->fast || !ob->fast || !oa->k_unit || !ob->k_unit || !oa->x_affine || ob->x_affine ||
+      g->M > CT_MAX_M || g->N < CT_MIN_N || g->K < CT_MIN_K)
+    return;
+  swap_operands(g);
+  g->ct = true;
+  g->direct_a_tab = true;
 }
 
 /* N block: the packed Q block (heap scratch) stays within ~2 MiB, so A is
@@ -402,6 +428,7 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
   analyse_operand(p, k, g, g->P, true, &g->op[0]);
   analyse_operand(p, k, g, g->Q, false, &g->op[1]);
   plan_transposed(g);
+  plan_ct(g);
 
   /* K blocks: one block up to 512, else equal blocks of at most 384 */
   int64_t nk = g->K <= KC_ONE ? 1 : (g->K + KC_MAX - 1) / KC_MAX;
@@ -420,7 +447,7 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
   /* an implicit im2col's rows (pixels, unit stride) at table offsets per k:
    * read in place too (each row of a convolution's B is a window shift of
    * the same few image rows, hot in L1) */
-  g->direct_b_tab = !g->tc && ob->fast && ob->x_affine && ob->x_coef == 1 && !ob->k_affine && g->M <= DIRECT_B_MAX_M &&
+  g->direct_b_tab = !g->tc && !g->ct && ob->fast && ob->x_affine && ob->x_coef == 1 && !ob->k_affine && g->M <= DIRECT_B_MAX_M &&
                     g->K >= DIRECT_BT_MIN_K;
   if (g->direct_b_tab) g->direct_b = true;
   /* Packed operands, M a multiple of 4 but not of 6 within one M block (a
@@ -429,7 +456,7 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
    * 54-60 GFLOP/s; an affine B read in place keeps 6 x 2, the 4 x 3 tiles
    * measured slower there; an im2col B read in place takes 4 x 3: 32 x 1086
    * x 288 63 -> 66-71 GFLOP/s against 6 x 2's 61-65). */
-  if (!g->tc && !g->direct_a && !g->direct_at && (!g->direct_b || g->direct_b_tab) && g->M <= MC_PANELS * 6 && g->M % 6 &&
+  if (!g->tc && !g->ct && !g->direct_a && !g->direct_at && (!g->direct_b || g->direct_b_tab) && g->M <= MC_PANELS * 6 && g->M % 6 &&
       g->M % 4 == 0 && g->N >= 3 * g->VW) {
     g->MR = 4;
     g->NR = 3 * g->VW;
@@ -439,14 +466,14 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
   /* the dot form: both operands contiguous along k (the transposed-both
    * shape of filter gradients), K much longer than M and N */
   bool dot_m = g->M <= DOT_MAX_M || (g->M <= DOT_MAX_M_NARROW && g->N <= DOT_NARROW_N);
-  bool dot = !g->tc && g->batch == 1 && oa->fast && ob->fast && oa->k_unit && ob->k_unit && dot_m &&
+  bool dot = !g->tc && !g->ct && g->batch == 1 && oa->fast && ob->fast && oa->k_unit && ob->k_unit && dot_m &&
              g->N <= 256 && g->K >= 16 * g->N;
   /* a skinny NN product (a classifier's N = 10 columns of weights read
    * along N, rows of A contiguous along k): vectors along N leave lanes
    * idle and a transposed C would need A transposed, so Q is transposed
    * into scratch ([N][K], a few KiB) and C runs in the dot form, lanes
    * along k (256 x 10 x 1024: 52 -> 58-66 GFLOP/s) */
-  bool qt = !g->tc && g->batch == 1 && oa->fast && oa->k_unit && ob->fast && ob->x_affine && ob->k_affine &&
+  bool qt = !g->tc && !g->ct && g->batch == 1 && oa->fast && oa->k_unit && ob->fast && ob->x_affine && ob->k_affine &&
             !ob->k_unit && g->N <= 2 * g->VW && lane_use(g->N, g->VW) < DOT_QT_LANES && g->K >= DOT_QT_MIN_K;
   if (dot || qt) {
     int64_t run = dot_run(p, k, g, qt ? 1 : 2);
@@ -486,7 +513,7 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
     /* few row tiles (a filter gradient: M = output channels, K huge): split
      * the columns, so threads do not pack the same B twice */
     int64_t npan = (g->N + g->NR - 1) / g->NR;
-    if (g->M <= g->MC && npan > g->units) {
+    if (!g->ct && g->M <= g->MC && npan > g->units) {
       g->split_n = true;
       g->units = npan;
     }
@@ -500,10 +527,11 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   if (ok && dbg && atoi(dbg) >= 2)
     fprintf(stderr,
             "dlc-debug: gemm plan %s: batch %lld M %lld N %lld K %lld tile %lldx%lld KC %lld"
-            " direct A/A^T/B %d%d%d%s%s dot %d%s transposed %d split-N %d"
+            " direct A/A^T/B %d%d%d%s%s%s dot %d%s transposed %d%s split-N %d"
             " P(fast %d affine x/k %d%d unit x/k %d%d) Q(fast %d affine x/k %d%d unit x/k %d%d)\n",
             k->name, (long long)g->batch, (long long)g->M, (long long)g->N, (long long)g->K, (long long)g->MR,
-            (long long)g->NR, (long long)g->KC, g->direct_a, g->direct_at, g->direct_b, g->direct_b_tab ? " (table)" : "", g->a_once ? " A once" : "", g->dot, g->dot_qt ? " (Q^T packed)" : "", g->tc, g->split_n,
+            (long long)g->NR, (long long)g->KC, g->direct_a, g->direct_at, g->direct_b, g->direct_b_tab ? " (table)" : "", g->direct_a_tab ? " (A table)" : "", g->a_once ? " A once" : "", g->dot,
+            g->dot_qt ? " (Q^T packed)" : "", g->tc, g->ct ? " (C^T in scratch)" : "", g->split_n,
             g->op[0].fast, g->op[0].x_affine, g->op[0].k_affine, g->op[0].x_unit, g->op[0].k_unit, g->op[1].fast,
             g->op[1].x_affine, g->op[1].k_affine, g->op[1].x_unit, g->op[1].k_unit);
   return ok;
@@ -627,11 +655,11 @@ static void set_j_vars(GemmCg *G, LLVMValueRef j) {
 /* vars of the GEMM's rows (P's own dims) and columns (Q's): I and J, or J
  * and I when C is computed transposed */
 static void set_row_vars(GemmCg *G, LLVMValueRef x) {
-  if (G->g->tc) set_j_vars(G, x);
+  if (G->g->tc || G->g->ct) set_j_vars(G, x);
   else set_i_vars(G, x);
 }
 static void set_col_vars(GemmCg *G, LLVMValueRef x) {
-  if (G->g->tc) set_i_vars(G, x);
+  if (G->g->tc || G->g->ct) set_i_vars(G, x);
   else set_j_vars(G, x);
 }
 static void set_k_vars(GemmCg *G, LLVMValueRef kk) {
@@ -981,13 +1009,14 @@ static void tc_store(GemmCg *G, LLVMValueRef C, LLVMValueRef ldc, LLVMValueRef r
  * loaded and stored directly, an edge tile through a small tile buffer. */
 static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   char name[64];
-  snprintf(name, sizeof name, "dlc.gemm.ukr.%lldx%lld.v%lld%s%s%s", (long long)g->MR, (long long)g->NR,
-           (long long)g->VW, g->direct_a ? ".da" : "", g->tc ? ".tc" : "", g->direct_b_tab ? ".bt" : "");
+  snprintf(name, sizeof name, "dlc.gemm.ukr.%lldx%lld.v%lld%s%s%s%s", (long long)g->MR, (long long)g->NR,
+           (long long)g->VW, g->direct_a ? ".da" : "", g->direct_a_tab ? ".at" : "", g->tc ? ".tc" : "",
+           g->direct_b_tab ? ".bt" : "");
   LLVMValueRef fn = LLVMGetNamedFunction(m->mod, name);
   if (fn) return fn;
-  LLVMTypeRef pt[11] = {m->t_ptr, m->t_i64, m->t_ptr, m->t_i64, m->t_i64,
-                        m->t_ptr, m->t_i64, m->t_i64, m->t_i64, m->t_i1, m->t_ptr};
-  fn = LLVMAddFunction(m->mod, name, LLVMFunctionType(m->t_void, pt, 11, 0));
+  LLVMTypeRef pt[13] = {m->t_ptr, m->t_i64, m->t_ptr, m->t_i64, m->t_i64, m->t_ptr, m->t_i64,
+                        m->t_i64, m->t_i64, m->t_i1,  m->t_ptr, m->t_ptr, m->t_ptr};
+  fn = LLVMAddFunction(m->mod, name, LLVMFunctionType(m->t_void, pt, 13, 0));
   LLVMSetLinkage(fn, LLVMInternalLinkage);
   cg_add_fn_attrs(m, fn);
   unsigned noinl = LLVMGetEnumAttributeKindForName("noinline", 8);
@@ -1012,6 +1041,7 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   LLVMValueRef ldb = LLVMGetParam(fn, 3), kc_cur = LLVMGetParam(fn, 4);
   LLVMValueRef C = LLVMGetParam(fn, 5), ldc = LLVMGetParam(fn, 6), rows = LLVMGetParam(fn, 7);
   LLVMValueRef cols = LLVMGetParam(fn, 8), first = LLVMGetParam(fn, 9), btab = LLVMGetParam(fn, 10);
+  LLVMValueRef abase = LLVMGetParam(fn, 11), aktab = LLVMGetParam(fn, 12);
   enum { MAXACC = 64 };
   int MR = (int)g->MR, NV = (int)(g->NR / g->VW), VW = (int)g->VW;
   int64_t NR = g->NR;
@@ -1028,6 +1058,12 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   LLVMValueRef aclamp[MAXACC] = {0};
   for (int r = 0; r < MR; r++) aclamp[r] = MIN(kc, I64(kc, r), SUB(kc, rows, I64(kc, 1)));
   for (int r = 0; r < MR && g->direct_a; r++) arow[r] = GEPF(kc, ap, LLVMBuildNSWMul(b, lda, aclamp[r], ""));
+  /* direct A through tables: row r at abase + ap[min(r, rows - 1)] (ap: the
+   * tile's row offsets, i64), its k at aktab[kl] */
+  for (int r = 0; r < MR && g->direct_a_tab; r++) {
+    LLVMValueRef off = LLVMBuildLoad2(b, m->t_i64, LLVMBuildInBoundsGEP2(b, m->t_i64, ap, &aclamp[r], 1, ""), "");
+    arow[r] = GEPF(kc, abase, off);
+  }
 
   LLVMValueRef init[MAXACC], full = NULL, crowc[MAXACC] = {0};
   LLVMBasicBlockRef bb_pre = LLVMAppendBasicBlockInContext(ctx, fn, "tile.pre");
@@ -1098,12 +1134,15 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   for (int v = 0; v < NV; v++) bv[v] = vload(G, GEPF(kc, bp, ADD(kc, boff, I64(kc, v * VW))), 4);
   /* k-major A (packed: lda = MR; transposed A in place: lda = its k stride),
    * rows past `rows` read the last valid row */
-  LLVMValueRef aoff = LLVMBuildNSWMul(b, kl, lda, "");
+  LLVMValueRef aoff = g->direct_a_tab ? LLVMBuildLoad2(b, m->t_i64, LLVMBuildInBoundsGEP2(b, m->t_i64, aktab, &kl, 1, ""), "")
+                                      : LLVMBuildNSWMul(b, kl, lda, "");
   LLVMTypeRef vt = G->vt;
   LLVMValueRef nacc[MAXACC];
   LLVMValueRef mask = LLVMConstNull(LLVMVectorType(m->t_i32, (unsigned)VW));
   for (int r = 0; r < MR; r++) {
-    LLVMValueRef aptr = g->direct_a ? GEPF(kc, arow[r], kl) : GEPF(kc, ap, ADD(kc, aoff, aclamp[r]));
+    LLVMValueRef aptr = g->direct_a       ? GEPF(kc, arow[r], kl)
+                        : g->direct_a_tab ? GEPF(kc, arow[r], aoff)
+                                          : GEPF(kc, ap, ADD(kc, aoff, aclamp[r]));
     LLVMValueRef s = LLVMBuildLoad2(b, m->t_f32, aptr, "");
     LLVMValueRef one = LLVMBuildInsertElement(b, LLVMGetUndef(vt), s, cg_i32(m, 0), "");
     LLVMValueRef sp = LLVMBuildShuffleVector(b, one, LLVMGetUndef(vt), mask, "");
@@ -1161,22 +1200,24 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
 
 /* The tile at C rows i0.. (rows valid), cols j0.. (cols valid): a call of
  * the shared micro-kernel. */
-static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef lda, LLVMValueRef bp, LLVMValueRef ldb,
-                       LLVMValueRef btab, LLVMValueRef kc_cur, LLVMValueRef cbase, LLVMValueRef i0, LLVMValueRef rows,
-                       LLVMValueRef j0, LLVMValueRef cols, LLVMValueRef first) {
+static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef lda, LLVMValueRef abase, LLVMValueRef aktab,
+                       LLVMValueRef bp, LLVMValueRef ldb, LLVMValueRef btab, LLVMValueRef kc_cur, LLVMValueRef cbase,
+                       LLVMValueRef i0, LLVMValueRef rows, LLVMValueRef j0, LLVMValueRef cols, LLVMValueRef first) {
   KernelCg *kc = G->kc;
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
   const GemmPlan *g = G->g;
   LLVMValueRef C = G->C;
   /* row r of the tile in C starts at cbase + (i0 + r) * ldc + j0 (transposed:
-   * column r at cbase + j0 * ldc + i0 + r) */
-  LLVMValueRef crow0 = g->tc ? ADD(kc, ADD(kc, cbase, MUL(kc, j0, g->ldc)), i0)
-                             : ADD(kc, ADD(kc, cbase, MUL(kc, i0, g->ldc)), j0);
+   * column r at cbase + j0 * ldc + i0 + r; C^T in scratch: rows of N) */
+  int64_t ldc = g->ct ? g->N : g->ldc;
+  LLVMValueRef crow0 = g->tc ? ADD(kc, ADD(kc, cbase, MUL(kc, j0, ldc)), i0)
+                             : ADD(kc, ADD(kc, cbase, MUL(kc, i0, ldc)), j0);
   LLVMValueRef ukr = ukr_fn(m, g);
-  LLVMValueRef args[11] = {ap,   lda,  bp,   ldb,  kc_cur, GEPF(kc, C, crow0), I64(kc, g->ldc),
-                           rows, cols, first, btab ? btab : LLVMConstPointerNull(m->t_ptr)};
-  LLVMBuildCall2(b, LLVMGlobalGetValueType(ukr), ukr, args, 11, "");
+  LLVMValueRef null = LLVMConstPointerNull(m->t_ptr);
+  LLVMValueRef args[13] = {ap,   lda,  bp,    ldb,  kc_cur, GEPF(kc, C, crow0), I64(kc, ldc), rows, cols, first,
+                           btab ? btab : null, abase ? abase : null, aktab ? aktab : null};
+  LLVMBuildCall2(b, LLVMGlobalGetValueType(ukr), ukr, args, 13, "");
 }
 
 /* The epilogue over C rows [m_lo, m_hi) x cols [n_lo, n_hi) of the current
@@ -1481,17 +1522,20 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
      * scratch, followed by a batch entry's C when a follower takes it */
     int64_t bp = (g->KC * g->NC + 15) / 16 * 16, cn = then ? (g->M * g->N + 15) / 16 * 16 : 0;
     int64_t sl = (slice + 15) / 16 * 16, aall = g->a_once ? A_BLOCKS(g) * g->KC * g->MC : 0;
-    G.Bp = scratch(kc, 4 * (bp + cn + sl + aall), "Bp");
+    int64_t ct = g->ct ? g->M * g->N : 0; /* C^T */
+    G.Bp = scratch(kc, 4 * (bp + cn + sl + aall + ct), "Bp");
     G.C = then ? GEPF(kc, G.Bp, I64(kc, bp)) : kc->buf[kc->k->out_buf];
     if (slice) kc->buf[f->lead_buf] = GEPF(kc, G.Bp, I64(kc, bp + cn));
     if (aall) Aall = GEPF(kc, G.Bp, I64(kc, bp + cn + sl));
+    if (ct) G.C = GEPF(kc, G.Bp, I64(kc, bp + cn + sl + aall));
   }
   G.Ap = LLVMBuildAlloca(b, ta, "Ap");
   LLVMSetAlignment(G.Ap, 64);
   for (int w = 0; w < 2; w++) {
     const GemmOperand *o = &g->op[w];
     if (!o->fast) continue;
-    if (!o->k_affine) G.ktab[w] = LLVMBuildAlloca(b, LLVMArrayType2(m->t_i64, (uint64_t)g->KC), "ktab");
+    if (!o->k_affine || (w == 0 && g->direct_a_tab))
+      G.ktab[w] = LLVMBuildAlloca(b, LLVMArrayType2(m->t_i64, (uint64_t)g->KC), "ktab");
     if (!o->x_affine)
       G.xtab[w] = LLVMBuildAlloca(b, LLVMArrayType2(m->t_i64, (uint64_t)(w == 0 ? g->MC : g->NC)), "xtab");
   }
@@ -1542,7 +1586,7 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
     gloop_end(kc, &L1);
   }
   G.bidx = gloop_begin(kc, &Lb, b_lo, b_hi, 1, "gb");
-  LLVMValueRef cbase = then ? I64(kc, 0) : MUL(kc, G.bidx, g->M * g->N);
+  LLVMValueRef cbase = then || g->ct ? I64(kc, 0) : MUL(kc, G.bidx, g->M * g->N);
   if (lead) f->lead(f->ctx, G.bidx, slice ? kc->buf[f->lead_buf] : NULL);
   for (int w = 0; w < 2; w++)
     if (g->op[w].fast) {
@@ -1572,6 +1616,8 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
   LLVMValueRef ablk = NULL;
   if (Aall) {
     ablk = a_block(&G, Aall, pc, ic);
+  } else if (g->direct_a_tab) {
+    fill_table(&G, 0, 1, G.xtab[0], ic, mc_cur);
   } else if (!g->direct_a && !g->direct_at) {
     if (G.xtab[0]) fill_table(&G, 0, 1, G.xtab[0], ic, mc_cur);
     pack_block(&G, 0, G.Ap, ic, mc_cur, m_hi, pc, kc_cur);
@@ -1592,8 +1638,12 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
   }
   LLVMValueRef ir = gloop_begin(kc, &Lir, I64(kc, 0), mc_cur, g->MR, "ir");
   LLVMValueRef rows = MIN(kc, I64(kc, g->MR), SUB(kc, mc_cur, ir));
-  LLVMValueRef ap, lda;
-  if (g->direct_a) {
+  LLVMValueRef ap, lda, abase = NULL;
+  if (g->direct_a_tab) { /* the tile's row offsets; the operand's base */
+    ap = LLVMBuildInBoundsGEP2(b, m->t_i64, G.xtab[0], &ir, 1, "");
+    lda = I64(kc, 0);
+    abase = GEPF(kc, kc->buf[g->P->buf], G.base[0]);
+  } else if (g->direct_a) {
     LLVMValueRef off = ADD(kc, ADD(kc, G.base[0], MUL(kc, ADD(kc, ic, ir), g->op[0].x_coef)), pc);
     ap = GEPF(kc, kc->buf[g->P->buf], off);
     lda = I64(kc, g->op[0].x_coef);
@@ -1605,14 +1655,26 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
     ap = GEPF(kc, Aall ? ablk : G.Ap, MUL(kc, LLVMBuildUDiv(b, ir, I64(kc, g->MR), ""), g->KC * g->MR));
     lda = I64(kc, g->MR);
   }
-  micro_tile(&G, ap, lda, bp, ldb, btab, kc_cur, cbase, ADD(kc, ic, ir), rows, ADD(kc, jc, jr), cols, first);
+  micro_tile(&G, ap, lda, abase, abase ? G.ktab[0] : NULL, bp, ldb, btab, kc_cur, cbase, ADD(kc, ic, ir), rows,
+             ADD(kc, jc, jr), cols, first);
   gloop_end(kc, &Lir);
   gloop_end(kc, &Ljr);
   gloop_end(kc, &Lic);
   gloop_end(kc, &Lpc);
   gloop_end(kc, &Ljc);
+  if (g->ct) { /* C[j, i] = C^T[i, j] for the unit's rows i of C^T */
+    LLVMValueRef ct = G.C;
+    G.C = kc->buf[kc->k->out_buf];
+    GLoop Lj, Li;
+    LLVMValueRef j = gloop_begin(kc, &Lj, I64(kc, 0), I64(kc, g->N), 1, "ctj");
+    LLVMValueRef i = gloop_begin(kc, &Li, m_lo, m_hi, 1, "cti");
+    LLVMValueRef v = LLVMBuildLoad2(b, m->t_f32, GEPF(kc, ct, ADD(kc, MUL(kc, i, g->N), j)), "");
+    LLVMBuildStore(b, v, GEPF(kc, G.C, ADD(kc, MUL(kc, j, g->ldc), i)));
+    gloop_end(kc, &Li);
+    gloop_end(kc, &Lj);
+  }
   if (kc->k->epilogue) { /* over C's rows and columns (swapped back when transposed) */
-    if (g->tc) epilogue_nest(&G, cbase, n_lo, n_hi, m_lo, m_hi);
+    if (g->tc || g->ct) epilogue_nest(&G, cbase, n_lo, n_hi, m_lo, m_hi);
     else epilogue_nest(&G, cbase, m_lo, m_hi, n_lo, n_hi);
   }
   if (then) f->then(f->ctx, G.bidx, G.C);

@@ -768,6 +768,65 @@ static void im2col_case(int batch, int Co, int Cin, int Hp, int Wp, bool expect_
   t_free(&t);
 }
 
+/* A stride-1 convolution's filter gradient over a padded image:
+ * dW[o, c, kh, kw] = epi(sum_{n, q} dy[n, o, q] * x[n, c, q + kh*Wp + kw]),
+ * both operands contiguous along q. With at most 64 output channels it
+ * runs transposed (C^T in scratch, the image's rows read in place through
+ * the row and k tables, dy^T packed); K blocks cross images when they do
+ * not divide the positions. */
+static void filter_grad_case(int batch, int Co, int Cin, int Hp, int Wp, bool expect_ct) {
+  T t;
+  t_init(&t);
+  int P = (Hp - 2) * Wp - 2;
+  int x = buf(&t, "x", DT_F32, shp(3, batch, Cin, Hp * Wp));
+  int dy = buf(&t, "dy", DT_F32, shp(3, batch, Co, P));
+  int w = buf(&t, "w", DT_F32, shp(4, Co, Cin, 3, 3));
+  int o = buf(&t, "o", DT_F32, shp(4, Co, Cin, 3, 3));
+  IExpr *pix = IB(&t, IX_ADD, IB(&t, IX_ADD, V(&t, 5), IB(&t, IX_MUL, V(&t, 2), C(&t, Wp))), V(&t, 3));
+  VExpr *la = ld(&t, dy, V(&t, 4), V(&t, 0), V(&t, 5));
+  VExpr *lb = ld(&t, x, V(&t, 4), V(&t, 1), pix);
+  Kernel *k = kern(&t, "k_dw", o, bin(&t, VX_MUL, la, lb));
+  red(k, RED_SUM, 2, batch, P);
+  /* an epilogue reading C's own index (weight decay's shape) */
+  k->epilogue = bin(&t, VX_ADD, bin(&t, VX_MUL, acc_ref(&t), kf(&t, 0.5)), ld(&t, w, V(&t, 0), V(&t, 1), V(&t, 2), V(&t, 3)));
+  GemmPlan g;
+  assert_true(cg_gemm_plan(NULL, t.p, k, &g));
+  assert_true(g.ct == expect_ct && g.direct_a_tab == expect_ct);
+  if (expect_ct) assert_true(g.M == Cin * 9 && g.N == Co && g.K == (int64_t)batch * P && !g.dot && !g.tc);
+  compile(&t);
+  int64_t nx = (int64_t)batch * Cin * Hp * Wp, ny = (int64_t)batch * Co * P, no = (int64_t)Co * Cin * 9;
+  for (int64_t i = 0; i < nx; i++) F(&t, x)[i] = frand(-1, 1);
+  for (int64_t i = 0; i < ny; i++) F(&t, dy)[i] = frand(-1, 1);
+  for (int64_t i = 0; i < no; i++) F(&t, w)[i] = frand(-1, 1);
+  float *ref = run_threads_identical(&t, o, no);
+  for (int co = 0; co < Co; co++)
+    for (int c = 0; c < Cin; c++)
+      for (int kh = 0; kh < 3; kh++)
+        for (int kw = 0; kw < 3; kw++) {
+          double s = 0, sa = 1.0;
+          for (int n = 0; n < batch; n++)
+            for (int q = 0; q < P; q++) {
+              double v = (double)F(&t, dy)[((int64_t)n * Co + co) * P + q] *
+                         F(&t, x)[((int64_t)n * Cin + c) * Hp * Wp + q + kh * Wp + kw];
+              s += v;
+              sa += fabs(v);
+            }
+          int64_t at = ((co * Cin + c) * 3 + kh) * 3 + kw;
+          s = 0.5 * s + F(&t, w)[at];
+          assert_true(fabs(ref[at] - s) <= 1e-5 * sa);
+        }
+  free(ref);
+  t_free(&t);
+}
+
+static void test_gemm_filter_grad(void **state) {
+  (void)state;
+  filter_grad_case(7, 32, 8, 14, 14, true);  /* K = 1162 in 4 blocks crossing images, 6 x 16 tiles */
+  filter_grad_case(5, 20, 11, 16, 17, true); /* a column edge (20 of 32), two M blocks (R = 99), a row edge */
+  filter_grad_case(2, 64, 8, 26, 26, true);  /* 64 channels: four column panels */
+  filter_grad_case(7, 100, 8, 14, 14, false); /* more channels: packed */
+}
+
 static void test_gemm_im2col(void **state) {
   (void)state;
   im2col_case(3, 32, 8, 12, 12, true);   /* 4 x 24 tiles, N tail packed (P = 118) */
@@ -1083,6 +1142,7 @@ int main(void) {
       cmocka_unit_test(test_parallel_bit_identical),
       cmocka_unit_test(test_gemm_path),
       cmocka_unit_test(test_gemm_im2col),
+      cmocka_unit_test(test_gemm_filter_grad),
       cmocka_unit_test(test_gemm_random_shapes),
       cmocka_unit_test(test_rand),
       cmocka_unit_test(test_vecmath_accuracy),
