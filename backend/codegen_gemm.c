@@ -375,17 +375,21 @@ static void plan_transposed(GemmPlan *g) {
   swap_operands(g);
 }
 
-/* A filter gradient, dW[o, r] = sum_{n, q} dy[n, o, q] * xp[n, off(r) + q]
- * (both operands contiguous along k, the wide one an implicit im2col whose
- * rows r = (c, kh, kw) sit at table offsets), runs as C^T = Q^T P^T: the
- * im2col's rows are read in place as A (row r at its table offset, k
- * through the K block's table) and only dy^T is packed (O x K: a ninth of
- * the im2col's elements for a 3 x 3 window, whose transposing pack took a
- * fifth of the product's time); C^T (R x O) lives in the thread's scratch
- * and is transposed into C after the last K block. */
+/* A filter gradient, dW[o, r] = sum_{n, q} dy[n, o, q] * cols[n, r, q]
+ * (both operands contiguous along k, few rows o, the columns' rows r an
+ * implicit im2col's window shifts at table offsets or an im2col buffer's
+ * rows), runs as C^T = Q^T P^T: the rows r are read in place as A (row r at
+ * its table offset, k through the K block's table, so K blocks may cross
+ * images) and only dy^T is packed (O x K: a ninth of the im2col's elements
+ * for a 3 x 3 window, whose transposing pack took a fifth of the product's
+ * time); C^T (R x O) lives in the thread's scratch and is transposed into
+ * C after the last K block. Measured against the packed 4 x 24 form and the
+ * dot form (bench/gemm_bench.c, 1 thread): the small VGG's 32 x 288 x 69504
+ * 56 -> 65-74 GFLOP/s in the model, LeNet-5's 16 x 150 x 6400 ratio to
+ * OpenBLAS 1.34-1.44 -> 1.63-1.66. */
 static void plan_ct(GemmPlan *g) {
   const GemmOperand *oa = &g->op[0], *ob = &g->op[1];
-  if (g->tc || g->batch > 1 || !oa->fast || !ob->fast || !oa->k_unit || !ob->k_unit || !oa->x_affine || ob->x_affine ||
+  if (g->tc || g->batch > 1 || !oa->fast || !ob->fast || !oa->k_unit || !ob->k_unit || !oa->x_affine ||
       g->M > CT_MAX_M || g->N < CT_MIN_N || g->K < CT_MIN_K)
     return;
   swap_operands(g);
@@ -441,8 +445,8 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
    * (unit-stride j) when one M block uses each B panel (small M). */
   const GemmOperand *oa = &g->op[0], *ob = &g->op[1];
   bool a_small = g->N <= DIRECT_A_MAX_N;
-  g->direct_a = oa->fast && oa->k_affine && oa->k_coef == 1 && oa->x_affine && a_small;
-  g->direct_at = !g->direct_a && oa->fast && oa->x_affine && oa->x_coef == 1 && oa->k_affine && a_small;
+  g->direct_a = !g->direct_a_tab && oa->fast && oa->k_affine && oa->k_coef == 1 && oa->x_affine && a_small;
+  g->direct_at = !g->direct_a && !g->direct_a_tab && oa->fast && oa->x_affine && oa->x_coef == 1 && oa->k_affine && a_small;
   g->direct_b = ob->fast && ob->x_affine && ob->x_coef == 1 && ob->k_affine && g->M <= DIRECT_B_MAX_M;
   /* an implicit im2col's rows (pixels, unit stride) at table offsets per k:
    * read in place too (each row of a convolution's B is a window shift of
@@ -1536,7 +1540,7 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
     if (!o->fast) continue;
     if (!o->k_affine || (w == 0 && g->direct_a_tab))
       G.ktab[w] = LLVMBuildAlloca(b, LLVMArrayType2(m->t_i64, (uint64_t)g->KC), "ktab");
-    if (!o->x_affine)
+    if (!o->x_affine || (w == 0 && g->direct_a_tab))
       G.xtab[w] = LLVMBuildAlloca(b, LLVMArrayType2(m->t_i64, (uint64_t)(w == 0 ? g->MC : g->NC)), "xtab");
   }
 

@@ -579,7 +579,7 @@ static void test_parallel_bit_identical(void **state) {
  * bit-identical results on 1, 2 and 3 threads. batch > 1 adds a leading
  * batch dim (A, B batched too); flat = A is read through a flatten-like
  * div/mod index map (A stored as [M, K/5, 5]). */
-enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16, X_TC = 32, X_NOTC = 64, X_MR4 = 128, X_QT = 256 }; /* plan modes a case must exercise */
+enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16, X_TC = 32, X_NOTC = 64, X_MR4 = 128, X_QT = 256, X_CT = 512 }; /* plan modes a case must exercise */
 
 /* Runs t on 1, 2 and 3 threads (output o of no floats poisoned with NaN
  * before each run), asserts the three results bit-identical and returns a
@@ -637,6 +637,7 @@ static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool e
   if (expect & X_NOTC) assert_true(!g.tc);
   if (expect & X_MR4) assert_true(g.MR == 4 && g.NR == 3 * g.VW);
   if (expect & X_QT) assert_true(g.dot && g.dot_qt && !g.tc && g.units > 1);
+  if (expect & X_CT) assert_true(g.ct && g.direct_a_tab && !g.dot && g.M == N && g.N == M && g.ldc == N);
   compile(&t);
   int64_t na = (int64_t)batch * M * K, nb = (int64_t)batch * K * N, no = (int64_t)batch * M * N;
   for (int64_t i = 0; i < na; i++) F(&t, a)[i] = frand(-1, 1);
@@ -712,9 +713,14 @@ static void test_gemm_path(void **state) {
   gemm_case_x(1, 6, 75, 20003, false, false, false, false, X_SPLITN);
   gemm_case_x(1, 16, 150, 6403, true, true, true, false, X_SPLITN);
   /* the dot form (both operands contiguous along k; a masked run tail) */
-  gemm_case_x(1, 6, 75, 20003, false, true, true, false, X_DOT);
+  gemm_case_x(1, 6, 60, 20003, false, true, true, false, X_DOT);
   gemm_case_x(1, 7, 30, 4096, false, true, false, false, X_DOT);
   gemm_case_x(1, 32, 27, 4099, false, true, true, false, X_DOT); /* narrow N: up to 32 rows */
+  /* both contiguous along k, N >= 64: transposed, B's rows read in place as
+   * A (C^T in scratch; edges in both, K blocks with a remainder) */
+  gemm_case_x(1, 6, 75, 20003, false, true, true, false, X_CT);
+  gemm_case_x(1, 16, 150, 6403, false, true, false, false, X_CT);
+  gemm_case_x(1, 50, 100, 1500, false, true, true, false, X_CT);
 }
 
 /* An implicit-im2col product (a 3x3 convolution over padded-width rows):
