@@ -39,8 +39,9 @@ void pipeline_reset_times(void);
 /* The DLC_DEBUG level (0 when unset). */
 int pipeline_debug_level(void);
 
-/* kernel passes (passes/fuse_epilogue.c, passes/schedule.c, passes/memplan.c) */
+/* kernel passes (passes/fuse_epilogue.c, passes/fold_pad.c, passes/schedule.c, passes/memplan.c) */
 bool pass_fuse_epilogue(Program *p, Diag *d);
+bool pass_fold_pad(Program *p, Diag *d);
 bool pass_schedule(Program *p, Diag *d);
 bool pass_memplan(Program *p, Diag *d);
 
