@@ -201,6 +201,14 @@ VExpr *vx_subst(Arena *a, const VExpr *e, IExpr *const *sub, int nsub) {
   return r;
 }
 
+int kir_root(const Program *p, int b) { return p->bufs[b].alias >= 0 ? p->bufs[b].alias : b; }
+
+bool kir_reads_root(const Program *p, const VExpr *e, int r) {
+  if (!e) return false;
+  if (e->op == VX_LOAD && kir_root(p, e->buf) == r) return true;
+  return kir_reads_root(p, e->a, r) || kir_reads_root(p, e->b, r) || kir_reads_root(p, e->c, r);
+}
+
 /* ---- printing ---- */
 const char *kir_role_name(BufRole r) {
   static const char *const names[] = {"input", "label", "param", "state", "optstate", "grad",

@@ -159,6 +159,11 @@ VExpr *vx_select(Arena *a, VExpr *c, VExpr *x, VExpr *y);
 IExpr *ix_subst(Arena *a, const IExpr *e, IExpr *const *sub, int nsub);
 VExpr *vx_subst(Arena *a, const VExpr *e, IExpr *const *sub, int nsub);
 
+/* The buffer b is a view of (its alias), or b itself. */
+int kir_root(const Program *p, int b);
+/* Whether e loads (a view of) the buffer whose root is r. */
+bool kir_reads_root(const Program *p, const VExpr *e, int r);
+
 /* Prints the kernel program (--emit=opt). */
 void kir_print(const Program *p, FILE *out);
 const char *kir_role_name(BufRole r);

@@ -54,12 +54,6 @@ static bool guard_terms(const IExpr *g, const VExpr *ld, const Shape *ys, bool *
   return false;
 }
 
-static bool reads_root(const Program *p, const VExpr *e, int b) {
-  if (!e) return false;
-  if (e->op == VX_LOAD && (e->buf == b || p->bufs[e->buf].alias == b)) return true;
-  return reads_root(p, e->a, b) || reads_root(p, e->b, b) || reads_root(p, e->c, b);
-}
-
 static bool ix_divides(const IExpr *e) {
   if (!e) return false;
   return e->op == IX_DIV || e->op == IX_MOD || ix_divides(e->a) || ix_divides(e->b);
@@ -78,11 +72,9 @@ static bool plain_loads(const VExpr *e) {
   return plain_loads(e->a) && plain_loads(e->b) && plain_loads(e->c);
 }
 
-static int root(const Program *p, int b) { return p->bufs[b].alias >= 0 ? p->bufs[b].alias : b; }
-
 /* Whether kernel k writes (the root of) something e reads. */
 static bool writes_read(const Program *p, const Kernel *k, const VExpr *e) {
-  return reads_root(p, e, root(p, k->out_buf));
+  return kir_reads_root(p, e, kir_root(p, k->out_buf));
 }
 
 static bool ix_uses_shifted(const IExpr *e, const int64_t *c, int rank) {
@@ -161,7 +153,7 @@ static bool fold_one(Program *p, Entry *en, int i) {
   /* C: the only writer of y, before P */
   int ci = -1;
   for (int j = 0; j < en->n_kernels; j++)
-    if (root(p, en->kernels[j]->out_buf) == y) {
+    if (kir_root(p, en->kernels[j]->out_buf) == y) {
       if (ci >= 0 || j > i) return false;
       ci = j;
     }

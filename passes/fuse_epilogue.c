@@ -54,8 +54,6 @@ static VExpr *replace_loads(Arena *a, const VExpr *e, int b, VExpr *with) {
   return r;
 }
 
-static int root(const Program *p, int b) { return p->bufs[b].alias >= 0 ? p->bufs[b].alias : b; }
-
 /* A read through a view is a read of the buffer it views. */
 static void mark_roots(const Program *p, bool *reads) {
   for (int b = 0; b < p->n_bufs; b++)
@@ -82,8 +80,8 @@ static bool fuse_entry(Program *p, Entry *en) {
         mark_loads(R->body, r2);
         mark_loads(R->epilogue, r2);
         mark_roots(p, r2);
-        if (reads[root(p, R->out_buf)]) break;
-        if (root(p, R->out_buf) == root(p, E->out_buf) || r2[E->out_buf] || r2[root(p, E->out_buf)]) break;
+        if (reads[kir_root(p, R->out_buf)]) break;
+        if (kir_root(p, R->out_buf) == kir_root(p, E->out_buf) || r2[E->out_buf] || r2[kir_root(p, E->out_buf)]) break;
         continue;
       }
       /* a reduction, or a materialised elementwise/gather kernel (pooling's
@@ -96,7 +94,7 @@ static bool fuse_entry(Program *p, Entry *en) {
       /* only E reads T (or any view of it), only R writes it */
       for (int j = 0; j < en->n_kernels && ok; j++) {
         const Kernel *K = en->kernels[j];
-        if (K != E && K != R && root(p, K->out_buf) == T) ok = false;
+        if (K != E && K != R && kir_root(p, K->out_buf) == T) ok = false;
         if (K == E) continue;
         bool *r2 = ARENA_ARRAY(a, bool, nb);
         mark_loads(K->body, r2);

@@ -12,12 +12,10 @@
 
 #define ALIGN 64
 
-static int root(const Program *p, int b) { return p->bufs[b].alias >= 0 ? p->bufs[b].alias : b; }
-
 static void note_reads(const Program *p, const VExpr *e, int k, int *last) {
   if (!e) return;
   if (e->op == VX_LOAD) {
-    int r = root(p, e->buf);
+    int r = kir_root(p, e->buf);
     if (last[r] < k) last[r] = k;
   }
   note_reads(p, e->a, k, last);
@@ -28,20 +26,13 @@ static void note_reads(const Program *p, const VExpr *e, int k, int *last) {
 /* Does kernel K read buffer b anywhere other than at its own output index? */
 static bool reads_elsewhere(const Program *p, const VExpr *e, int b, int rank) {
   if (!e) return false;
-  if (e->op == VX_LOAD && root(p, e->buf) == b) {
+  if (e->op == VX_LOAD && kir_root(p, e->buf) == b) {
     if (e->buf != b || e->guard || e->rank != rank) return true;
     for (int i = 0; i < rank; i++)
       if (e->idx[i]->op != IX_VAR || e->idx[i]->var != i) return true;
   }
   return reads_elsewhere(p, e->a, b, rank) || reads_elsewhere(p, e->b, b, rank) ||
          reads_elsewhere(p, e->c, b, rank);
-}
-
-/* Does expression e load (a view of) root buffer b? */
-static bool reads_buf(const Program *p, const VExpr *e, int b) {
-  if (!e) return false;
-  if (e->op == VX_LOAD && root(p, e->buf) == b) return true;
-  return reads_buf(p, e->a, b) || reads_buf(p, e->b, b) || reads_buf(p, e->c, b);
 }
 
 static int64_t bytes_of(const Buffer *b) { return (shape_numel(&b->shape) * 4 + ALIGN - 1) / ALIGN * ALIGN; }
@@ -57,7 +48,7 @@ static int64_t plan_entry(Program *p, const Entry *en, Arena *a) {
   for (int b = 0; b < nb; b++) first[b] = -1, last[b] = -1;
   for (int k = 0; k < nk; k++) {
     const Kernel *K = en->kernels[k];
-    int o = root(p, K->out_buf);
+    int o = kir_root(p, K->out_buf);
     if (first[o] < 0) first[o] = k;
     if (last[o] < k) last[o] = k;
     if (K->accumulate && last[o] < k) last[o] = k;
@@ -74,7 +65,7 @@ static int64_t plan_entry(Program *p, const Entry *en, Arena *a) {
     const Kernel *K = en->kernels[k], *N = en->kernels[k + 1];
     if (N->red != RED_SUM || K->shape.rank < 3 || N->shape.rank < 3 || K->shape.d[0] != N->shape.d[0] ||
         4 * shape_numel(&K->shape) / K->shape.d[0] > KIR_IMAGE_SLICE_BYTES ||
-        !reads_buf(p, N->body, root(p, K->out_buf)))
+        !kir_reads_root(p, N->body, kir_root(p, K->out_buf)))
       continue;
     for (int b = 0; b < nb; b++) mark[b] = -1;
     note_reads(p, K->body, k, mark);
@@ -87,7 +78,7 @@ static int64_t plan_entry(Program *p, const Entry *en, Arena *a) {
   int64_t peak = 0;
   for (int k = 0; k < nk; k++) {
     const Kernel *K = en->kernels[k];
-    int o = root(p, K->out_buf);
+    int o = kir_root(p, K->out_buf);
     Buffer *ob = &p->bufs[o];
     bool is_temp = ob->role == BUF_TEMP && ob->alias < 0;
     if (!is_temp || first[o] != k) goto expire;

@@ -24,17 +24,9 @@
 
 #include "passes/pipeline.h"
 
-static int root(const Program *p, int b) { return p->bufs[b].alias >= 0 ? p->bufs[b].alias : b; }
-
-static bool expr_reads(const Program *p, const VExpr *e, int r) {
-  if (!e) return false;
-  if (e->op == VX_LOAD && root(p, e->buf) == r) return true;
-  return expr_reads(p, e->a, r) || expr_reads(p, e->b, r) || expr_reads(p, e->c, r);
-}
-
 /* Whether kernel k reads (a view of) the buffer whose root is r. */
 static bool reads(const Program *p, const Kernel *k, int r) {
-  return expr_reads(p, k->body, r) || expr_reads(p, k->epilogue, r);
+  return kir_reads_root(p, k->body, r) || kir_reads_root(p, k->epilogue, r);
 }
 
 /* A matrix product or convolution (the kernels worth keeping data hot for). */
@@ -42,7 +34,7 @@ static bool heavy(const Kernel *k) { return k->red == RED_SUM && k->body && k->b
 
 /* Whether b must stay after a (data or memory dependency). */
 static bool depends(const Program *p, const Kernel *b, const Kernel *a) {
-  int ra = root(p, a->out_buf), rb = root(p, b->out_buf);
+  int ra = kir_root(p, a->out_buf), rb = kir_root(p, b->out_buf);
   return ra == rb || reads(p, b, ra) || reads(p, a, rb);
 }
 

@@ -130,6 +130,11 @@ static float frand(float lo, float hi) {
   return lo + (hi - lo) * (float)(rng_state >> 8) * (1.0f / 16777216.0f);
 }
 
+/* Buffer b's first n floats uniform in [-1, 1). */
+static void fill_rand(T *t, int b, int64_t n) {
+  for (int64_t i = 0; i < n; i++) F(t, b)[i] = frand(-1, 1);
+}
+
 static int close_rel(double y, double ref, double tol) {
   return fabs(y - ref) <= tol * (1.0 + fabs(ref));
 }
@@ -413,8 +418,8 @@ static void matmul_case(int M, int K, int N, int mode, bool transposed) {
   compile(&t);
   cg_debug_set_reorder(0);
   cg_debug_set_gemm(0);
-  for (int i = 0; i < M * K; i++) F(&t, a)[i] = frand(-1, 1);
-  for (int i = 0; i < K * N; i++) F(&t, b)[i] = frand(-1, 1);
+  fill_rand(&t, a, M * K);
+  fill_rand(&t, b, K * N);
   for (int j = 0; j < N; j++) F(&t, bias)[j] = frand(-0.5f, 0.5f);
   for (int i = 0; i < M * N; i++) F(&t, o)[i] = NAN; /* must be overwritten */
   run(&t);
@@ -507,7 +512,7 @@ static void test_column_sum_reordered(void **state) {
     cg_debug_set_reorder(mode);
     compile(&t);
     cg_debug_set_reorder(0);
-    for (int i = 0; i < R * Cc; i++) F(&t, x)[i] = frand(-1, 1);
+    fill_rand(&t, x, R * Cc);
     run(&t);
     for (int j = 0; j < Cc; j++) {
       double s = 0;
@@ -640,8 +645,8 @@ static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool e
   if (expect & X_CT) assert_true(g.ct && g.direct_a_tab && !g.dot && g.M == N && g.N == M && g.ldc == N);
   compile(&t);
   int64_t na = (int64_t)batch * M * K, nb = (int64_t)batch * K * N, no = (int64_t)batch * M * N;
-  for (int64_t i = 0; i < na; i++) F(&t, a)[i] = frand(-1, 1);
-  for (int64_t i = 0; i < nb; i++) F(&t, b)[i] = frand(-1, 1);
+  fill_rand(&t, a, na);
+  fill_rand(&t, b, nb);
   for (int j = 0; j < N; j++) F(&t, bias)[j] = frand(-0.5f, 0.5f);
   float *ref = run_threads_identical(&t, o, no);
   for (int bb = 0; bb < batch; bb++)
@@ -751,8 +756,8 @@ static void im2col_case(int batch, int Co, int Cin, int Hp, int Wp, bool expect_
   assert_true(g.a_once); /* the weights, packed once for the whole batch */
   compile(&t);
   int64_t nx = (int64_t)batch * Cin * Hp * Wp, nw = (int64_t)Co * K, no = (int64_t)batch * Co * P;
-  for (int64_t i = 0; i < nx; i++) F(&t, x)[i] = frand(-1, 1);
-  for (int64_t i = 0; i < nw; i++) F(&t, w)[i] = frand(-1, 1);
+  fill_rand(&t, x, nx);
+  fill_rand(&t, w, nw);
   for (int j = 0; j < Co; j++) F(&t, bias)[j] = frand(-0.5f, 0.5f);
   float *ref = run_threads_identical(&t, o, no);
   for (int n = 0; n < batch; n++)
@@ -801,9 +806,9 @@ static void filter_grad_case(int batch, int Co, int Cin, int Hp, int Wp, bool ex
   if (expect_ct) assert_true(g.M == Cin * 9 && g.N == Co && g.K == (int64_t)batch * P && !g.dot && !g.tc);
   compile(&t);
   int64_t nx = (int64_t)batch * Cin * Hp * Wp, ny = (int64_t)batch * Co * P, no = (int64_t)Co * Cin * 9;
-  for (int64_t i = 0; i < nx; i++) F(&t, x)[i] = frand(-1, 1);
-  for (int64_t i = 0; i < ny; i++) F(&t, dy)[i] = frand(-1, 1);
-  for (int64_t i = 0; i < no; i++) F(&t, w)[i] = frand(-1, 1);
+  fill_rand(&t, x, nx);
+  fill_rand(&t, dy, ny);
+  fill_rand(&t, w, no);
   float *ref = run_threads_identical(&t, o, no);
   for (int co = 0; co < Co; co++)
     for (int c = 0; c < Cin; c++)
