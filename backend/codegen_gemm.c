@@ -460,8 +460,22 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
    * 54-60 GFLOP/s; an affine B read in place keeps 6 x 2, the 4 x 3 tiles
    * measured slower there; an im2col B read in place takes 4 x 3: 32 x 1086
    * x 288 63 -> 66-71 GFLOP/s against 6 x 2's 61-65). */
-  if (!g->tc && !g->ct && !g->direct_a && !g->direct_at && (!g->direct_b || g->direct_b_tab) && g->M <= MC_PANELS * 6 && g->M % 6 &&
-      g->M % 4 == 0 && g->N >= 3 * g->VW) {
+  bool four_rows = !g->tc && !g->ct && !g->direct_a && !g->direct_at;
+  if (four_rows && g->VW == 16) {
+    /* AVX-512 (32 vector registers): 4 x 4-vector tiles where N fills two
+     * 64-column panels, else 4 x 3, whenever 4-row tiles waste no more rows
+     * than 6-row ones (within 3 %), B read in place or not (bench/gemm_bench.c,
+     * 1 thread: the small VGG's 32 x 1024 x 288 86-96 -> 98-109 GFLOP/s with
+     * 4 x 4, LeNet-5's 16 x 100 x 150 48-55 -> 69-79 with 4 x 3) */
+    int64_t pad4 = (g->M + 3) / 4 * 4, pad6 = (g->M + 5) / 6 * 6;
+    if (100 * pad4 <= 103 * pad6 && g->N >= 3 * g->VW) {
+      g->MR = 4;
+      g->NR = (g->N >= 8 * g->VW ? 4 : 3) * g->VW;
+      g->MC = MC_PANELS * g->MR;
+      set_nc(g);
+    }
+  } else if (four_rows && (!g->direct_b || g->direct_b_tab) && g->M <= MC_PANELS * 6 && g->M % 6 &&
+             g->M % 4 == 0 && g->N >= 3 * g->VW) {
     g->MR = 4;
     g->NR = 3 * g->VW;
     g->MC = MC_PANELS * g->MR;
@@ -1183,17 +1197,23 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
     for (int v = 0; v < NV; v++) vstore(G, nacc[r * NV + v], GEPF(kc, crowc[r], I64(kc, v * VW)), 4);
   LLVMBuildBr(b, bs_done);
   LLVMPositionBuilderAtEnd(b, bs_edge);
-  for (int r = 0; r < MR; r++)
-    for (int v = 0; v < NV; v++)
-      vstore(G, nacc[r * NV + v], GEPF(kc, G->tile, I64(kc, r * NR + v * VW)), (unsigned)(VW * 4));
-  {
-    GLoop Lr, Lc;
-    LLVMValueRef r = gloop_begin(kc, &Lr, I64(kc, 0), rows, 1, "sr");
-    LLVMValueRef c = gloop_begin(kc, &Lc, I64(kc, 0), cols, 1, "sc");
-    LLVMValueRef x = LLVMBuildLoad2(b, m->t_f32, GEPF(kc, G->tile, ADD(kc, MUL(kc, r, NR), c)), "");
-    LLVMBuildStore(b, x, GEPF(kc, C, ADD(kc, LLVMBuildNSWMul(b, r, ldc, ""), c)));
-    gloop_end(kc, &Lc);
-    gloop_end(kc, &Lr);
+  { /* short width: masked stores of the valid columns, rows clamped and
+     * stored last row first as in the full tile */
+    LLVMTypeRef it = LLVMVectorType(m->t_i64, (unsigned)VW);
+    LLVMValueRef cs = LLVMBuildInsertElement(b, LLVMGetUndef(it), cols, cg_i32(m, 0), "");
+    cs = LLVMBuildShuffleVector(b, cs, LLVMGetUndef(it), LLVMConstNull(LLVMVectorType(m->t_i32, (unsigned)VW)), "");
+    LLVMValueRef cm[4];
+    for (int v = 0; v < NV; v++) {
+      LLVMValueRef lanes[64];
+      for (int l = 0; l < VW; l++) lanes[l] = I64(kc, v * VW + l);
+      cm[v] = LLVMBuildICmp(b, LLVMIntSLT, LLVMConstVector(lanes, (unsigned)VW), cs, "");
+    }
+    LLVMTypeRef ov[2] = {G->vt, m->t_ptr};
+    for (int r = MR - 1; r >= 0; r--)
+      for (int v = 0; v < NV; v++) {
+        LLVMValueRef args[4] = {nacc[r * NV + v], GEPF(kc, crowc[r], I64(kc, v * VW)), cg_i32(m, 4), cm[v]};
+        cg_intrinsic(m, b, "llvm.masked.store", ov, 2, args, 4);
+      }
   }
   LLVMBuildBr(b, bs_done);
   LLVMPositionBuilderAtEnd(b, bs_done);
@@ -1218,10 +1238,19 @@ static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef lda, LLVMValueRe
   LLVMValueRef crow0 = g->tc ? ADD(kc, ADD(kc, cbase, MUL(kc, j0, ldc)), i0)
                              : ADD(kc, ADD(kc, cbase, MUL(kc, i0, ldc)), j0);
   LLVMValueRef ukr = ukr_fn(m, g);
+  /* the N tail's panel (N % NR columns, the same in every N block: NC is a
+   * multiple of NR) runs a micro-kernel of as few vectors as it needs (N =
+   * 100 in 2-vector panels: 4 tail columns on 1 vector, not 2) */
+  int64_t tail = g->N % g->NR, nvt = (tail + g->VW - 1) / g->VW;
+  if (tail && nvt < g->NR / g->VW) {
+    GemmPlan gn = *g;
+    gn.NR = nvt * g->VW;
+    ukr = LLVMBuildSelect(b, LT(kc, cols, I64(kc, g->NR)), ukr_fn(m, &gn), ukr, "ukr");
+  }
   LLVMValueRef null = LLVMConstPointerNull(m->t_ptr);
   LLVMValueRef args[13] = {ap,   lda,  bp,    ldb,  kc_cur, GEPF(kc, C, crow0), I64(kc, ldc), rows, cols, first,
                            btab ? btab : null, abase ? abase : null, aktab ? aktab : null};
-  LLVMBuildCall2(b, LLVMGlobalGetValueType(ukr), ukr, args, 13, "");
+  LLVMBuildCall2(b, LLVMGlobalGetValueType(ukr_fn(m, g)), ukr, args, 13, "");
 }
 
 /* The epilogue over C rows [m_lo, m_hi) x cols [n_lo, n_hi) of the current

@@ -584,7 +584,9 @@ static void test_parallel_bit_identical(void **state) {
  * bit-identical results on 1, 2 and 3 threads. batch > 1 adds a leading
  * batch dim (A, B batched too); flat = A is read through a flatten-like
  * div/mod index map (A stored as [M, K/5, 5]). */
-enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16, X_TC = 32, X_NOTC = 64, X_MR4 = 128, X_QT = 256, X_CT = 512 }; /* plan modes a case must exercise */
+enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16, X_TC = 32, X_NOTC = 64, X_MR4 = 128, X_QT = 256, X_CT = 512,
+       X_Z44 = 1024, X_Z43 = 2048 }; /* plan modes a case must exercise (X_Z*: the tiles planned for an AVX-512
+                                       target, 4 x 4 or 4 x 3 vectors of 16; run as planned on such a host) */
 
 /* Runs t on 1, 2 and 3 threads (output o of no floats poisoned with NaN
  * before each run), asserts the three results bit-identical and returns a
@@ -643,6 +645,12 @@ static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool e
   if (expect & X_MR4) assert_true(g.MR == 4 && g.NR == 3 * g.VW);
   if (expect & X_QT) assert_true(g.dot && g.dot_qt && !g.tc && g.units > 1);
   if (expect & X_CT) assert_true(g.ct && g.direct_a_tab && !g.dot && g.M == N && g.N == M && g.ldc == N);
+  if (expect & (X_Z44 | X_Z43)) {
+    CgModule z = {.cpu = "znver4"};
+    GemmPlan gz;
+    assert_true(cg_gemm_plan(&z, t.p, k, &gz));
+    assert_true(gz.VW == 16 && gz.MR == 4 && gz.NR == (expect & X_Z44 ? 64 : 48) && !gz.tc && !gz.dot);
+  }
   compile(&t);
   int64_t na = (int64_t)batch * M * K, nb = (int64_t)batch * K * N, no = (int64_t)batch * M * N;
   fill_rand(&t, a, na);
@@ -713,6 +721,14 @@ static void test_gemm_path(void **state) {
   gemm_case_x(1, 32, 100, 700, false, true, true, false, X_MR4);
   gemm_case_x(3, 64, 80, 40, true, true, false, false, X_MR4);
   gemm_case_x(1, 32, 288, 9001, true, true, false, false, X_MR4 | X_SPLITN);
+  /* AVX-512 tiles: 4 x 4 vectors from two 64-column panels, else 4 x 3;
+   * the N tail's panel on as few vectors as it needs (N = 100: 4 columns
+   * on one vector; N = 150: 22 on two), edge tiles through masked loads and
+   * stores (two K blocks: C read back), rows 4-row tiles pad (M = 150) */
+  gemm_case_x(1, 16, 100, 150, false, false, true, false, X_Z43 | X_DB);
+  gemm_case_x(1, 150, 100, 16, true, false, false, false, X_Z43);
+  gemm_case_x(1, 64, 150, 700, false, false, true, false, X_Z44);
+  gemm_case_x(2, 32, 200, 300, false, true, true, false, X_Z44);
   /* column split across threads (few row tiles, K large; transposed packs
    * with a K remainder): the filter-gradient shape */
   gemm_case_x(1, 6, 75, 20003, false, false, false, false, X_SPLITN);
