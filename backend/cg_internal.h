@@ -86,8 +86,11 @@ void cg_add_fn_attrs(CgModule *m, LLVMValueRef fn);
 /* Loop metadata on a loop's back-edge branch. */
 /* LOOP_VECTORIZE: vectorize 8 wide whatever LLVM's cost model says (rows
  * of a pooling window's strided loads, which it judges unprofitable);
- * LOOP_VECTORIZE_X4 also interleaves 4 vectors (a long sum's partials). */
-typedef enum { LOOP_NO_UNROLL, LOOP_FULL_UNROLL, LOOP_VECTORIZE, LOOP_VECTORIZE_X4 } LoopHint;
+ * LOOP_VECTORIZE_X4 also interleaves 4 vectors (a long sum's partials);
+ * LOOP_VECTORIZE_ROW: vectorize this loop at the width LLVM picks, never
+ * unrolled away first (a short contiguous row, which fully unrolled left
+ * the loop around it to be vectorized across rows with gathers). */
+typedef enum { LOOP_NO_UNROLL, LOOP_FULL_UNROLL, LOOP_VECTORIZE, LOOP_VECTORIZE_X4, LOOP_VECTORIZE_ROW } LoopHint;
 void cg_loop_hint(CgModule *m, LLVMValueRef latch_br, LoopHint h);
 /* Marks a float instruction `reassoc contract` (kernel arithmetic only). */
 LLVMValueRef cg_fast(LLVMValueRef v);

@@ -922,6 +922,11 @@ static void emit_standard_nest(KernelCg *kc, RedSlots *s, LLVMValueRef begin, LL
   if (red && (rk == RED_MAX || rk == RED_ARGMAX) && red_iterations(kc->k) <= UNROLL_MAX_BODY && rank > 0 &&
       L[rank - 1].trip >= 8)
     L[rank - 1].hint = LOOP_VECTORIZE;
+  /* an elementwise row of at least 16 along which the body reads
+   * contiguously (a crop of a convolution's padded-width result) */
+  if (!red && rank > 1 && L[rank - 1].trip >= 16 && L[rank - 1].trip <= UNROLL_MAX_BODY &&
+      cg_unit_stride_along(kc->p, kc->k->body, rank - 1))
+    L[rank - 1].hint = LOOP_VECTORIZE_ROW;
   close_loops(kc, L, rank);
 }
 
