@@ -159,6 +159,8 @@ typedef struct {
   int64_t units;             /* the kernel's [begin, end) ranges over these */
 } GemmPlan;
 /* Whether k is lowered as a GEMM (fills g); deterministic in its inputs. */
+/* Floats per vector register of the module's target (16 with AVX-512, else 8). */
+int cg_vector_width(const CgModule *m);
 bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan *g);
 /* Emits the GEMM nest for units [begin, end) at the builder's position
  * (the body function's entry block: the scratch allocas go there). */

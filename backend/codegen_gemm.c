@@ -125,6 +125,8 @@ static bool has_avx512(const CgModule *m) {
   return false;
 }
 
+int cg_vector_width(const CgModule *m) { return has_avx512(m) ? 16 : 8; }
+
 static bool plan_split(const Kernel *k, const VExpr *P, const VExpr *Q, GemmPlan *g) {
   int rank = k->shape.rank;
   bool bad = false;

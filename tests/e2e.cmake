@@ -75,6 +75,8 @@ foreach(model ${DLC_EXAMPLE_MODELS} ${DLC_CONFORMANCE_CASES} ${DLC_REGRESSION_CA
     # models with max pooling: its adjoint as a scatter agrees with the gather
     if(src MATCHES "maxpool2d")
       add_test(NAME pool_scatter.${name} COMMAND test_opt_levels --env DLC_POOL_SCATTER=0 ${model})
+      # ... and the pooling rows in vector registers are the scalar nest's, bit for bit
+      add_test(NAME pool_rows.${name} COMMAND test_opt_levels --bitwise DLC_POOL_ROWS=0 ${model})
     endif()
   endif()
 endforeach()

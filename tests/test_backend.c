@@ -542,6 +542,77 @@ static void test_pool_argmax_rows(void **state) {
   t_free(&t);
 }
 
+/* Max pooling and its argmax without padding, window KH x KW, stride S,
+ * OW outputs per row (rows of whole vectors, a partial one, stride 1
+ * overlapping windows, stride 3): random values with ties, NaNs and -inf,
+ * against a plain reference, and the backend's vector-row form bit for bit
+ * against the scalar nest (DLC_POOL_ROWS=0). */
+static void pool_rows_case(int OW, int S, int KH, int KW) {
+  enum { N = 2, Cc = 3, OH = 3 };
+  int H = S * (OH - 1) + KH, W = S * (OW - 1) + KW + 1; /* (one column no window reads) */
+  float *out[2][2] = {{0}};
+  for (int variant = 0; variant < 2; variant++) {
+    if (variant) setenv("DLC_POOL_ROWS", "0", 1);
+    T t;
+    t_init(&t);
+    int x = buf(&t, "x", DT_F32, shp(4, N, Cc, H, W));
+    int mx = buf(&t, "mx", DT_F32, shp(4, N, Cc, OH, OW));
+    int am = buf(&t, "am", DT_I32, shp(4, N, Cc, OH, OW));
+    IExpr *ih = IB(&t, IX_ADD, IB(&t, IX_MUL, V(&t, 2), C(&t, S)), V(&t, 4));
+    IExpr *iw = IB(&t, IX_ADD, IB(&t, IX_MUL, V(&t, 3), C(&t, S)), V(&t, 5));
+    Kernel *k = kern(&t, "k_pool", mx, ld(&t, x, V(&t, 0), V(&t, 1), ih, iw));
+    red(k, RED_MAX, 2, KH, KW);
+    k = kern(&t, "k_poolarg", am, ld(&t, x, V(&t, 0), V(&t, 1), ih, iw));
+    red(k, RED_ARGMAX, 2, KH, KW);
+    compile(&t);
+    unsetenv("DLC_POOL_ROWS");
+    int n = N * Cc * H * W;
+    srand(7);
+    float *xs = F(&t, x);
+    for (int i = 0; i < n; i++) {
+      int r = rand() % 64;
+      xs[i] = r == 0 ? NAN : r == 1 ? -INFINITY : (float)(rand() % 7) - 3.0f;
+    }
+    run(&t);
+    for (int p = 0; p < N * Cc; p++)
+      for (int oh = 0; oh < OH; oh++)
+        for (int ow = 0; ow < OW; ow++) {
+          int best = 0;
+          float bv = 0;
+          for (int q = 0; q < KH * KW; q++) {
+            float v = xs[(p * H + S * oh + q / KW) * W + S * ow + q % KW];
+            if (q == 0 || v > bv || (isnan(v) && !isnan(bv))) best = q, bv = q == 0 || !isnan(bv) ? v : bv;
+          }
+          int o = (p * OH + oh) * OW + ow;
+          assert_int_equal(I(&t, am)[o], best);
+          if (isnan(bv)) assert_true(isnan(F(&t, mx)[o]));
+          else assert_true(F(&t, mx)[o] == bv);
+        }
+    int no = N * Cc * OH * OW;
+    for (int w = 0; w < 2; w++) {
+      out[variant][w] = malloc(sizeof(float) * (size_t)no);
+      memcpy(out[variant][w], w ? t.bufs[am] : t.bufs[mx], sizeof(float) * (size_t)no);
+    }
+    t_free(&t);
+  }
+  for (int w = 0; w < 2; w++) {
+    assert_memory_equal(out[0][w], out[1][w], sizeof(float) * (size_t)(N * Cc * OH * OW));
+    free(out[0][w]);
+    free(out[1][w]);
+  }
+}
+
+static void test_pool_rows(void **state) {
+  (void)state;
+  pool_rows_case(14, 2, 2, 2); /* LeNet-5's first pooling: one partial vector */
+  pool_rows_case(5, 2, 2, 2);
+  pool_rows_case(20, 2, 2, 2);
+  pool_rows_case(33, 2, 2, 2); /* whole vectors and a tail */
+  pool_rows_case(17, 1, 2, 2); /* overlapping windows */
+  pool_rows_case(11, 3, 3, 3);
+  pool_rows_case(9, 4, 1, 4);
+}
+
 static void test_column_sum_reordered(void **state) {
   (void)state;
   for (int mode = 1; mode <= 2; mode++) {
@@ -1210,6 +1281,7 @@ int main(void) {
       cmocka_unit_test(test_reductions),
       cmocka_unit_test(test_matmul_orders),
       cmocka_unit_test(test_pool_argmax_rows),
+      cmocka_unit_test(test_pool_rows),
       cmocka_unit_test(test_column_sum_reordered),
       cmocka_unit_test(test_parallel_bit_identical),
       cmocka_unit_test(test_gemm_path),
