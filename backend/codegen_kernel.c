@@ -1018,10 +1018,72 @@ static void emit_pool_rows(KernelCg *kc, const PoolRows *pr, LLVMValueRef begin,
 
 /* ================= the two nests ================= */
 
+/* The constant divisor s >= 2 by which every division or remainder of an
+ * index in e takes loop var v (0: none; -1: several or not constant). */
+static int64_t ix_divisor(const IExpr *e, int v, int64_t s) {
+  if (!e || s < 0) return s;
+  if ((e->op == IX_DIV || e->op == IX_MOD) && ix_uses(e->a, v)) {
+    if (!e->b || e->b->op != IX_CONST || e->b->v < 2 || (s && s != e->b->v)) return -1;
+    s = e->b->v;
+  }
+  return ix_divisor(e->b, v, ix_divisor(e->a, v, s));
+}
+
+typedef struct {
+  int v;
+  int64_t s;
+} DivScan;
+
+static void div_cb(const VExpr *l, void *ctx) {
+  DivScan *d = ctx;
+  for (int i = 0; i < l->rank; i++) d->s = ix_divisor(l->idx[i], d->v, d->s);
+  d->s = ix_divisor(l->guard, d->v, d->s);
+}
+
+static void div_vx(const VExpr *e, DivScan *d) {
+  if (!e) return;
+  if (e->op == VX_INDEX) d->s = ix_divisor(e->ix, d->v, d->s);
+  div_vx(e->a, d), div_vx(e->b, d), div_vx(e->c, d);
+}
+
+/* An elementwise kernel whose innermost output dim j (extent a multiple of
+ * s) is read only through j / s, j % s and unit-stride terms (a pooling
+ * adjoint without overlap, dx[.., h, w] from am[.., h/2, w/2]): the row
+ * runs as j = s*q + t, t unrolled inside the q loop, so every load is
+ * contiguous or an s-strided group along q, vectorized 8 wide (the row as
+ * is went to gathers: LeNet-5's first pooling adjoint 0.25 -> 0.12 ms on
+ * AVX-512). Rows of at least 8 q steps, s at most 4 (t unrolls). */
+static int64_t row_split(const Kernel *k) {
+  int rank = k->shape.rank;
+  if (k->red != RED_NONE || rank < 2) return 0;
+  DivScan d = {rank - 1, 0};
+  visit_loads(k->body, div_cb, &d);
+  visit_loads(k->epilogue, div_cb, &d);
+  div_vx(k->body, &d);
+  div_vx(k->epilogue, &d);
+  return d.s > 0 && d.s <= 4 && k->shape.d[rank - 1] % d.s == 0 && k->shape.d[rank - 1] / d.s >= 8 ? d.s : 0;
+}
+
 /* Standard nest: for o (outputs) { acc = init; for r (reductions) acc ⊕= body; out[o] = epi(acc) } */
 static void emit_standard_nest(KernelCg *kc, RedSlots *s, LLVMValueRef begin, LLVMValueRef end) {
   Loop L[IR_MAX_RANK];
   int rank = kc->k->shape.rank;
+  int64_t sp = row_split(kc->k);
+  if (sp) {
+    open_out_loops(kc, L, rank - 1, begin, end);
+    for (int d = 0; d < rank - 1; d++) L[d].hint = LOOP_NO_UNROLL;
+    Loop Lq, Lt;
+    LLVMValueRef q = loop_begin(kc, &Lq, cg_i64(kc->m, 0), cg_i64(kc->m, kc->k->shape.d[rank - 1] / sp), "oq");
+    LLVMValueRef t = loop_begin(kc, &Lt, cg_i64(kc->m, 0), cg_i64(kc->m, sp), "ot");
+    kc->var[rank - 1] = LLVMBuildNUWAdd(kc->b, LLVMBuildNUWMul(kc->b, q, cg_i64(kc->m, sp), ""), t, "");
+    emit_point(kc, s);
+    Lt.hint = LOOP_FULL_UNROLL;
+    Lq.hint = LOOP_VECTORIZE; /* (LLVM's cost model alone: 0.25 -> 0.34 ms; forced 8 wide: 0.12) */
+    loop_end(kc, &Lt);
+    loop_end(kc, &Lq);
+    close_loops(kc, L, rank - 1);
+    return;
+  }
   open_out_loops(kc, L, rank, begin, end);
   emit_point(kc, s);
   bool red = kc->k->red != RED_NONE && kc->k->n_red > 0;

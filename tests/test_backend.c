@@ -191,6 +191,25 @@ static void test_elementwise_broadcast(void **state) {
   t_free(&t);
 }
 
+/* Optimized IR of t's program for an AVX-512 target (a CPU name: no host
+ * needed), malloc'd. */
+static char *avx512_ir(T *t) {
+  Diag d;
+  diag_init(&d, stderr);
+  CgOptions opt = {.cpu = "znver4", .opt_level = 3};
+  CgModule *m = cg_build(t->p, &opt, &d);
+  assert_non_null(m);
+  assert_int_equal(cg_optimize(m, &d), 0);
+  char *ir = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&ir, &n);
+  assert_int_equal(cg_emit_llvm(m, f), 0);
+  fclose(f);
+  cg_free(m);
+  diag_free(&d);
+  return ir;
+}
+
 /* A crop of a convolution's padded-width result, out[c, h, w] =
  * relu(wide[c, h * 34 + w] + bias[c]): its 32-wide rows are vectorized
  * along w. Fully unrolled, the row left the h loop to be vectorized with
@@ -205,23 +224,11 @@ static void test_crop_row_vectorized(void **state) {
       o = buf(&t, "o", DT_F32, shp(3, Ch, H, W));
   IExpr *col = IB(&t, IX_ADD, IB(&t, IX_MUL, V(&t, 1), C(&t, Wp)), V(&t, 2));
   kern(&t, "k_crop", o, un(&t, VX_RELU, bin(&t, VX_ADD, ld(&t, wide, V(&t, 0), col), ld(&t, bias, V(&t, 0)))));
-  Diag d;
-  diag_init(&d, stderr);
-  CgOptions opt = {.cpu = "znver4", .opt_level = 3};
-  CgModule *m = cg_build(t.p, &opt, &d);
-  assert_non_null(m);
-  assert_int_equal(cg_optimize(m, &d), 0);
-  char *ir = NULL;
-  size_t n = 0;
-  FILE *f = open_memstream(&ir, &n);
-  assert_int_equal(cg_emit_llvm(m, f), 0);
-  fclose(f);
+  char *ir = avx512_ir(&t);
   assert_non_null(strstr(ir, "x float>"));
   assert_null(strstr(ir, "masked.gather"));
   assert_null(strstr(ir, "masked.scatter"));
   free(ir);
-  cg_free(m);
-  diag_free(&d);
   compile(&t);
   fill_rand(&t, wide, (int64_t)Ch * H * Wp);
   fill_rand(&t, bias, Ch);
@@ -233,6 +240,54 @@ static void test_crop_row_vectorized(void **state) {
         assert_true(F(&t, o)[(c * H + h) * W + w] == (x > 0 ? x : 0));
       }
   t_free(&t);
+}
+
+/* Max pooling's adjoint without overlap, as lowered (S x S windows):
+ * dx[c, h, w] = (am[c, h/S, w/S] == (h%S)*S + w%S ? dy[c, h/S, w/S] : 0) * x[c, h, w].
+ * Its rows run as w = S*q + t (t unrolled): loads contiguous or S-strided
+ * along q, vectorized without gathers (a kernel large enough not to be
+ * compiled for size, whose masked body would gather); exact against a
+ * reference. */
+static void pool_adjoint_case(int S, int OW) {
+  T t;
+  t_init(&t);
+  int Ch = 24, OH = 4, H = S * OH, W = S * OW;
+  int am = buf(&t, "am", DT_I32, shp(3, Ch, OH, OW)), dy = buf(&t, "dy", DT_F32, shp(3, Ch, OH, OW));
+  int x = buf(&t, "x", DT_F32, shp(3, Ch, H, W)), o = buf(&t, "o", DT_F32, shp(3, Ch, H, W));
+  IExpr *hq = IB(&t, IX_DIV, V(&t, 1), C(&t, S)), *wq = IB(&t, IX_DIV, V(&t, 2), C(&t, S));
+  IExpr *pos = IB(&t, IX_ADD, IB(&t, IX_MUL, IB(&t, IX_MOD, V(&t, 1), C(&t, S)), C(&t, S)), IB(&t, IX_MOD, V(&t, 2), C(&t, S)));
+  VExpr *pv = ARENA_NEW(t.a, VExpr);
+  pv->op = VX_INDEX;
+  pv->dtype = DT_I32;
+  pv->ix = pos;
+  VExpr *hit = un(&t, VX_CAST, bin(&t, VX_EQ, ld(&t, am, V(&t, 0), hq, wq), pv));
+  hit->dtype = DT_F32;
+  VExpr *sel = vx_select(t.a, hit, ld(&t, dy, V(&t, 0), hq, wq), kf(&t, 0.0));
+  kern(&t, "k_pool_bwd", o, bin(&t, VX_MUL, sel, ld(&t, x, V(&t, 0), V(&t, 1), V(&t, 2))));
+  char *ir = avx512_ir(&t);
+  assert_null(strstr(ir, "masked.gather"));
+  assert_non_null(strstr(ir, "x float>"));
+  free(ir);
+  compile(&t);
+  for (int i = 0; i < Ch * OH * OW; i++) I(&t, am)[i] = rand() % (S * S + 1); /* S*S: no tap */
+  fill_rand(&t, dy, Ch * OH * OW);
+  fill_rand(&t, x, (int64_t)Ch * H * W);
+  run(&t);
+  for (int c = 0; c < Ch; c++)
+    for (int h = 0; h < H; h++)
+      for (int w = 0; w < W; w++) {
+        int q = (c * OH + h / S) * OW + w / S;
+        float ref = (I(&t, am)[q] == (h % S) * S + w % S ? F(&t, dy)[q] : 0.0f) * F(&t, x)[(c * H + h) * W + w];
+        assert_true(F(&t, o)[(c * H + h) * W + w] == ref);
+      }
+  t_free(&t);
+}
+
+static void test_pool_adjoint_rows(void **state) {
+  (void)state;
+  pool_adjoint_case(2, 14); /* LeNet-5's first pooling */
+  pool_adjoint_case(2, 16);
+  pool_adjoint_case(3, 11);
 }
 
 /* A guarded (padding) load must not touch memory when its guard is 0:
@@ -1274,6 +1329,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_elementwise_broadcast),
       cmocka_unit_test(test_crop_row_vectorized),
+      cmocka_unit_test(test_pool_adjoint_rows),
       cmocka_unit_test(test_guarded_load),
       cmocka_unit_test(test_misc_ops),
       cmocka_unit_test(test_accumulate),
