@@ -110,6 +110,7 @@ static VExpr *ix_value(L *l, IExpr *ix, DType dt) {
 }
 
 static VExpr *value_at(L *l, int id, IExpr **idx, IExpr *guard);
+static int view_of(L *l, int buf, Shape s);
 
 static void bcast_idx(L *l, const Shape *in, const Shape *out, IExpr **idx, IExpr **res) {
   int off = out->rank - in->rank;
@@ -214,6 +215,11 @@ static VExpr *compute_at(L *l, int id, IExpr **idx, IExpr *guard) {
       bcast_idx(l, &o->shape, &n->shape, idx, sub);
       return value_at(l, n->in[0], sub, guard);
     case OP_RESHAPE:
+      /* a reshape of a buffer reads a view of it in the reshape's shape:
+       * the index stays as affine as idx (a flatten's adjoint read by a
+       * pooling adjoint, whose rows then vectorize) */
+      if (l->buf[n->in[0]] >= 0)
+        return vx_load(a, n->dtype, view_of(l, l->buf[n->in[0]], n->shape), n->shape.rank, idx, guard, 0.0f);
       delinearize(l, &o->shape, linearize(l, &n->shape, idx), sub);
       return value_at(l, n->in[0], sub, guard);
     case OP_TRANSPOSE:
@@ -442,6 +448,12 @@ static bool conv_is_pointwise(const ConvAttr *cv, int64_t kh, int64_t kw) {
 static int view_of(L *l, int buf, Shape s) {
   Program *p = l->p;
   int root = p->bufs[buf].alias >= 0 ? p->bufs[buf].alias : buf;
+  int entry = p->bufs[root].entry >= 0 ? p->bufs[root].entry : (int)l->e;
+  for (int i = 0; i < p->n_bufs; i++) /* one view per shape */
+    if (p->bufs[i].alias == root && p->bufs[i].entry == entry && p->bufs[i].role == BUF_TEMP &&
+        p->bufs[i].dtype == p->bufs[root].dtype && shape_eq(&p->bufs[i].shape, &s) &&
+        strstr(p->bufs[i].name, ".view"))
+      return i;
   char name[160];
   int len = snprintf(name, sizeof name, "%s.view", p->bufs[root].name);
   for (int d = 0; d < s.rank && len > 0 && len < (int)sizeof name; d++)

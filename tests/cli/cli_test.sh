@@ -240,6 +240,17 @@ ir_golden)
     fi
   done
   ;;
+views)
+  # a reshape of a buffer is read through a view in the reshape's shape
+  if run 0 "$DLC" "$CLI/flatten_view.dl" --emit=opt; then
+    line=$(grep -A1 'maxpool2d_bwd' "$WORK/out" | grep 'body =')
+    echo "$line" | grep -q '\.view2x4x4x4#[0-9]*\[i0, i1, (i2 / 2), (i3 / 2)\]' &&
+      ok "flatten_view.dl: the pooling adjoint reads the flatten's gradient through a view" ||
+      { bad "flatten_view.dl: no view in the pooling adjoint"; echo "    $line"; }
+    echo "$line" | grep -q '/ 64)' && bad "flatten_view.dl: the flat index is still delinearized" ||
+      ok "flatten_view.dl: no delinearized flat index"
+  fi
+  ;;
 emit)
   M=$ARG
   runs="ir grad opt llvm:-O0 asm:-O0"
