@@ -139,6 +139,7 @@ typedef struct {
    * RN-column blocks */
   bool dot;
   bool dot_qt;               /* ... with Q transposed into scratch first ([N][K]: a skinny NN product's weights) */
+  bool dot_rows;             /* ... units of RM-row tiles (else RN-column blocks) */
   int64_t run, runs_per_block, RM, RN;
   bool direct_a;             /* the micro-kernel reads P in place (rows of unit-stride k), no packing */
   bool direct_at;            /* ... reads P in place k-major (unit-stride rows i, a transposed A) */

@@ -755,7 +755,7 @@ static void test_parallel_bit_identical(void **state) {
  * batch dim (A, B batched too); flat = A is read through a flatten-like
  * div/mod index map (A stored as [M, K/5, 5]). */
 enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16, X_TC = 32, X_NOTC = 64, X_MR4 = 128, X_QT = 256, X_CT = 512,
-       X_Z44 = 1024, X_Z43 = 2048 }; /* plan modes a case must exercise (X_Z*: the tiles planned for an AVX-512
+       X_Z44 = 1024, X_Z43 = 2048, X_DOTROWS = 4096 }; /* plan modes a case must exercise (X_Z*: the tiles planned for an AVX-512
                                        target, 4 x 4 or 4 x 3 vectors of 16; run as planned on such a host) */
 
 /* Runs t on 1, 2 and 3 threads (output o of no floats poisoned with NaN
@@ -809,6 +809,7 @@ static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool e
   if (expect & X_DB) assert_true(g.direct_b);
   if (expect & X_SPLITN) assert_true(g.split_n && g.units > 1);
   if (expect & X_DOT) assert_true(g.dot && g.units > 1);
+  if (expect & X_DOTROWS) assert_true(g.dot && g.dot_rows && g.units == (M + g.RM - 1) / g.RM);
   if (expect & X_DAT) assert_true(g.direct_at);
   if (expect & X_TC) assert_true(g.tc && g.ldc == N && g.M == N && g.N == M);
   if (expect & X_NOTC) assert_true(!g.tc);
@@ -906,7 +907,7 @@ static void test_gemm_path(void **state) {
   /* the dot form (both operands contiguous along k; a masked run tail) */
   gemm_case_x(1, 6, 60, 20003, false, true, true, false, X_DOT);
   gemm_case_x(1, 7, 30, 4096, false, true, false, false, X_DOT);
-  gemm_case_x(1, 32, 27, 4099, false, true, true, false, X_DOT); /* narrow N: up to 32 rows */
+  gemm_case_x(1, 32, 27, 4099, false, true, true, false, X_DOT | X_DOTROWS); /* narrow N: up to 32 rows, units of rows */
   /* both contiguous along k, N >= 64: transposed, B's rows read in place as
    * A (C^T in scratch; edges in both, K blocks with a remainder) */
   gemm_case_x(1, 6, 75, 20003, false, true, true, false, X_CT);
