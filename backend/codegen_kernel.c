@@ -942,7 +942,8 @@ static bool pool_rows_plan(const Program *p, const Kernel *k, int vw, PoolRows *
   for (int v = 0; v < rank + 2; v++)
     if (!load_stride(p, l, v, &st[v])) return false;
   int64_t s = st[rank - 1];
-  if (s < 1 || s > 4 || st[rank + 1] != 1 || k->shape.d[rank - 1] < 2) return false;
+  /* (AVX2: rows of at least 8; its masked store made LeNet-5's rows of 5 slower than the scalar nest) */
+  if (s < 1 || s > 4 || st[rank + 1] != 1 || k->shape.d[rank - 1] < (vw == 16 ? 2 : 8)) return false;
   pr->s = s;
   pr->ow = k->shape.d[rank - 1];
   pr->vw = vw;
@@ -1096,8 +1097,10 @@ static void emit_standard_nest(KernelCg *kc, RedSlots *s, LLVMValueRef begin, LL
       L[rank - 1].trip >= 8)
     L[rank - 1].hint = LOOP_VECTORIZE;
   /* an elementwise row of at least 16 along which the body reads
-   * contiguously (a crop of a convolution's padded-width result) */
-  if (!red && rank > 1 && L[rank - 1].trip >= 16 && L[rank - 1].trip <= UNROLL_MAX_BODY &&
+   * contiguously (a crop of a convolution's padded-width result), on
+   * AVX-512 (where LLVM otherwise vectorizes the loop around the unrolled
+   * row with gathers; on AVX2 the unrolled row measured faster) */
+  if (!red && rank > 1 && cg_vector_width(kc->m) == 16 && L[rank - 1].trip >= 16 && L[rank - 1].trip <= UNROLL_MAX_BODY &&
       cg_unit_stride_along(kc->p, kc->k->body, rank - 1))
     L[rank - 1].hint = LOOP_VECTORIZE_ROW;
   close_loops(kc, L, rank);
