@@ -89,8 +89,10 @@ void cg_add_fn_attrs(CgModule *m, LLVMValueRef fn);
  * LOOP_VECTORIZE_X4 also interleaves 4 vectors (a long sum's partials);
  * LOOP_VECTORIZE_ROW: vectorize this loop at the width LLVM picks, never
  * unrolled away first (a short contiguous row, which fully unrolled left
- * the loop around it to be vectorized across rows with gathers). */
-typedef enum { LOOP_NO_UNROLL, LOOP_FULL_UNROLL, LOOP_VECTORIZE, LOOP_VECTORIZE_X4, LOOP_VECTORIZE_ROW } LoopHint;
+ * the loop around it to be vectorized across rows with gathers);
+ * LOOP_NO_VECTORIZE: never vectorized (a loop around a short unrolled row,
+ * which LLVM would vectorize across rows with gathers). */
+typedef enum { LOOP_NO_UNROLL, LOOP_FULL_UNROLL, LOOP_VECTORIZE, LOOP_VECTORIZE_X4, LOOP_VECTORIZE_ROW, LOOP_NO_VECTORIZE } LoopHint;
 void cg_loop_hint(CgModule *m, LLVMValueRef latch_br, LoopHint h);
 /* Marks a float instruction `reassoc contract` (kernel arithmetic only). */
 LLVMValueRef cg_fast(LLVMValueRef v);

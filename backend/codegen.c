@@ -51,7 +51,9 @@ void cg_loop_hint(CgModule *m, LLVMValueRef latch_br, LoopHint h) {
   LLVMMetadataRef tmp = LLVMTemporaryMDNode(m->ctx, NULL, 0);
   LLVMMetadataRef ops[5] = {tmp, NULL, NULL, NULL, NULL};
   int n = 2;
-  if (h == LOOP_VECTORIZE_ROW) {
+  if (h == LOOP_NO_VECTORIZE) {
+    ops[1] = md_prop(m, "llvm.loop.vectorize.enable", m->t_i1, 0);
+  } else if (h == LOOP_VECTORIZE_ROW) {
     const char *key = "llvm.loop.unroll.disable";
     ops[1] = md_prop(m, "llvm.loop.vectorize.enable", m->t_i1, 1);
     ops[2] = LLVMMDNodeInContext2(m->ctx, (LLVMMetadataRef[]){LLVMMDStringInContext2(m->ctx, key, strlen(key))}, 1);
