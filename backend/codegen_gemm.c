@@ -1027,6 +1027,22 @@ static void tc_store(GemmCg *G, LLVMValueRef C, LLVMValueRef ldc, LLVMValueRef r
   tc_copy(G, C, ldc, rows, cols, true);
 }
 
+/* The micro-kernel's column masks: cm[v] = lanes of vector v below cols. */
+static void col_masks(GemmCg *G, LLVMValueRef cols, int NV, LLVMValueRef *cm) {
+  KernelCg *kc = G->kc;
+  CgModule *m = kc->m;
+  LLVMBuilderRef b = kc->b;
+  int VW = (int)G->g->VW;
+  LLVMTypeRef it = LLVMVectorType(m->t_i64, (unsigned)VW);
+  LLVMValueRef cs = LLVMBuildInsertElement(b, LLVMGetUndef(it), cols, cg_i32(m, 0), "");
+  cs = LLVMBuildShuffleVector(b, cs, LLVMGetUndef(it), LLVMConstNull(LLVMVectorType(m->t_i32, (unsigned)VW)), "");
+  for (int v = 0; v < NV; v++) {
+    LLVMValueRef lanes[64];
+    for (int l = 0; l < VW; l++) lanes[l] = I64(kc, v * VW + l);
+    cm[v] = LLVMBuildICmp(b, LLVMIntSLT, LLVMConstVector(lanes, (unsigned)VW), cs, "");
+  }
+}
+
 /* The micro-kernel, one function per module (all GEMM kernels share it):
  *   ukr(ptr ap, ptr bp, i64 kc, ptr c, i64 ldc, i64 rows, i64 cols, i1 first)
  * C[r, 0..cols) for r < rows (row r at c + r * ldc) = (first ? 0 : C) +
@@ -1118,16 +1134,12 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
 
     LLVMPositionBuilderAtEnd(b, bb_edge);
     { /* short width: masked loads of the valid columns (rows clamped) */
-      LLVMTypeRef it = LLVMVectorType(m->t_i64, (unsigned)VW);
-      LLVMValueRef cs = LLVMBuildInsertElement(b, LLVMGetUndef(it), cols, cg_i32(m, 0), "");
-      cs = LLVMBuildShuffleVector(b, cs, LLVMGetUndef(it), LLVMConstNull(LLVMVectorType(m->t_i32, (unsigned)VW)), "");
+      LLVMValueRef cm[4];
+      col_masks(G, cols, NV, cm);
       LLVMTypeRef ov[2] = {G->vt, m->t_ptr};
       for (int v = 0; v < NV; v++) {
-        LLVMValueRef lanes[64];
-        for (int l = 0; l < VW; l++) lanes[l] = I64(kc, v * VW + l);
-        LLVMValueRef cm = LLVMBuildICmp(b, LLVMIntSLT, LLVMConstVector(lanes, (unsigned)VW), cs, "");
         for (int r = 0; r < MR; r++) {
-          LLVMValueRef args[4] = {GEPF(kc, crowc[r], I64(kc, v * VW)), cg_i32(m, 4), cm, zero};
+          LLVMValueRef args[4] = {GEPF(kc, crowc[r], I64(kc, v * VW)), cg_i32(m, 4), cm[v], zero};
           init_edge[r * NV + v] = cg_intrinsic(m, b, "llvm.masked.load", ov, 2, args, 4);
         }
       }
@@ -1219,15 +1231,8 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
     gloop_end(kc, &Lr);
   } else { /* short width: masked stores of the valid columns, rows clamped and
      * stored last row first as in the full tile */
-    LLVMTypeRef it = LLVMVectorType(m->t_i64, (unsigned)VW);
-    LLVMValueRef cs = LLVMBuildInsertElement(b, LLVMGetUndef(it), cols, cg_i32(m, 0), "");
-    cs = LLVMBuildShuffleVector(b, cs, LLVMGetUndef(it), LLVMConstNull(LLVMVectorType(m->t_i32, (unsigned)VW)), "");
     LLVMValueRef cm[4];
-    for (int v = 0; v < NV; v++) {
-      LLVMValueRef lanes[64];
-      for (int l = 0; l < VW; l++) lanes[l] = I64(kc, v * VW + l);
-      cm[v] = LLVMBuildICmp(b, LLVMIntSLT, LLVMConstVector(lanes, (unsigned)VW), cs, "");
-    }
+    col_masks(G, cols, NV, cm);
     LLVMTypeRef ov[2] = {G->vt, m->t_ptr};
     for (int r = MR - 1; r >= 0; r--)
       for (int v = 0; v < NV; v++) {
@@ -1257,7 +1262,7 @@ static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef lda, LLVMValueRe
   int64_t ldc = g->ct ? g->N : g->ldc;
   LLVMValueRef crow0 = g->tc ? ADD(kc, ADD(kc, cbase, MUL(kc, j0, ldc)), i0)
                              : ADD(kc, ADD(kc, cbase, MUL(kc, i0, ldc)), j0);
-  LLVMValueRef ukr = ukr_fn(m, g);
+  LLVMValueRef full = ukr_fn(m, g), ukr = full;
   /* the N tail's panel (N % NR columns, the same in every N block: NC is a
    * multiple of NR) runs a micro-kernel of as few vectors as it needs (N =
    * 100 in 2-vector panels: 4 tail columns on 1 vector, not 2) */
@@ -1270,7 +1275,7 @@ static void micro_tile(GemmCg *G, LLVMValueRef ap, LLVMValueRef lda, LLVMValueRe
   LLVMValueRef null = LLVMConstPointerNull(m->t_ptr);
   LLVMValueRef args[13] = {ap,   lda,  bp,    ldb,  kc_cur, GEPF(kc, C, crow0), I64(kc, ldc), rows, cols, first,
                            btab ? btab : null, abase ? abase : null, aktab ? aktab : null};
-  LLVMBuildCall2(b, LLVMGlobalGetValueType(ukr_fn(m, g)), ukr, args, 13, "");
+  LLVMBuildCall2(b, LLVMGlobalGetValueType(full), ukr, args, 13, "");
 }
 
 /* The epilogue over C rows [m_lo, m_hi) x cols [n_lo, n_hi) of the current
@@ -1369,9 +1374,9 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   LLVMValueRef base0 = G.base[0], base1 = G.base[1];
   LLVMValueRef Pb = kc->buf[g->P->buf], Qb = kc->buf[g->Q->buf], C = kc->buf[k->out_buf];
   int64_t L = g->run, L8 = L / 8 * 8, nruns = g->K / L, RB = g->runs_per_block;
-  /* units: RN-column blocks, or RM-row tiles for a packed Q^T (its few
-   * columns would leave threads idle); either way the column blocks are
-   * the outer loop (Q's block stays in L1: rows outside measured slower) */
+  /* units: RN-column blocks, or RM-row tiles (dot_rows, see plan()); either
+   * way the column blocks are the outer loop (Q's block stays in L1: rows
+   * outside measured slower) */
   bool rows = g->dot_rows;
   LLVMValueRef j_lo = rows ? I64(kc, 0) : MUL(kc, begin, RN);
   LLVMValueRef j_hi = rows ? I64(kc, g->N) : MIN(kc, MUL(kc, end, RN), I64(kc, g->N));

@@ -979,13 +979,13 @@ static void emit_pool_rows(KernelCg *kc, const PoolRows *pr, LLVMValueRef begin,
   LLVMValueRef sel[64];
   for (int i = 0; i < vw; i++) sel[i] = cg_i32(m, (int64_t)i * pr->s);
   LLVMValueRef pick = LLVMConstVector(sel, (unsigned)vw);
+  LLVMValueRef ninf[64], zi[64];
+  for (int i = 0; i < vw; i++) ninf[i] = cg_f32(m, -INFINITY), zi[i] = cg_i32(m, 0);
   Loop L[IR_MAX_RANK];
   open_out_loops(kc, L, rank - 1, begin, end);
   for (int d = 0; d < rank - 1; d++) L[d].hint = LOOP_NO_UNROLL;
   for (int64_t j0 = 0; j0 < pr->ow; j0 += vw) {
     int64_t nl = pr->ow - j0 < vw ? pr->ow - j0 : vw;
-    LLVMValueRef ninf[64], zi[64];
-    for (int i = 0; i < vw; i++) ninf[i] = cg_f32(m, -INFINITY), zi[i] = cg_i32(m, 0);
     LLVMValueRef acc = LLVMConstVector(ninf, (unsigned)vw);
     LLVMValueRef idx = LLVMConstVector(zi, (unsigned)vw);
     LLVMValueRef wmask = lane_mask(m, wn, pr->s * (nl - 1) + 1);

@@ -458,8 +458,7 @@ static int view_of(L *l, int buf, Shape s) {
   int len = snprintf(name, sizeof name, "%s.view", p->bufs[root].name);
   for (int d = 0; d < s.rank && len > 0 && len < (int)sizeof name; d++)
     len += snprintf(name + len, sizeof name - (size_t)len, d ? "x%lld" : "%lld", (long long)s.d[d]);
-  int b = kir_buffer(p, name, BUF_TEMP, p->bufs[root].dtype, s,
-                     p->bufs[root].entry >= 0 ? p->bufs[root].entry : (int)l->e);
+  int b = kir_buffer(p, name, BUF_TEMP, p->bufs[root].dtype, s, entry);
   p->bufs[b].alias = root;
   return b;
 }

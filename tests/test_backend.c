@@ -151,12 +151,15 @@ static bool line_has(const char *text, const char *at, const char *what) {
   return r;
 }
 
-static char *module_ir(T *t) {
+/* The LLVM IR of t's program for CPU cpu (NULL: the host), optimized at
+ * opt_level > 0 (a CPU name needs no such host), malloc'd. */
+static char *module_ir_for(T *t, const char *cpu, int opt_level) {
   Diag d;
   diag_init(&d, stderr);
-  CgOptions o = {.cpu = NULL, .opt_level = 0};
+  CgOptions o = {.cpu = cpu, .opt_level = opt_level};
   CgModule *m = cg_build(t->p, &o, &d);
   assert_non_null(m);
+  if (opt_level > 0) assert_int_equal(cg_optimize(m, &d), 0);
   char *s = NULL;
   size_t n = 0;
   FILE *f = open_memstream(&s, &n);
@@ -166,6 +169,11 @@ static char *module_ir(T *t) {
   diag_free(&d);
   return s;
 }
+
+static char *module_ir(T *t) { return module_ir_for(t, NULL, 0); }
+
+/* Optimized IR for an AVX-512 target. */
+static char *avx512_ir(T *t) { return module_ir_for(t, "znver4", 3); }
 
 /* ---------------- elementwise ---------------- */
 
@@ -189,25 +197,6 @@ static void test_elementwise_broadcast(void **state) {
       assert_true(close_rel(F(&t, o)[i * N + j], ref, 1e-6));
     }
   t_free(&t);
-}
-
-/* Optimized IR of t's program for an AVX-512 target (a CPU name: no host
- * needed), malloc'd. */
-static char *avx512_ir(T *t) {
-  Diag d;
-  diag_init(&d, stderr);
-  CgOptions opt = {.cpu = "znver4", .opt_level = 3};
-  CgModule *m = cg_build(t->p, &opt, &d);
-  assert_non_null(m);
-  assert_int_equal(cg_optimize(m, &d), 0);
-  char *ir = NULL;
-  size_t n = 0;
-  FILE *f = open_memstream(&ir, &n);
-  assert_int_equal(cg_emit_llvm(m, f), 0);
-  fclose(f);
-  cg_free(m);
-  diag_free(&d);
-  return ir;
 }
 
 /* A crop of a convolution's padded-width result, out[c, h, w] =
