@@ -951,8 +951,8 @@ static void test_gemm_path(void **state) {
 /* An implicit-im2col product (a 3x3 convolution over padded-width rows):
  * out[n, co, p] = sum_{c, kh, kw} w[co, c, kh, kw] * x[n, c, p + kh*Wp + kw].
  * B's rows are window shifts found through the K block's offset table; with
- * K >= 64 and M <= 72 the micro-kernel reads them in place (the N tail
- * packed), else it packs. The weights are packed once for all images.
+ * K >= 64 and M <= 72, or M <= 6 (one row tile), the micro-kernel reads them
+ * in place (the N tail packed), else it packs. The weights are packed once for all images.
  * Checked against a double reference and for 1/2/3-thread identity. */
 static void im2col_case(int batch, int Co, int Cin, int Hp, int Wp, bool expect_direct) {
   T t;
@@ -1064,6 +1064,8 @@ static void test_gemm_im2col(void **state) {
   im2col_case(2, 22, 64, 9, 12, true);   /* two K blocks (K = 576), 6 x 16 tiles with a row edge */
   im2col_case(2, 64, 8, 15, 26, true);   /* N a multiple of the panel (P = 336 = 14 x 24) */
   im2col_case(3, 32, 3, 12, 12, false);  /* K = 27: packed */
+  im2col_case(3, 6, 2, 12, 12, true);    /* K = 18 but one row tile (M = 6): in place */
+  im2col_case(2, 7, 3, 12, 12, false);   /* K = 27, two row tiles: packed */
   im2col_case(3, 100, 8, 8, 12, false);  /* two M blocks of packed weights (M = 100), B packed */
   im2col_case(2, 100, 64, 8, 12, false); /* ... and two K blocks */
 }
