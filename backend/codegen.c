@@ -487,6 +487,19 @@ static bool build_part(CgModule *m, const Program *p, const CgOptions *o, Diag *
   return ok;
 }
 
+/* LLVM's diagnostics during optimization: remarks and warnings (a loop our
+ * vectorize hint marks that LLVM then declines, -Wpass-failed) are not the
+ * user's business; shown with DLC_DEBUG >= 3. Errors surface through the
+ * failing call itself. */
+static void llvm_diag(LLVMDiagnosticInfoRef di, void *ctx) {
+  (void)ctx;
+  const char *dbg = getenv("DLC_DEBUG");
+  if (!dbg || atoi(dbg) < 3) return;
+  char *msg = LLVMGetDiagInfoDescription(di);
+  fprintf(stderr, "dlc-debug: llvm: %s\n", msg ? msg : "");
+  LLVMDisposeMessage(msg);
+}
+
 CgModule *cg_build(const Program *p, const CgOptions *o, Diag *d) {
   CgModule *m = calloc(1, sizeof *m);
   if (!m) return NULL;
@@ -495,6 +508,7 @@ CgModule *cg_build(const Program *p, const CgOptions *o, Diag *d) {
   if (m->opt_level > 3) m->opt_level = 3;
   m->tsc = LLVMOrcCreateNewThreadSafeContext();
   m->ctx = LLVMOrcThreadSafeContextGetContext(m->tsc);
+  LLVMContextSetDiagnosticHandler(m->ctx, llvm_diag, NULL);
   m->mod = LLVMModuleCreateWithNameInContext(p->model ? p->model : "dlc", m->ctx);
   if (!setup_target(m, o, d)) {
     cg_free(m);
