@@ -28,7 +28,7 @@ typedef struct {
   int n_kernels;
   /* im2col buffers by (input node, convolution geometry), shared by a
    * convolution and the filter gradient of the same input */
-  struct { int x; ConvAttr cv; int64_t kh, kw; int buf; } cols[64];
+  struct { int x; ConvAttr cv; int64_t kh, kw; int buf; bool shift; } cols[64];
   int n_cols;
   /* padded copies of convolution inputs by (input node, padding) */
   struct { int x, p0, p1, buf; bool neg_inf; } pads[64];
@@ -463,12 +463,30 @@ static int view_of(L *l, int buf, Shape s) {
   return b;
 }
 
-/* The cols buffer of input x for this geometry (made on first use). */
-static int im2col(L *l, const Node *conv, int x_id, const ConvAttr *cv, int64_t KH, int64_t KW, const Shape *yshape) {
+static int cols_cached(L *l, int x_id, const ConvAttr *cv, int64_t KH, int64_t KW, bool shift) {
   for (int i = 0; i < l->n_cols; i++)
-    if (l->cols[i].x == x_id && l->cols[i].kh == KH && l->cols[i].kw == KW &&
+    if (l->cols[i].x == x_id && l->cols[i].kh == KH && l->cols[i].kw == KW && l->cols[i].shift == shift &&
         !memcmp(&l->cols[i].cv, cv, sizeof *cv))
       return l->cols[i].buf;
+  return -1;
+}
+
+static void cols_cache(L *l, int x_id, const ConvAttr *cv, int64_t KH, int64_t KW, bool shift, int b) {
+  if (l->n_cols < 64) {
+    l->cols[l->n_cols].x = x_id;
+    l->cols[l->n_cols].cv = *cv;
+    l->cols[l->n_cols].kh = KH;
+    l->cols[l->n_cols].kw = KW;
+    l->cols[l->n_cols].shift = shift;
+    l->cols[l->n_cols].buf = b;
+    l->n_cols++;
+  }
+}
+
+/* The cols buffer of input x for this geometry (made on first use). */
+static int im2col(L *l, const Node *conv, int x_id, const ConvAttr *cv, int64_t KH, int64_t KW, const Shape *yshape) {
+  int cached = cols_cached(l, x_id, cv, KH, KW, false);
+  if (cached >= 0) return cached;
   const Node *x = l->g->nodes[x_id];
   int64_t d[4] = {x->shape.d[0], x->shape.d[1] * KH * KW, yshape->d[2], yshape->d[3]};
   int b = kir_buffer(l->p, arena_printf(l->a, "%%t%d.cols%d", x_id, l->n_cols), BUF_TEMP, DT_F32, shape_make(4, d),
@@ -489,15 +507,57 @@ static int im2col(L *l, const Node *conv, int x_id, const ConvAttr *cv, int64_t 
   if (cv->pad[1]) guard = AND(l, guard, in_range(l, xi[3], x->shape.d[3]));
   k->body = value_at(l, x_id, xi, guard);
   emit(l, k);
-  if (l->n_cols < 64) {
-    l->cols[l->n_cols].x = x_id;
-    l->cols[l->n_cols].cv = *cv;
-    l->cols[l->n_cols].kh = KH;
-    l->cols[l->n_cols].kw = KW;
-    l->cols[l->n_cols].buf = b;
-    l->n_cols++;
-  }
+  cols_cache(l, x_id, cv, KH, KW, false, b);
   return b;
+}
+
+/* ---- stride-1 convolution over column-shifted copies ----
+ * With stride 1 an im2col row (c, kh, kw) is, over the positions q = oh*Wo
+ * + ow, a contiguous run of one of KW copies of the image cropped to Wo
+ * columns and shifted by kw*d1 (padding included):
+ *   xs[n, kw, c, h, ow] = x[n, c, h - p0, ow + kw*d1 - p1]   (h < Hp = H + 2*p0)
+ *   cols[n, (c, kh, kw), oh, ow] = xs[n, kw, c, kh*d0 + oh, ow]
+ * so the products read xs in place through per-k offsets (as the padded
+ * image of the flat form) with no extra columns, and the copies are
+ * Hp/(KH*Ho) of the columns (LeNet-5's second convolution: 14/50). Taken
+ * where the flat form is not (small images with wide windows) and that
+ * ratio is below 1. DLC_CONV_SHIFT=0 makes the columns instead. */
+static bool conv_is_shifted(const ConvAttr *cv, int64_t KH, int64_t KW, int64_t H, int64_t Ho) {
+  if (cv->groups != 1 || cv->stride[0] != 1 || cv->stride[1] != 1 || conv_is_pointwise(cv, KH, KW)) return false;
+  const char *env = getenv("DLC_CONV_SHIFT");
+  if (env && env[0] == '0') return false;
+  return H + 2 * cv->pad[0] < KH * Ho;
+}
+
+/* The shifted copies [N, KW, C, Hp, Wo] of input x (made on first use). */
+static int shifted_cols(L *l, const Node *conv, int x_id, const ConvAttr *cv, int64_t KW, int64_t Wo) {
+  int cached = cols_cached(l, x_id, cv, 0, KW, true);
+  if (cached >= 0) return cached;
+  const Node *x = l->g->nodes[x_id];
+  int64_t d[5] = {x->shape.d[0], KW, x->shape.d[1], x->shape.d[2] + 2 * cv->pad[0], Wo};
+  int b = kir_buffer(l->p, arena_printf(l->a, "%%t%d.shift%d", x_id, l->n_cols), BUF_TEMP, DT_F32, shape_make(5, d),
+                     (int)l->e);
+  Kernel *k = new_kernel(l, conv, b, "conv2d_shift");
+  k->ops = "shift";
+  IExpr *v[5], *xi[4], *guard = NULL;
+  vars(l, v, 5);
+  xi[0] = v[0];
+  xi[1] = v[2];
+  xi[2] = cv->pad[0] ? SUB(l, v[3], C(l, cv->pad[0])) : v[3];
+  xi[3] = ADD(l, MUL(l, v[1], cv->dil[1]), v[4]);
+  if (cv->pad[1]) xi[3] = SUB(l, xi[3], C(l, cv->pad[1]));
+  if (cv->pad[0]) guard = AND(l, guard, in_range(l, xi[2], x->shape.d[2]));
+  if (cv->pad[1]) guard = AND(l, guard, in_range(l, xi[3], x->shape.d[3]));
+  k->body = value_at(l, x_id, xi, guard);
+  emit(l, k);
+  cols_cache(l, x_id, cv, 0, KW, true, b);
+  return b;
+}
+
+/* cols[n, (c, kh, kw), oh, ow] as a load of the shifted copies xs */
+static VExpr *shifted_load(L *l, int xs, IExpr *n, IExpr *c, IExpr *kh, IExpr *kw, IExpr *oh, IExpr *ow, int d0) {
+  IExpr *si[5] = {n, kw, c, ADD(l, MUL(l, kh, d0), oh), ow};
+  return vx_load(l->a, DT_F32, xs, 5, si, NULL, 0);
 }
 
 /* ---- stride-1 convolution over a padded image (implicit im2col) ----
@@ -717,14 +777,23 @@ static bool lower_conv_gemm(L *l, const Node *n, int out) {
     IExpr *wi[2], *ci[4];
     if (n->op == OP_CONV2D) {
       bool pw = conv_is_pointwise(cv, KH, KW);
-      int cols = pw ? -1 : im2col(l, n, n->in[0], cv, KH, KW, &n->shape);
+      const Node *x = l->g->nodes[n->in[0]];
+      bool sh = conv_is_shifted(cv, KH, KW, x->shape.d[2], n->shape.d[2]);
+      int cols = pw ? -1 : sh ? shifted_cols(l, n, x->id, cv, KW, n->shape.d[3]) : im2col(l, n, x->id, cv, KH, KW, &n->shape);
       Kernel *k = new_kernel(l, n, out, "conv2d");
       k->red = RED_SUM;
       k->n_red = 1;
       k->red_ext[0] = R;
       wi[0] = v[1], wi[1] = v[4];
       ci[0] = v[0], ci[1] = v[4], ci[2] = v[2], ci[3] = v[3];
-      VExpr *xs = pw ? value_at(l, n->in[0], ci, NULL) : vx_load(a, DT_F32, cols, 4, ci, NULL, 0);
+      VExpr *xs;
+      if (sh) {
+        IExpr *c = ix_bin(a, IX_DIV, v[4], C(l, KH * KW));
+        IExpr *kh = ix_bin(a, IX_MOD, ix_bin(a, IX_DIV, v[4], C(l, KW)), C(l, KH));
+        IExpr *kw = ix_bin(a, IX_MOD, v[4], C(l, KW));
+        xs = shifted_load(l, cols, v[0], c, kh, kw, v[2], v[3], cv->dil[0]);
+      } else
+        xs = pw ? value_at(l, x->id, ci, NULL) : vx_load(a, DT_F32, cols, 4, ci, NULL, 0);
       k->body = vx_bin(a, VX_MUL, vx_load(a, DT_F32, wv, 2, wi, NULL, 0), xs);
       emit(l, k);
       return true;
@@ -764,7 +833,8 @@ static bool lower_conv_gemm(L *l, const Node *n, int out) {
   const Node *x = l->g->nodes[n->in[0]], *dy = l->g->nodes[n->in[1]];
   int64_t KH = n->shape.d[2], KW = n->shape.d[3];
   bool pw = conv_is_pointwise(cv, KH, KW);
-  int cols = pw ? -1 : im2col(l, n, x->id, cv, KH, KW, &dy->shape);
+  bool sh = conv_is_shifted(cv, KH, KW, x->shape.d[2], dy->shape.d[2]);
+  int cols = pw ? -1 : sh ? shifted_cols(l, n, x->id, cv, KW, dy->shape.d[3]) : im2col(l, n, x->id, cv, KH, KW, &dy->shape);
   Kernel *k = new_kernel(l, n, out, "conv2d_bwd_filter");
   k->red = RED_SUM;
   k->n_red = 3;
@@ -773,7 +843,11 @@ static bool lower_conv_gemm(L *l, const Node *n, int out) {
   k->red_ext[2] = dy->shape.d[3];
   IExpr *di[4] = {v[4], v[0], v[5], v[6]};
   IExpr *ci[4] = {v[4], ADD(l, MUL(l, ADD(l, MUL(l, v[1], KH), v[2]), KW), v[3]), v[5], v[6]};
-  VExpr *xs = pw ? value_at(l, x->id, ci, NULL) : vx_load(a, DT_F32, cols, 4, ci, NULL, 0);
+  VExpr *xs;
+  if (sh)
+    xs = shifted_load(l, cols, v[4], v[1], v[2], v[3], v[5], v[6], cv->dil[0]);
+  else
+    xs = pw ? value_at(l, x->id, ci, NULL) : vx_load(a, DT_F32, cols, 4, ci, NULL, 0);
   k->body = vx_bin(a, VX_MUL, value_at(l, dy->id, di, NULL), xs);
   emit(l, k);
   return true;

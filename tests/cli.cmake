@@ -11,7 +11,7 @@ endif()
 set(DLC_CLI_SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/cli/cli_test.sh)
 set(DLC_CLI_ARGS $<TARGET_FILE:dlc> $<TARGET_FILE:dlrun> $<TARGET_FILE:st_tool>
                  ${CMAKE_CURRENT_SOURCE_DIR}/cli ${CMAKE_SOURCE_DIR})
-foreach(group errors dlrun_errors xor linreg checkpoint cache updates ir_golden bench views)
+foreach(group errors dlrun_errors xor linreg checkpoint cache updates ir_golden bench views shift quiet)
   add_test(NAME cli.${group} COMMAND bash ${DLC_CLI_SCRIPT} ${group} ${DLC_CLI_ARGS})
 endforeach()
 

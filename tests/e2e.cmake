@@ -71,6 +71,9 @@ foreach(model ${DLC_EXAMPLE_MODELS} ${DLC_CONFORMANCE_CASES} ${DLC_REGRESSION_CA
     if(src MATCHES "conv2d" AND name MATCHES "^example")
       add_test(NAME conv_paths.${name}.im2col COMMAND test_opt_levels --env DLC_CONV_FLAT=0 ${model})
       add_test(NAME conv_paths.${name}.implicit COMMAND test_opt_levels --env DLC_CONV_FLAT=1 ${model})
+      # ... and the column-shifted copies give the im2col's products bit for bit
+      add_test(NAME conv_paths.${name}.shift COMMAND test_opt_levels --bitwise DLC_CONV_SHIFT=0 ${model})
+      set_tests_properties(conv_paths.${name}.shift PROPERTIES ENVIRONMENT "DLC_CONV_FLAT=0")
     endif()
     # models with max pooling: its adjoint as a scatter agrees with the gather
     if(src MATCHES "maxpool2d")

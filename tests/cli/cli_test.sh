@@ -251,6 +251,27 @@ views)
       ok "flatten_view.dl: no delinearized flat index"
   fi
   ;;
+quiet)
+  # LLVM's remarks and warnings on our loops are not printed (a compile, not the cache)
+  if DLC_CACHE=0 run 0 "$DLRUN" bench "$CLI/quiet_llvm.dl" --steps 2; then
+    [ -s "$WORK/err" ] && { bad "quiet_llvm.dl: the compile printed on stderr"; sed 's/^/    /' "$WORK/err" | head -5; } ||
+      ok "quiet_llvm.dl: nothing on stderr"
+  fi
+  ;;
+shift)
+  # a 5x5 convolution over a small image: forward and filter gradient read
+  # column-shifted copies of the padded image ([B, KW, C, Hp, Wo]), no im2col
+  if run 0 "$DLC" "$CLI/conv_shift.dl" --emit=opt; then
+    train=$(awk '/entry train/{t=1} /entry eval/{t=0} t' "$WORK/out")
+    echo "$train" | grep -q 'conv2d_shift \[shift\] -> %t[0-9]*\.shift[0-9]*#[0-9]* : f32\[2,5,3,14,10\]' &&
+      ok "conv_shift.dl: one [2,5,3,14,10] buffer of shifted copies" || bad "conv_shift.dl: no shifted copies"
+    n=$(echo "$train" | grep -A1 -E '_train_conv2d(_bwd_filter)? ' | grep -c 'body = .*\.shift[0-9]*#[0-9]*\[')
+    [ "$n" = 2 ] && ok "conv_shift.dl: the product and the filter gradient read them" ||
+      bad "conv_shift.dl: $n of the product and filter gradient read the shifted copies"
+    echo "$train" | grep -q '\[im2col\]' && bad "conv_shift.dl: an im2col buffer is still made" ||
+      ok "conv_shift.dl: no im2col buffer"
+  fi
+  ;;
 emit)
   M=$ARG
   runs="ir grad opt llvm:-O0 asm:-O0"
