@@ -200,6 +200,9 @@ void cg_debug_set_gemm(int mode);
 
 /* Value of an index expression at loop var values v (*bad on division by 0). */
 int64_t cg_ix_eval(const IExpr *e, const int64_t *v, bool *bad);
+/* Whether a plane scatter's epilogue e reads (h, w) only at the plane's own
+ * positions (planes of H x W), so that it runs as one loop over the plane. */
+bool cg_plane_flat(const Program *p, const VExpr *e, int64_t H, int64_t W);
 /* The flat (row-major) offset of load l at loop var values v. */
 int64_t cg_load_offset(const Program *p, const VExpr *l, const int64_t *v, bool *bad);
 

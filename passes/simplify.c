@@ -22,6 +22,7 @@
  *   broadcast(broadcast x) -> broadcast x; identity slice/unslice -> x
  *   concat of one operand -> it; sum/mean/max over no axis -> x
  *   log(softmax(x)) -> log_softmax(x);  exp(log_softmax(x)) -> softmax(x)
+ *   maxpool2d_bwd(g, argmax(x)) * step(x) -> maxpool2d_bwd(g * step(maxpool2d(x)), argmax(x))
  * Deliberately not done: x*0 -> 0 and x-x -> 0 (wrong when x is NaN or
  * infinite: a diverging model must show NaN at every -O level), 0/x -> 0,
  * log(exp x) -> x and exp(log x) -> x (differ on overflow and x <= 0).
@@ -248,6 +249,39 @@ static int simplify_binary(S *s) {
 }
 
 /* The replacement of s->n, or -1 when no rule applies. */
+/* mul(maxpool2d_bwd(g, A), step(X)) with A = maxpool2d_argmax(X) (a
+ * ReLU's mask on a max pooling's adjoint) -> maxpool2d_bwd(g * step(P), A),
+ * P = maxpool2d(X) (found, else made): the adjoint is nonzero only at the
+ * window's argmax, where X is P, and step is 0 or 1 elsewhere, so the value
+ * is the same; the mask is read from the pooled tensor (a quarter of X for
+ * 2x2 windows) and X is no longer read on the way back. */
+static bool pool_eq(const PoolAttr *a, const PoolAttr *b) { return !memcmp(a, b, sizeof *a); }
+
+static int pool_mask(S *s) {
+  Node *n = s->n;
+  for (int side = 0; side < 2; side++) {
+    const Node *mb = N(s, n->in[side]), *st = N(s, n->in[1 - side]);
+    if (mb->op != OP_MAXPOOL2D_BWD || st->op != OP_STEP || !shape_eq(&mb->shape, &n->shape) ||
+        !shape_eq(&st->shape, &n->shape))
+      continue;
+    const Node *am = N(s, mb->in[1]);
+    int x = st->in[0];
+    if (am->op != OP_MAXPOOL2D_ARGMAX || am->in[0] != x || !pool_eq(&am->attr.pool, &mb->attr.pool) ||
+        N(s, x)->dtype != DT_F32)
+      continue;
+    int pooled = -1;
+    for (int i = 0; i < s->g->n_nodes && pooled < 0; i++) {
+      const Node *c = s->g->nodes[i];
+      if (c->op == OP_MAXPOOL2D && c->in[0] == x && pool_eq(&c->attr.pool, &am->attr.pool)) pooled = i;
+    }
+    if (pooled < 0) pooled = mk(s, OP_MAXPOOL2D, 1, &x, &am->attr, &am->shape);
+    int masked = mk2(s, OP_MUL, mb->in[0], mk1(s, OP_STEP, pooled));
+    int in[2] = {masked, mb->in[1]};
+    return mk(s, OP_MAXPOOL2D_BWD, 2, in, &mb->attr, &mb->shape);
+  }
+  return -1;
+}
+
 static int simplify_node(S *s) {
   Node *n = s->n;
   int r = fold(s);
@@ -266,7 +300,10 @@ static int simplify_node(S *s) {
     case OP_EXP:
       if (xn->op != OP_LOG_SOFTMAX) return -1;
       return mk(s, OP_SOFTMAX, 1, &xn->in[0], &xn->attr, NULL);
-    case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_POW: case OP_MAXIMUM: case OP_MINIMUM:
+    case OP_MUL:
+      r = pool_mask(s);
+      return r >= 0 ? r : simplify_binary(s);
+    case OP_ADD: case OP_SUB: case OP_DIV: case OP_POW: case OP_MAXIMUM: case OP_MINIMUM:
       return simplify_binary(s);
     case OP_SELECT:
       if (n->in[1] == n->in[2]) return as_node(s, n->in[1]);

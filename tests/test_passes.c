@@ -246,6 +246,39 @@ static void simplify_softmax_forms(void **state) {
   assert_int_equal(g->nodes[g->outputs[1].node]->attr.axis.axis, 1);
 }
 
+/* A ReLU's mask on a max pooling's adjoint moves to the pooled gradient:
+ * maxpool2d_bwd(g, argmax(r)) * step(r) -> maxpool2d_bwd(g * step(maxpool2d(r)), argmax(r)),
+ * reusing the forward's maxpool2d when there is one, making it when not
+ * (run_checked: the same values before and after). */
+static void simplify_pool_mask(void **state, bool with_forward) {
+  Graph *g = ((Fx *)*state)->g;
+  int x = in_(g, "x", SH(2, 3, 6, 6)), gy = in_(g, "gy", SH(2, 3, 3, 3));
+  int r = un(g, OP_RELU, x);
+  NodeAttr pa;
+  memset(&pa, 0, sizeof pa);
+  pa.pool.k[0] = pa.pool.k[1] = pa.pool.stride[0] = pa.pool.stride[1] = 2;
+  if (with_forward) ir_add_output(g, "p", ir_op(g, OP_MAXPOOL2D, 1, &r, &pa, NULL, DT_F32, L, NULL));
+  int am = ir_op(g, OP_MAXPOOL2D_ARGMAX, 1, &r, &pa, NULL, DT_I32, L, NULL);
+  int in2[2] = {gy, am};
+  Shape xs = SH(2, 3, 6, 6);
+  int mb = ir_op(g, OP_MAXPOOL2D_BWD, 2, in2, &pa, &xs, DT_F32, L, NULL);
+  ir_add_output(g, "dx", bin(g, OP_MUL, mb, un(g, OP_STEP, r)));
+  assert_true(run_checked(g, pass_simplify));
+  const Node *o = g->nodes[g->outputs[with_forward].node];
+  assert_int_equal(o->op, OP_MAXPOOL2D_BWD);
+  assert_int_equal(g->nodes[o->in[1]]->op, OP_MAXPOOL2D_ARGMAX);
+  const Node *m = g->nodes[o->in[0]];
+  assert_int_equal(m->op, OP_MUL);
+  assert_int_equal(m->shape.d[2], 3);
+  const Node *st = g->nodes[m->in[0]]->op == OP_STEP ? g->nodes[m->in[0]] : g->nodes[m->in[1]];
+  assert_int_equal(st->op, OP_STEP);
+  assert_int_equal(g->nodes[st->in[0]]->op, OP_MAXPOOL2D);
+  assert_int_equal(count_op(g, OP_MAXPOOL2D), 1);
+  if (with_forward) assert_int_equal(st->in[0], g->outputs[0].node);
+}
+static void simplify_pool_mask_reuses(void **state) { simplify_pool_mask(state, true); }
+static void simplify_pool_mask_makes(void **state) { simplify_pool_mask(state, false); }
+
 static void simplify_broadcasts_smaller_operand(void **state) {
   Graph *g = ((Fx *)*state)->g;
   int x = in_(g, "x", SH(3));
@@ -527,6 +560,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(simplify_folds_constants, setup, teardown),
       cmocka_unit_test_setup_teardown(simplify_shape_ops, setup, teardown),
       cmocka_unit_test_setup_teardown(simplify_softmax_forms, setup, teardown),
+      cmocka_unit_test_setup_teardown(simplify_pool_mask_reuses, setup, teardown),
+      cmocka_unit_test_setup_teardown(simplify_pool_mask_makes, setup, teardown),
       cmocka_unit_test_setup_teardown(simplify_broadcasts_smaller_operand, setup, teardown),
       cmocka_unit_test_setup_teardown(simplify_leaves_old_dead_code_to_dce, setup, teardown),
       cmocka_unit_test_setup_teardown(simplify_keeps_nan_sensitive_forms, setup, teardown),

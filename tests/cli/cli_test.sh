@@ -241,13 +241,17 @@ ir_golden)
   done
   ;;
 views)
-  # a reshape of a buffer is read through a view in the reshape's shape
+  # a reshape of a buffer is read through a view in the reshape's shape (by
+  # the ReLU mask on the pooled gradient, which the pooling adjoint reads)
   if run 0 "$DLC" "$CLI/flatten_view.dl" --emit=opt; then
-    line=$(grep -A1 'maxpool2d_bwd' "$WORK/out" | grep 'body =')
-    echo "$line" | grep -q '\.view2x4x4x4#[0-9]*\[i0, i1, (i2 / 2), (i3 / 2)\]' &&
-      ok "flatten_view.dl: the pooling adjoint reads the flatten's gradient through a view" ||
-      { bad "flatten_view.dl: no view in the pooling adjoint"; echo "    $line"; }
-    echo "$line" | grep -q '/ 64)' && bad "flatten_view.dl: the flat index is still delinearized" ||
+    line=$(grep -A1 '_train_mul \[mul\]' "$WORK/out" | grep 'body =')
+    echo "$line" | grep -q '\.view2x4x4x4#[0-9]*\[i0, i1, i2, i3\]' &&
+      ok "flatten_view.dl: the pooled gradient's mask reads the flatten's gradient through a view" ||
+      { bad "flatten_view.dl: no view in the pooled gradient's mask"; echo "    $line"; }
+    grep -A1 'maxpool2d_bwd' "$WORK/out" | grep 'body =' | grep -q "\[i0, i1, (i2 / 2), (i3 / 2)\], 0)" &&
+      ok "flatten_view.dl: the pooling adjoint reads the masked gradient per window" ||
+      bad "flatten_view.dl: the pooling adjoint does not read the masked gradient"
+    grep 'body =' "$WORK/out" | grep -q '/ 64)' && bad "flatten_view.dl: the flat index is still delinearized" ||
       ok "flatten_view.dl: no delinearized flat index"
   fi
   ;;
