@@ -531,12 +531,6 @@ static void add_into(KernelCg *kc, LLVMValueRef p, LLVMValueRef v) {
   LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildLoad2(b, kc->m->t_f32, p, ""), v, ""), p);
 }
 
-static bool ix_has_var(const IExpr *e, int v) {
-  if (!e) return false;
-  if (e->op == IX_VAR) return e->var == v;
-  return ix_has_var(e->a, v) || ix_has_var(e->b, v);
-}
-
 /* Whether e reads (h, w) = vars 2, 3 only as the last two indices of
  * unguarded loads of buffers whose last two dims are H x W: then
  * (h, w) = (0, i) addresses element i of the plane, and the epilogue can
@@ -544,18 +538,18 @@ static bool ix_has_var(const IExpr *e, int v) {
 static bool plane_flat(const Program *p, const VExpr *e, int64_t H, int64_t W) {
   if (!e) return true;
   if (e->op == VX_RAND) return false;
-  if (e->op == VX_INDEX && (ix_has_var(e->ix, 2) || ix_has_var(e->ix, 3))) return false;
+  if (e->op == VX_INDEX && (ix_uses(e->ix, 2) || ix_uses(e->ix, 3))) return false;
   if (e->op == VX_LOAD) {
     const Shape *bs = &p->bufs[e->buf].shape;
     bool uses = false;
-    for (int d = 0; d < e->rank; d++) uses = uses || ix_has_var(e->idx[d], 2) || ix_has_var(e->idx[d], 3);
+    for (int d = 0; d < e->rank; d++) uses = uses || ix_uses(e->idx[d], 2) || ix_uses(e->idx[d], 3);
     if (uses) {
       int r = e->rank;
       if (e->guard || r < 2 || bs->rank != r || bs->d[r - 2] != H || bs->d[r - 1] != W) return false;
       const IExpr *ih = e->idx[r - 2], *iw = e->idx[r - 1];
       if (ih->op != IX_VAR || ih->var != 2 || iw->op != IX_VAR || iw->var != 3) return false;
       for (int d = 0; d < r - 2; d++)
-        if (ix_has_var(e->idx[d], 2) || ix_has_var(e->idx[d], 3)) return false;
+        if (ix_uses(e->idx[d], 2) || ix_uses(e->idx[d], 3)) return false;
     }
   }
   return plane_flat(p, e->a, H, W) && plane_flat(p, e->b, H, W) && plane_flat(p, e->c, H, W);

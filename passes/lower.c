@@ -463,6 +463,13 @@ static int view_of(L *l, int buf, Shape s) {
   return b;
 }
 
+/* r = (c*KH + kh)*KW + kw, an im2col row, split into its parts */
+static void window_parts(L *l, IExpr *r, int64_t KH, int64_t KW, IExpr **c, IExpr **kh, IExpr **kw) {
+  *c = ix_bin(l->a, IX_DIV, r, C(l, KH * KW));
+  *kh = ix_bin(l->a, IX_MOD, ix_bin(l->a, IX_DIV, r, C(l, KW)), C(l, KH));
+  *kw = ix_bin(l->a, IX_MOD, r, C(l, KW));
+}
+
 static int cols_cached(L *l, int x_id, const ConvAttr *cv, int64_t KH, int64_t KW, bool shift) {
   for (int i = 0; i < l->n_cols; i++)
     if (l->cols[i].x == x_id && l->cols[i].kh == KH && l->cols[i].kw == KW && l->cols[i].shift == shift &&
@@ -495,10 +502,8 @@ static int im2col(L *l, const Node *conv, int x_id, const ConvAttr *cv, int64_t 
   k->ops = "im2col";
   IExpr *v[4], *xi[4], *guard = NULL;
   vars(l, v, 4);
-  Arena *a = l->a;
-  IExpr *c = ix_bin(a, IX_DIV, v[1], C(l, KH * KW));
-  IExpr *kh = ix_bin(a, IX_MOD, ix_bin(a, IX_DIV, v[1], C(l, KW)), C(l, KH));
-  IExpr *kw = ix_bin(a, IX_MOD, v[1], C(l, KW));
+  IExpr *c, *kh, *kw;
+  window_parts(l, v[1], KH, KW, &c, &kh, &kw);
   xi[0] = v[0];
   xi[1] = c;
   xi[2] = window_in(l, v[2], kh, cv->stride[0], cv->pad[0], cv->dil[0]);
@@ -641,10 +646,8 @@ static int padded_flat(L *l, const Node *conv, int id, int64_t p0, int64_t p1, b
 
 /* The flat offset c*Hp*Wp + kh*d0*Wp + kw*d1 of r = (c*KH + kh)*KW + kw. */
 static IExpr *window_offset(L *l, IExpr *r, int64_t KH, int64_t KW, int64_t Hp, int64_t Wp, int d0, int d1) {
-  Arena *a = l->a;
-  IExpr *c = ix_bin(a, IX_DIV, r, C(l, KH * KW));
-  IExpr *kh = ix_bin(a, IX_MOD, ix_bin(a, IX_DIV, r, C(l, KW)), C(l, KH));
-  IExpr *kw = ix_bin(a, IX_MOD, r, C(l, KW));
+  IExpr *c, *kh, *kw;
+  window_parts(l, r, KH, KW, &c, &kh, &kw);
   return ADD(l, ADD(l, MUL(l, c, Hp * Wp), MUL(l, kh, d0 * Wp)), MUL(l, kw, d1));
 }
 
@@ -788,9 +791,8 @@ static bool lower_conv_gemm(L *l, const Node *n, int out) {
       ci[0] = v[0], ci[1] = v[4], ci[2] = v[2], ci[3] = v[3];
       VExpr *xs;
       if (sh) {
-        IExpr *c = ix_bin(a, IX_DIV, v[4], C(l, KH * KW));
-        IExpr *kh = ix_bin(a, IX_MOD, ix_bin(a, IX_DIV, v[4], C(l, KW)), C(l, KH));
-        IExpr *kw = ix_bin(a, IX_MOD, v[4], C(l, KW));
+        IExpr *c, *kh, *kw;
+        window_parts(l, v[4], KH, KW, &c, &kh, &kw);
         xs = shifted_load(l, cols, v[0], c, kh, kw, v[2], v[3], cv->dil[0]);
       } else
         xs = pw ? value_at(l, x->id, ci, NULL) : vx_load(a, DT_F32, cols, 4, ci, NULL, 0);

@@ -640,6 +640,21 @@ static void test_matmul_orders(void **state) {
 }
 
 /* column sums: rank-1 output, reordered (row = [begin, end) of dim 0) */
+/* Output o of a max pooling (mx) and its argmax (am) against the window
+ * at w0 (KH x KW, rows `ld` apart): the first maximum, a NaN winning over
+ * numbers (the first NaN), the max NaN then too. */
+static void check_window(T *t, int mx, int am, int o, const float *w0, int ld, int KH, int KW) {
+  int best = 0;
+  float bv = 0;
+  for (int q = 0; q < KH * KW; q++) {
+    float v = w0[(q / KW) * ld + q % KW];
+    if (q == 0 || v > bv || (isnan(v) && !isnan(bv))) best = q, bv = q == 0 || !isnan(bv) ? v : bv;
+  }
+  assert_int_equal(I(t, am)[o], best);
+  if (isnan(bv)) assert_true(isnan(F(t, mx)[o]));
+  else assert_true(F(t, mx)[o] == bv);
+}
+
 /* 2x2 max pooling and its argmax over rows of 20 windows (the row loop is
  * vectorized): ties go to the first position, a NaN is the max (the first
  * NaN wins), an all -inf window gives position 0. */
@@ -671,16 +686,7 @@ static void test_pool_argmax_rows(void **state) {
   for (int p = 0; p < N * Cc; p++)
     for (int oh = 0; oh < OH; oh++)
       for (int ow = 0; ow < OW; ow++) {
-        int best = 0;
-        float bv = 0;
-        for (int q = 0; q < 4; q++) {
-          float v = xs[(p * 2 * OH + 2 * oh + q / 2) * W + 2 * ow + q % 2];
-          if (q == 0 || v > bv || (isnan(v) && !isnan(bv))) best = q, bv = q == 0 || !isnan(bv) ? v : bv;
-        }
-        int o = (p * OH + oh) * OW + ow;
-        assert_int_equal(I(&t, am)[o], best);
-        if (isnan(bv)) assert_true(isnan(F(&t, mx)[o]));
-        else assert_true(F(&t, mx)[o] == bv);
+        check_window(&t, mx, am, (p * OH + oh) * OW + ow, xs + (p * 2 * OH + 2 * oh) * W + 2 * ow, W, 2, 2);
       }
   assert_int_equal(I(&t, am)[1], 1);
   assert_int_equal(I(&t, am)[5], 2);
@@ -723,16 +729,7 @@ static void pool_rows_case(int OW, int S, int KH, int KW) {
     for (int p = 0; p < N * Cc; p++)
       for (int oh = 0; oh < OH; oh++)
         for (int ow = 0; ow < OW; ow++) {
-          int best = 0;
-          float bv = 0;
-          for (int q = 0; q < KH * KW; q++) {
-            float v = xs[(p * H + S * oh + q / KW) * W + S * ow + q % KW];
-            if (q == 0 || v > bv || (isnan(v) && !isnan(bv))) best = q, bv = q == 0 || !isnan(bv) ? v : bv;
-          }
-          int o = (p * OH + oh) * OW + ow;
-          assert_int_equal(I(&t, am)[o], best);
-          if (isnan(bv)) assert_true(isnan(F(&t, mx)[o]));
-          else assert_true(F(&t, mx)[o] == bv);
+          check_window(&t, mx, am, (p * OH + oh) * OW + ow, xs + (p * H + S * oh) * W + S * ow, W, KH, KW);
         }
     int no = N * Cc * OH * OW;
     for (int w = 0; w < 2; w++) {
