@@ -69,6 +69,8 @@ typedef struct {
                                         loads in a vectorized loop) instead of a select of the index */
   int64_t out_slice;                 /* > 0: the output pointer holds one slice of this many
                                         elements along dim 0 (a fused leader in scratch) */
+  LLVMValueRef out_tmp, out_tmp_base; /* non-NULL: outputs go to out_tmp[lin - out_tmp_base]
+                                         (a streaming kernel's chunk buffer) */
 } KernelCg;
 
 /* ---- codegen.c: module utilities ---- */

@@ -231,6 +231,79 @@ static void test_crop_row_vectorized(void **state) {
   t_free(&t);
 }
 
+/* ---------------- streaming stores ---------------- */
+
+static float *run_threads_identical(T *t, int o, int64_t no);
+
+/* An elementwise kernel over an output of 16 MiB or more stores it
+ * non-temporally, through a chunk buffer (codegen_kernel.c). Built for
+ * the shape `s` with body f(a, b) (flat: a and b read at the output's
+ * position; else b broadcast along the last dim): whether the IR marks
+ * stores non-temporal, and the results bit for bit those of the plain
+ * stores (DLC_STREAM=0) on 1, 2 and 3 threads, with the output aligned
+ * and 1 and 5 floats past a vector boundary. */
+static void stream_build(T *t, Shape s, bool flat, int *a, int *b, int *o) {
+  t_init(t);
+  int r = s.rank;
+  Shape bs = flat ? s : shape_make(1, &s.d[r - 1]);
+  *a = buf(t, "a", DT_F32, s), *b = buf(t, "b", DT_F32, bs), *o = buf(t, "o", DT_F32, s);
+  IExpr *ix[IR_MAX_RANK];
+  for (int d = 0; d < r; d++) ix[d] = V(t, d);
+  VExpr *la = vx_load(t->a, DT_F32, *a, r, ix, NULL, 0.0f);
+  VExpr *lb = flat ? vx_load(t->a, DT_F32, *b, r, ix, NULL, 0.0f) : vx_load(t->a, DT_F32, *b, 1, &ix[r - 1], NULL, 0.0f);
+  Kernel *k = kern(t, "k_stream", *o, bin(t, VX_ADD, un(t, VX_RELU, la), bin(t, VX_MUL, kf(t, 2.5), lb)));
+  k->flops = 3 * shape_numel(&s);
+}
+
+static void stream_case(Shape s, bool flat, bool streams) {
+  T t, u;
+  int a, b, o, a2, b2, o2;
+  stream_build(&t, s, flat, &a, &b, &o);
+  char *ir = module_ir(&t);
+  assert_true((strstr(ir, "!nontemporal") != NULL) == streams);
+  free(ir);
+  compile(&t);
+  setenv("DLC_STREAM", "0", 1);
+  stream_build(&u, s, flat, &a2, &b2, &o2);
+  ir = module_ir(&u);
+  assert_null(strstr(ir, "!nontemporal"));
+  free(ir);
+  compile(&u);
+  unsetenv("DLC_STREAM");
+  int64_t n = shape_numel(&s), nb = shape_numel(&t.p->bufs[b].shape);
+  fill_rand(&t, a, n);
+  fill_rand(&t, b, nb);
+  memcpy(F(&u, a2), F(&t, a), sizeof(float) * (size_t)n);
+  memcpy(F(&u, b2), F(&t, b), sizeof(float) * (size_t)nb);
+  float *ref = run_threads_identical(&u, o2, n);
+  float *base = dlrt_alloc((size_t)(n + 16) * sizeof(float)), *out = F(&t, o);
+  int shifts[3] = {0, 1, 5};
+  for (int si = 0; si < 3; si++) {
+    t.bufs[o] = base + shifts[si]; /* dlrt_alloc aligns to 64 bytes */
+    float *got = run_threads_identical(&t, o, n);
+    assert_memory_equal(ref, got, sizeof(float) * (size_t)n);
+    free(got);
+  }
+  t.bufs[o] = out;
+  int64_t last = s.d[s.rank - 1];
+  for (int64_t i = 0; i < n; i += 4099) { /* and right */
+    float x = F(&t, a)[i], y = F(&t, b)[flat ? i : i % last];
+    assert_true(close_rel(ref[i], (x > 0 ? x : 0) + 2.5 * y, 1e-6));
+  }
+  dlrt_free(base);
+  free(ref);
+  t_free(&t);
+  t_free(&u);
+}
+
+static void test_streaming_stores(void **state) {
+  (void)state;
+  stream_case(shp(1, 4 * 1024 * 1024 + 13), true, true); /* 16 MiB + 52 B */
+  stream_case(shp(2, 1025, 4099), true, true);            /* 16.8 MB, flat */
+  stream_case(shp(2, 1025, 4099), false, false);          /* b broadcast: not flat */
+  stream_case(shp(1, 4 * 1024 * 1024 - 16), true, false); /* under 16 MiB */
+}
+
 /* Max pooling's adjoint without overlap, as lowered (S x S windows):
  * dx[c, h, w] = (am[c, h/S, w/S] == (h%S)*S + w%S ? dy[c, h/S, w/S] : 0) * x[c, h, w].
  * Its rows run as w = S*q + t (t unrolled): loads contiguous or S-strided
@@ -1423,6 +1496,7 @@ int main(void) {
       cmocka_unit_test(test_pool_adjoint_rows),
       cmocka_unit_test(test_plane_sums),
       cmocka_unit_test(test_col2im_masked),
+      cmocka_unit_test(test_streaming_stores),
       cmocka_unit_test(test_guarded_load),
       cmocka_unit_test(test_misc_ops),
       cmocka_unit_test(test_accumulate),
