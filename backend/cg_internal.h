@@ -89,12 +89,22 @@ void cg_add_fn_attrs(CgModule *m, LLVMValueRef fn);
 /* LOOP_VECTORIZE: vectorize 8 wide whatever LLVM's cost model says (rows
  * of a pooling window's strided loads, which it judges unprofitable);
  * LOOP_VECTORIZE_X4 also interleaves 4 vectors (a long sum's partials);
+ * LOOP_VECTORIZE_4: the same 4 wide (a short row whose trip count leaves
+ * fewer iterations to the scalar remainder at 4 than at 8);
  * LOOP_VECTORIZE_ROW: vectorize this loop at the width LLVM picks, never
  * unrolled away first (a short contiguous row, which fully unrolled left
  * the loop around it to be vectorized across rows with gathers);
  * LOOP_NO_VECTORIZE: never vectorized (a loop around a short unrolled row,
  * which LLVM would vectorize across rows with gathers). */
-typedef enum { LOOP_NO_UNROLL, LOOP_FULL_UNROLL, LOOP_VECTORIZE, LOOP_VECTORIZE_X4, LOOP_VECTORIZE_ROW, LOOP_NO_VECTORIZE } LoopHint;
+typedef enum {
+  LOOP_NO_UNROLL,
+  LOOP_FULL_UNROLL,
+  LOOP_VECTORIZE,
+  LOOP_VECTORIZE_X4,
+  LOOP_VECTORIZE_4,
+  LOOP_VECTORIZE_ROW,
+  LOOP_NO_VECTORIZE
+} LoopHint;
 void cg_loop_hint(CgModule *m, LLVMValueRef latch_br, LoopHint h);
 /* Marks a float instruction `reassoc contract` (kernel arithmetic only). */
 LLVMValueRef cg_fast(LLVMValueRef v);
