@@ -71,6 +71,9 @@ typedef struct {
                                         elements along dim 0 (a fused leader in scratch) */
   LLVMValueRef out_tmp, out_tmp_base; /* non-NULL: outputs go to out_tmp[lin - out_tmp_base]
                                          (a streaming kernel's chunk buffer) */
+  bool has_slice_buf;                /* loads of slice_buf read one image's slice: their dim-0 */
+  int slice_buf;                     /* index taken as 0 (a GEMM's result for one image, kept in
+                                        scratch for the elementwise kernel fused after it) */
 } KernelCg;
 
 /* ---- codegen.c: module utilities ---- */

@@ -150,6 +150,7 @@ static LLVMValueRef emit_load(KernelCg *kc, const VExpr *e) {
   }
   LLVMValueRef idx[IR_MAX_RANK];
   for (int d = 0; d < e->rank; d++) idx[d] = cg_ix(kc, e->idx[d]);
+  if (kc->has_slice_buf && e->buf == kc->slice_buf && e->rank > 0) idx[0] = cg_i64(m, 0);
   LLVMValueRef lin = cg_linear(kc, idx, B->shape.d, e->rank);
   LLVMTypeRef et = cg_dtype(m, B->dtype);
   if (e->guard && !kc->branch_guards) {

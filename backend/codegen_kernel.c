@@ -1606,9 +1606,42 @@ static bool private_to(const Program *p, int t, const Kernel *w, const Kernel *r
   return true;
 }
 
+/* Whether every load of buffer t in e indexes its dim 0 with var 0. */
+static bool loads_own_image(const VExpr *e, int t) {
+  if (!e) return true;
+  if (e->op == VX_LOAD && e->buf == t && (e->rank < 1 || e->idx[0]->op != IX_VAR || e->idx[0]->var != 0)) return false;
+  return loads_own_image(e->a, t) && loads_own_image(e->b, t) && loads_own_image(e->c, t);
+}
+
+/* An elementwise kernel b after a batched product a, reading a's result
+ * only at its own image (the crop of a convolution's padded-width result,
+ * with its bias, activation and the next layer's zero pad; a data
+ * gradient's crop with the ReLU mask): b runs image by image right after
+ * a's GEMM of that image, reading the image's result from scratch while it
+ * is in L2, and a's result never goes to memory. */
+static bool then_plain_fusable(const CgModule *m, const Program *p, const Kernel *a, const Kernel *b) {
+  GemmPlan g;
+  int t = a->out_buf;
+  const Buffer *T = &p->bufs[t];
+  if (a->red != RED_SUM || b->red != RED_NONE || b->accumulate || b->shape.rank < 2 || !b->body ||
+      !kir_reads_root(p, b->body, t) || T->role != BUF_TEMP || T->alias >= 0 || T->shape.rank < 2 ||
+      !loads_own_image(b->body, t) || !loads_own_image(b->epilogue, t))
+    return false;
+  if (!cg_gemm_plan(m, p, a, &g) || g.dot || g.tc || g.ct || !g.by_batch || g.nb != 1 || b->shape.d[0] != g.batch ||
+      T->shape.d[0] != g.batch || g.M * g.N * g.batch != shape_numel(&T->shape) || 4 * g.M * g.N > FUSE_MAX_SLICE_BYTES ||
+      !private_to(p, t, a, b))
+    return false;
+  bool *u = pair_buffers(p, a, b), *ua = kernel_buffers(p, a);
+  bool ok = u && ua && !output_shared(p, b, u) && !ua[b->out_buf];
+  free(u);
+  free(ua);
+  return ok;
+}
+
 static bool then_fusable(const CgModule *m, const Program *p, const Kernel *a, const Kernel *b) {
   GemmPlan g;
   Scatter sc;
+  if (then_plain_fusable(m, p, a, b)) return true;
   /* cheap tests first: b a 2-D sum over a load of a's result */
   if (a->red != RED_SUM || b->red != RED_SUM || b->n_red != 2 || b->shape.rank != 4 || !b->body ||
       b->body->op != VX_LOAD || b->body->buf != a->out_buf)
@@ -1766,10 +1799,20 @@ typedef struct {
   RedSlots *slots;
   Scatter sc;
   int64_t lead_slice;  /* elements of one image of the leader's result */
+  bool then_plain;     /* the follower is elementwise (then_plain_fusable), not a scatter */
+  int then_src;        /* ... reading this buffer, the GEMM's result, from scratch */
 } Fused;
 
 static void emit_then(void *ctx, LLVMValueRef n, LLVMValueRef c) {
   Fused *t = ctx;
+  if (t->then_plain) {
+    KernelCg *kc = &t->then;
+    kc->buf[t->then_src] = c;
+    kc->has_slice_buf = true;
+    kc->slice_buf = t->then_src;
+    emit_standard_nest(kc, t->slots, n, LLVMBuildNSWAdd(kc->b, n, cg_i64(kc->m, 1), ""));
+    return;
+  }
   t->sc.dlocal = c;
   emit_scatter(&t->then, &t->sc, n, LLVMBuildNSWAdd(t->then.b, n, cg_i64(t->then.m, 1), ""));
 }
@@ -1890,13 +1933,17 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   GemmPlan gp;
   if (k->shape.rank == 0) emit_point(&kc, &slots);
   else if (cg_gemm_plan(m, p, k, &gp)) {
-    Fused fz = {kc, kc, &slots, {0}, lead ? shape_numel(&lead->shape) / lead->shape.d[0] : 0};
+    Fused fz = {kc, kc, &slots, {0}, lead ? shape_numel(&lead->shape) / lead->shape.d[0] : 0, false, -1};
     fz.then.k = then;
     fz.lead.k = lead;
     fz.lead.branch_guards = true;
     GemmFuse gf = {lead ? emit_lead : NULL, then ? emit_then : NULL, lead ? lead->out_buf : -1,
                    fu.lead_local ? fz.lead_slice : 0, &fz};
-    if (then) scatter_plan(p, then, &fz.sc);
+    if (then && !scatter_plan(p, then, &fz.sc)) {
+      fz.then_plain = true;
+      fz.then_src = k->out_buf;
+      fz.then.branch_guards = true; /* as the kernel alone (masked vector loads) */
+    }
     cg_emit_gemm_fused(&kc, &gp, begin, end, fused ? &gf : NULL);
   }
   else {

@@ -65,6 +65,8 @@ foreach(model ${DLC_EXAMPLE_MODELS} ${DLC_CONFORMANCE_CASES} ${DLC_REGRESSION_CA
       add_test(NAME image_fusion.${name} COMMAND test_opt_levels --image-fusion ${model})
       # every convolution through im2col, so that there is something to fuse
       set_tests_properties(image_fusion.${name} PROPERTIES ENVIRONMENT "DLC_CONV_FLAT=0")
+      # ... and the default paths: the crops after padded-width products
+      add_test(NAME image_fusion_flat.${name} COMMAND test_opt_levels --image-fusion ${model})
     endif()
     # models with convolutions: implicit im2col and im2col agree (each way
     # for every convolution against the default choice)

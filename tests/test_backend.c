@@ -1133,6 +1133,82 @@ static void im2col_case(int batch, int Co, int Cin, int Hp, int Wp, bool expect_
   t_free(&t);
 }
 
+/* A convolution over a padded-width image (o[n, co, q], q = h * Wp + w)
+ * and the crop after it, out[n, co, h, w] = o[n, co, h * Wp + w] *
+ * m[n, co, h, w] (a ReLU mask; `own`: else it reads image 0's result): the
+ * crop reads the product only at its own image, so it runs image by image
+ * after the product's GEMM of that image, from scratch (cg_fusion), with
+ * the same results bit for bit as the two kernels apart (DLC_IMAGE_FUSION=0)
+ * on 1, 2 and 3 threads. */
+static void fused_crop_build(T *t, bool own, int *x, int *w, int *mk, int *out, Kernel **conv, Kernel **crop) {
+  enum { B = 5, Co = 8, Cin = 3, Hp = 10, Wp = 10, H = 8, W = 8, P = (Hp - 2) * Wp - 2 };
+  t_init(t);
+  *x = buf(t, "x", DT_F32, shp(3, B, Cin, Hp * Wp));
+  *w = buf(t, "w", DT_F32, shp(4, Co, Cin, 3, 3));
+  int o = buf(t, "o", DT_F32, shp(3, B, Co, P));
+  *mk = buf(t, "m", DT_F32, shp(4, B, Co, H, W));
+  *out = buf(t, "out", DT_F32, shp(4, B, Co, H, W));
+  IExpr *pix = IB(t, IX_ADD, IB(t, IX_ADD, V(t, 2), IB(t, IX_MUL, V(t, 4), C(t, Wp))), V(t, 5));
+  *conv = kern(t, "k_conv", o, bin(t, VX_MUL, ld(t, *w, V(t, 1), V(t, 3), V(t, 4), V(t, 5)), ld(t, *x, V(t, 0), V(t, 3), pix)));
+  red(*conv, RED_SUM, 3, Cin, 3, 3);
+  (*conv)->flops = 2LL * B * Co * P * Cin * 9;
+  IExpr *q = IB(t, IX_ADD, IB(t, IX_MUL, V(t, 2), C(t, Wp)), V(t, 3));
+  *crop = kern(t, "k_crop", *out,
+               bin(t, VX_MUL, ld(t, o, own ? V(t, 0) : C(t, 0), V(t, 1), q), ld(t, *mk, V(t, 0), V(t, 1), V(t, 2), V(t, 3))));
+  (*crop)->flops = B * Co * H * W;
+}
+
+static void fused_crop_case(bool own) {
+  T t, u;
+  int x, w, mk, out, x2, w2, mk2, out2;
+  Kernel *conv, *crop, *conv2, *crop2;
+  fused_crop_build(&t, own, &x, &w, &mk, &out, &conv, &crop);
+  Diag d;
+  diag_init(&d, stderr);
+  CgOptions opt = {.opt_level = 3};
+  CgModule *m = cg_build(t.p, &opt, &d);
+  assert_non_null(m);
+  CgFusion f;
+  assert_true(cg_fusion(m, t.p, conv, &f) == own);
+  assert_true((f.then == crop) == own);
+  cg_free(m);
+  diag_free(&d);
+  compile(&t);
+  setenv("DLC_IMAGE_FUSION", "0", 1);
+  fused_crop_build(&u, own, &x2, &w2, &mk2, &out2, &conv2, &crop2);
+  compile(&u);
+  unsetenv("DLC_IMAGE_FUSION");
+  int64_t nx = shape_numel(&t.p->bufs[x].shape), nw = shape_numel(&t.p->bufs[w].shape),
+          no = shape_numel(&t.p->bufs[out].shape);
+  fill_rand(&t, x, nx);
+  fill_rand(&t, w, nw);
+  for (int64_t i = 0; i < no; i++) F(&t, mk)[i] = (float)(rand() % 2);
+  memcpy(F(&u, x2), F(&t, x), sizeof(float) * (size_t)nx);
+  memcpy(F(&u, w2), F(&t, w), sizeof(float) * (size_t)nw);
+  memcpy(F(&u, mk2), F(&t, mk), sizeof(float) * (size_t)no);
+  float *got = run_threads_identical(&t, out, no), *ref = run_threads_identical(&u, out2, no);
+  assert_memory_equal(got, ref, sizeof(float) * (size_t)no);
+  /* and right: image 1, channel 2, position (3, 4) */
+  double s = 0;
+  int n = own ? 1 : 0;
+  for (int c = 0; c < 3; c++)
+    for (int kh = 0; kh < 3; kh++)
+      for (int kw = 0; kw < 3; kw++)
+        s += (double)F(&t, w)[((2 * 3 + c) * 3 + kh) * 3 + kw] * F(&t, x)[(n * 3 + c) * 100 + (3 + kh) * 10 + 4 + kw];
+  int64_t at = ((1 * 8 + 2) * 8 + 3) * 8 + 4;
+  assert_true(fabs(got[at] - s * F(&t, mk)[at]) <= 1e-5 * (1 + fabs(s)));
+  free(got);
+  free(ref);
+  t_free(&t);
+  t_free(&u);
+}
+
+static void test_gemm_fused_crop(void **state) {
+  (void)state;
+  fused_crop_case(true);
+  fused_crop_case(false); /* reads image 0's result for every image: not fused */
+}
+
 /* A stride-1 convolution's filter gradient over a padded image:
  * dW[o, c, kh, kw] = epi(sum_{n, q} dy[n, o, q] * x[n, c, q + kh*Wp + kw]),
  * both operands contiguous along q. With at most 64 output channels it
@@ -1515,6 +1591,7 @@ int main(void) {
       cmocka_unit_test(test_parallel_bit_identical),
       cmocka_unit_test(test_gemm_path),
       cmocka_unit_test(test_gemm_im2col),
+      cmocka_unit_test(test_gemm_fused_crop),
       cmocka_unit_test(test_gemm_filter_grad),
       cmocka_unit_test(test_gemm_random_shapes),
       cmocka_unit_test(test_rand),
