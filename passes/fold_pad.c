@@ -13,8 +13,10 @@
  * Done when: P is a pad as lowering makes it (ops "pad", a load of y at
  * var - c per dim, guarded by exactly the in-range tests of the shifted
  * dims, fill 0); C is the only kernel writing y, before P in the same
- * entry, without a reduction or accumulation, its loads indexed without
- * division (elementwise or a crop); y is a temporary without
+ * entry, without a reduction or accumulation, its indices divided only
+ * where the shift is a whole number of divisors (elementwise, a crop, or
+ * a pooling adjoint without overlap padded by whole windows); y is a
+ * temporary without
  * views; nothing between C and P writes what C reads (C's value is then
  * the same at P's place, and P moves to C's). Needs: lowered, fused
  * program (C's epilogue, if any, is folded in); runs before scheduling
@@ -53,7 +55,6 @@ static bool guard_terms(const IExpr *g, const VExpr *ld, const Shape *ys, bool *
   }
   return false;
 }
-
 
 static bool ix_uses_shifted(const IExpr *e, const int64_t *c, int rank);
 
