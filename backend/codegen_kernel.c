@@ -948,6 +948,73 @@ static void emit_point(KernelCg *kc, RedSlots *s) {
   store_out(kc, lin, v, vdt);
 }
 
+/* ================= per-channel sums over images, image-major ================= */
+
+/* out[c] = epi(sum_n sum_{h,w} y[n, c, h, w]) over contiguous planes (a
+ * bias gradient): the nest walks c outermost, n, then the plane, so
+ * consecutive planes are N * C apart (the small VGG's: 148 KB) and every
+ * plane starts a new stream. Image-major instead, for n: for c: out[c] +=
+ * the plane's partial, reads each image's channels as one run. Each
+ * out[c] still receives the same plane partials (the same loop, hints and
+ * vector lanes) in the same order, so the result is the nest's bit for
+ * bit (DLC_CHANNEL_SUMS=0 runs the nest; a test compares). */
+static bool channel_sums_on(void) {
+  const char *e = getenv("DLC_CHANNEL_SUMS");
+  return !(e && e[0] == '0');
+}
+
+static bool channel_sums_plan(const Program *p, const Kernel *k) {
+  const VExpr *l = k->body;
+  if (k->red != RED_SUM || k->accumulate || k->dtype != DT_F32 || k->shape.rank != 1 || k->n_red != 3 || !l ||
+      l->op != VX_LOAD || l->dtype != DT_F32 || l->guard || l->rank != 4 || !red_plane(p, k) || !reorder_legal(p, k) ||
+      !channel_sums_on())
+    return false;
+  static const int want[4] = {1, 0, 2, 3}; /* y[r0, c, r1, r2] */
+  for (int d = 0; d < 4; d++)
+    if (l->idx[d]->op != IX_VAR || l->idx[d]->var != want[d]) return false;
+  return true;
+}
+
+static void emit_channel_sums(KernelCg *kc, RedSlots *s, LLVMValueRef begin, LLVMValueRef end) {
+  const Kernel *k = kc->k;
+  CgModule *m = kc->m;
+  LLVMBuilderRef b = kc->b;
+  LLVMValueRef zero = cg_f32(m, 0.0);
+  Loop Lz, Ln, Lc, Lt, Le;
+  kc->var[0] = loop_begin(kc, &Lz, begin, end, "cz");
+  LLVMBuildStore(b, zero, out_ptr(kc, kc->var[0]));
+  Lz.hint = LOOP_NO_UNROLL;
+  loop_end(kc, &Lz);
+  int64_t ej = k->red_ext[2], plane = k->red_ext[1] * ej;
+  kc->var[1] = loop_begin(kc, &Ln, cg_i64(m, 0), cg_i64(m, k->red_ext[0]), "cn");
+  kc->var[0] = loop_begin(kc, &Lc, begin, end, "cc");
+  LLVMBuildStore(b, zero, s->part[1]);
+  LLVMValueRef t = loop_begin(kc, &Lt, cg_i64(m, 0), cg_i64(m, plane), "ct");
+  kc->var[2] = LLVMBuildUDiv(b, t, cg_i64(m, ej), "");
+  kc->var[3] = LLVMBuildURem(b, t, cg_i64(m, ej), "");
+  LLVMValueRef x = cg_vx(kc, k->body);
+  LLVMBuildStore(b, add_of(kc, DT_F32, LLVMBuildLoad2(b, m->t_f32, s->part[1], "part"), x), s->part[1]);
+  /* as emit_point's plane level */
+  Lt.hint = plane >= 8 ? (plane >= 128 ? LOOP_VECTORIZE_X4 : LOOP_VECTORIZE) : -1;
+  loop_end(kc, &Lt);
+  LLVMValueRef po = out_ptr(kc, kc->var[0]);
+  LLVMValueRef pv = LLVMBuildLoad2(b, m->t_f32, s->part[1], "");
+  LLVMBuildStore(b, add_of(kc, DT_F32, LLVMBuildLoad2(b, m->t_f32, po, ""), pv), po);
+  Lc.hint = LOOP_NO_UNROLL;
+  loop_end(kc, &Lc);
+  Ln.hint = LOOP_NO_UNROLL;
+  loop_end(kc, &Ln);
+  if (k->epilogue) {
+    kc->var[0] = loop_begin(kc, &Le, begin, end, "ce");
+    LLVMValueRef pe = out_ptr(kc, kc->var[0]);
+    DType vdt = DT_F32;
+    LLVMValueRef v = apply_epilogue(kc, LLVMBuildLoad2(b, m->t_f32, pe, ""), &vdt);
+    LLVMBuildStore(b, cg_convert(kc, v, vdt, DT_F32), pe);
+    Le.hint = LOOP_NO_UNROLL;
+    loop_end(kc, &Le);
+  }
+}
+
 /* ================= window max / argmax rows in vector registers ================= */
 
 /* A max or argmax over a small window whose body is one load, affine in
@@ -1953,6 +2020,7 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
     PoolRows pr;
     if (noalias && scatter_plan(p, k, &sc)) emit_scatter(&kc, &sc, begin, end);
     else if (noalias && pool_scatter_on() && pool_scatter_plan(p, k, &ps)) emit_pool_scatter(&kc, &ps, begin, end);
+    else if (channel_sums_plan(p, k)) emit_channel_sums(&kc, &slots, begin, end);
     else if (cg_kernel_uses_reorder(p, k)) emit_reordered_nest(&kc, begin, end);
     else if (pool_rows_on() && pool_rows_plan(p, k, cg_vector_width(m), &pr)) emit_pool_rows(&kc, &pr, begin, end);
     else if (streaming_plan(m, p, k)) emit_streaming(&kc, &slots, begin, end);

@@ -75,6 +75,8 @@ foreach(model ${DLC_EXAMPLE_MODELS} ${DLC_CONFORMANCE_CASES} ${DLC_REGRESSION_CA
       add_test(NAME conv_paths.${name}.implicit COMMAND test_opt_levels --env DLC_CONV_FLAT=1 ${model})
       # ... and the column-shifted copies give the im2col's products bit for bit
       add_test(NAME conv_paths.${name}.shift COMMAND test_opt_levels --bitwise DLC_CONV_SHIFT=0 ${model})
+      # ... and the bias gradients summed image-major give the nest's sums bit for bit
+      add_test(NAME channel_sums.${name} COMMAND test_opt_levels --bitwise DLC_CHANNEL_SUMS=0 ${model})
       set_tests_properties(conv_paths.${name}.shift PROPERTIES ENVIRONMENT "DLC_CONV_FLAT=0")
     endif()
     # models with max pooling: its adjoint as a scatter agrees with the gather

@@ -231,9 +231,68 @@ static void test_crop_row_vectorized(void **state) {
   t_free(&t);
 }
 
-/* ---------------- streaming stores ---------------- */
+/* ---------------- per-channel sums, image-major ---------------- */
 
 static float *run_threads_identical(T *t, int o, int64_t no);
+
+/* out[c] = 0.5 * sum_{n,h,w} y[n, c, h, w] (a bias gradient with an
+ * epilogue) walks images outermost (the IR holds its "cn" loop; `bcast`:
+ * y read through a load that is not y[r0, c, r1, r2], which keeps the
+ * nest), bit for bit the nest's result (DLC_CHANNEL_SUMS=0) on 1, 2 and 3
+ * threads, and right. */
+static void chan_build(T *t, int N, int Cc, int H, int W, int *y, int *o) {
+  t_init(t);
+  *y = buf(t, "y", DT_F32, shp(4, N, Cc, H, W));
+  *o = buf(t, "o", DT_F32, shp(1, Cc));
+  Kernel *k = kern(t, "k_csum", *o, ld(t, *y, V(t, 1), V(t, 0), V(t, 2), V(t, 3)));
+  red(k, RED_SUM, 3, N, H, W);
+  k->epilogue = bin(t, VX_MUL, acc_ref(t), kf(t, 0.5));
+  k->flops = (int64_t)N * Cc * H * W * 40; /* parallel */
+}
+
+static void chan_case(int N, int Cc, int H, int W) {
+  T t, u;
+  int y, o, y2, o2;
+  chan_build(&t, N, Cc, H, W, &y, &o);
+  char *ir = module_ir(&t);
+  assert_non_null(strstr(ir, "cn.head"));
+  free(ir);
+  compile(&t);
+  setenv("DLC_CHANNEL_SUMS", "0", 1);
+  chan_build(&u, N, Cc, H, W, &y2, &o2);
+  ir = module_ir(&u);
+  assert_null(strstr(ir, "cn.head"));
+  free(ir);
+  compile(&u);
+  unsetenv("DLC_CHANNEL_SUMS");
+  int64_t ny = (int64_t)N * Cc * H * W;
+  fill_rand(&t, y, ny);
+  memcpy(F(&u, y2), F(&t, y), sizeof(float) * (size_t)ny);
+  float *got = run_threads_identical(&t, o, Cc), *ref = run_threads_identical(&u, o2, Cc);
+  assert_memory_equal(got, ref, sizeof(float) * (size_t)Cc);
+  for (int c = 0; c < Cc; c++) {
+    double sum = 0, sa = 0;
+    for (int n = 0; n < N; n++)
+      for (int i = 0; i < H * W; i++) {
+        double v = F(&t, y)[((int64_t)n * Cc + c) * H * W + i];
+        sum += v;
+        sa += fabs(v);
+      }
+    assert_true(fabs(got[c] - 0.5 * sum) <= 1e-5 * sa);
+  }
+  free(got);
+  free(ref);
+  t_free(&t);
+  t_free(&u);
+}
+
+static void test_channel_sums(void **state) {
+  (void)state;
+  chan_case(9, 7, 6, 9);    /* planes of 54: 8 wide */
+  chan_case(5, 12, 17, 13); /* planes of 221: 8 wide x 4 */
+}
+
+/* ---------------- streaming stores ---------------- */
 
 /* An elementwise kernel over an output of 16 MiB or more stores it
  * non-temporally, through a chunk buffer (codegen_kernel.c). Built for
@@ -1579,6 +1638,7 @@ int main(void) {
       cmocka_unit_test(test_plane_sums),
       cmocka_unit_test(test_col2im_masked),
       cmocka_unit_test(test_streaming_stores),
+      cmocka_unit_test(test_channel_sums),
       cmocka_unit_test(test_guarded_load),
       cmocka_unit_test(test_misc_ops),
       cmocka_unit_test(test_accumulate),
