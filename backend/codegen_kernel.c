@@ -1698,8 +1698,13 @@ static bool then_plain_fusable(const CgModule *m, const Program *p, const Kernel
       T->shape.d[0] != g.batch || g.M * g.N * g.batch != shape_numel(&T->shape) || 4 * g.M * g.N > FUSE_MAX_SLICE_BYTES ||
       !private_to(p, t, a, b))
     return false;
+  /* b's output shares no memory with what the pair reads, but for what b
+   * alone reads in place (at its own index: memplan's in-place slots; bound
+   * to b's output pointer, as for b alone) */
   bool *u = pair_buffers(p, a, b), *ua = kernel_buffers(p, a);
-  bool ok = u && ua && !output_shared(p, b, u) && !ua[b->out_buf];
+  bool ok = u && ua && !ua[b->out_buf];
+  for (int i = 0; ok && i < p->n_bufs; i++)
+    if (u[i] && i != b->out_buf && bufs_overlap(p, i, b->out_buf) && (ua[i] || !same_as_out(p, b, i))) ok = false;
   free(u);
   free(ua);
   return ok;
@@ -1845,7 +1850,13 @@ static bool fusion_of(const CgModule *m, const Program *p, const Kernel *a, CgFu
     const Entry *en = &p->entries[e];
     for (int i = 0; i < en->n_kernels; i++) {
       if (en->kernels[i] != a) continue;
-      if (i + 1 < en->n_kernels && then_fusable(m, p, a, en->kernels[i + 1])) f->then = en->kernels[i + 1];
+      /* a follower that could lead the product after it (column-shifted
+       * copies of a convolution's result) is left to that one: a kernel is
+       * fused into one group at most */
+      bool loc;
+      if (i + 1 < en->n_kernels && then_fusable(m, p, a, en->kernels[i + 1]) &&
+          !(i + 2 < en->n_kernels && lead_fusable(m, p, en->kernels[i + 1], en->kernels[i + 2], &loc)))
+        f->then = en->kernels[i + 1];
       if (i > 0 && lead_fusable(m, p, en->kernels[i - 1], a, &f->lead_local)) f->lead = en->kernels[i - 1];
       if (f->lead && f->then && !group_safe(p, f->lead, a, f->then)) f->lead = NULL;
       return f->lead || f->then;
@@ -1921,8 +1932,8 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   int out = (then ? then : k)->out_buf, lead_out = lead && !fu.lead_local ? lead->out_buf : -1;
   /* in-place inputs read through the output's parameter */
   bool *same = calloc((size_t)p->n_bufs + 1, sizeof *same);
-  for (int i = 0; i < p->n_bufs && !fused; i++)
-    if (used[i] && same_as_out(p, k, i)) same[i] = true, used[i] = false;
+  for (int i = 0; i < p->n_bufs && (!fused || (then && !lead)); i++)
+    if (used[i] && same_as_out(p, then ? then : k, i)) same[i] = true, used[i] = false;
   bool noalias = !output_shared(p, then ? then : k, used) && !(lead_out >= 0 && output_shared(p, lead, used));
 
   /* K.body(ptr b..., i64 begin, i64 end) */
@@ -1979,7 +1990,7 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
     if (pbuf[i] != out && pbuf[i] != lead_out) add_param_attr(m, body, ai, "readonly", 0);
   }
   for (int i = 0; i < p->n_bufs; i++)
-    if (same[i]) bufv[i] = bufv[k->out_buf];
+    if (same[i]) bufv[i] = bufv[out];
 
   KernelCg kc = {0};
   kc.m = m;

@@ -73,6 +73,22 @@ static int64_t plan_entry(Program *p, const Entry *en, Arena *a) {
     for (int b = 0; b < nb; b++)
       if (mark[b] == k && last[b] == k) last[b] = k + 1;
   }
+  /* ... and an elementwise kernel that reads a batched product's result
+   * may run image by image after it (the backend's fusion of a crop after
+   * a padded-width product), so what the product reads stays live through
+   * that kernel: its output must not take that memory either. */
+  for (int k = 0; k + 1 < nk; k++) {
+    const Kernel *K = en->kernels[k], *N = en->kernels[k + 1];
+    if (K->red != RED_SUM || N->red != RED_NONE || K->shape.rank < 2 || N->shape.rank < 2 ||
+        K->shape.d[0] != N->shape.d[0] || 4 * shape_numel(&K->shape) / K->shape.d[0] > KIR_IMAGE_SLICE_BYTES ||
+        !kir_reads_root(p, N->body, kir_root(p, K->out_buf)))
+      continue;
+    for (int b = 0; b < nb; b++) mark[b] = -1;
+    note_reads(p, K->body, k, mark);
+    note_reads(p, K->epilogue, k, mark);
+    for (int b = 0; b < nb; b++)
+      if (mark[b] == k && last[b] == k) last[b] = k + 1;
+  }
   Slot *live = ARENA_ARRAY(a, Slot, nb + 1);
   int nlive = 0;
   int64_t peak = 0;
@@ -87,6 +103,8 @@ static int64_t plan_entry(Program *p, const Entry *en, Arena *a) {
       for (int s = 0; s < nlive; s++) {
         int in = live[s].buf;
         if (last[in] != k || live[s].size != bytes_of(ob) || in == o) continue;
+        /* (an input it reads: a slot kept live for a fused product is not one) */
+        if (!kir_reads_root(p, K->body, in) && !kir_reads_root(p, K->epilogue, in)) continue;
         if (reads_elsewhere(p, K->body, in, K->shape.rank) || reads_elsewhere(p, K->epilogue, in, K->shape.rank))
           continue;
         bool viewed = false;
