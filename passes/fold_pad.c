@@ -13,10 +13,9 @@
  * Done when: P is a pad as lowering makes it (ops "pad", a load of y at
  * var - c per dim, guarded by exactly the in-range tests of the shifted
  * dims, fill 0); C is the only kernel writing y, before P in the same
- * entry, without a reduction or accumulation, its indices divided only
- * where the shift is a whole number of divisors (elementwise, a crop, or
- * a pooling adjoint without overlap padded by whole windows); y is a
- * temporary without
+ * entry, without a reduction or accumulation, its shifted indices divided
+ * only as a loop variable by a constant (elementwise, a crop, or a pooling
+ * adjoint without overlap); y is a temporary without
  * views; nothing between C and P writes what C reads (C's value is then
  * the same at P's place, and P moves to C's). Needs: lowered, fused
  * program (C's epilogue, if any, is folded in); runs before scheduling
@@ -58,28 +57,28 @@ static bool guard_terms(const IExpr *g, const VExpr *ld, const Shape *ys, bool *
 
 static bool ix_uses_shifted(const IExpr *e, const int64_t *c, int rank);
 
-/* Whether e divides only where P's shift commutes with the division: x / s
- * or x % s of a dim x shifted by a multiple of s (inside, where x >= c,
- * (x - c) / s = x / s - c / s and (x - c) % s = x % s), or an expression
- * of unshifted dims. */
+/* Whether e divides only a loop variable by a constant where P shifts it
+ * (inside, where x >= c, with k = (s - c % s) % s: (x - c) / s =
+ * (x + k) / s - (c + k) / s and (x - c) % s = (x + k) % s), or divides
+ * expressions of unshifted dims. */
 static bool divs_shift(const IExpr *e, const int64_t *c, int rank) {
   if (!e) return true;
   if (e->op == IX_DIV || e->op == IX_MOD) {
     if (!ix_uses_shifted(e, c, rank)) return true;
-    return e->a->op == IX_VAR && e->a->var < rank && e->b->op == IX_CONST && e->b->v > 0 &&
-           c[e->a->var] % e->b->v == 0;
+    return e->a->op == IX_VAR && e->a->var < rank && e->b->op == IX_CONST && e->b->v > 0;
   }
   return divs_shift(e->a, c, rank) && divs_shift(e->b, c, rank);
 }
 
 /* Whether C's body divides its indices only as divs_shift allows (an
- * elementwise or crop body, or a pooling adjoint without overlap whose
- * windows the pad shifts by whole windows: LeNet-5's first, padded by 2
- * for the filter gradient's wide rows; not an overlapping adjoint's window
- * search, which the backend runs as a scatter). After the substitution the
- * division stays a division of the loop variable, so the backend's split
- * of a row into windows (w = s*q + t) still vectorizes it (with (x - c) /
- * s instead, the kernel ran scalar: 0.12 -> 0.31 ms). */
+ * elementwise or crop body, or a pooling adjoint without overlap: LeNet-5's
+ * first, padded by 2 for the filter gradient's wide rows, the small VGG's,
+ * padded by 1 for the next data gradient; not an overlapping adjoint's
+ * window search, which the backend runs as a scatter). After the
+ * substitution the division is one of the loop variable plus 0 <= k < s,
+ * so the backend's split of a row into windows (w = s*q + t) still
+ * vectorizes it (with (x - c) / s instead, the kernel ran scalar: 0.12 ->
+ * 0.31 ms). */
 static bool plain_loads(const VExpr *e, const int64_t *c, int rank) {
   if (!e) return true;
   if (e->op == VX_LOAD) {
@@ -91,8 +90,8 @@ static bool plain_loads(const VExpr *e, const int64_t *c, int rank) {
   return plain_loads(e->a, c, rank) && plain_loads(e->b, c, rank) && plain_loads(e->c, c, rank);
 }
 
-/* e at P's index: its vars replaced by sub (var - c), divisions by a
- * multiple of their divisor as divs_shift says (valid inside). */
+/* e at P's index: its vars replaced by sub (var - c), divisions of a
+ * shifted var as divs_shift says (valid inside). */
 static IExpr *pad_subst(Arena *a, const IExpr *e, IExpr *const *sub, const int64_t *c, int rank) {
   if (!e) return NULL;
   switch (e->op) {
@@ -100,9 +99,12 @@ static IExpr *pad_subst(Arena *a, const IExpr *e, IExpr *const *sub, const int64
   case IX_VAR: return e->var < rank && sub[e->var] ? sub[e->var] : (IExpr *)e;
   case IX_DIV:
   case IX_MOD:
-    if (e->a->op == IX_VAR && e->a->var < rank && c[e->a->var] && e->b->op == IX_CONST && e->b->v > 0 &&
-        c[e->a->var] % e->b->v == 0)
-      return e->op == IX_MOD ? (IExpr *)e : ix_bin(a, IX_SUB, (IExpr *)e, ix_const(a, c[e->a->var] / e->b->v));
+    if (e->a->op == IX_VAR && e->a->var < rank && c[e->a->var] && e->b->op == IX_CONST && e->b->v > 0) {
+      int64_t cv = c[e->a->var], sv = e->b->v, kv = (sv - cv % sv) % sv;
+      IExpr *x = kv ? ix_bin(a, IX_ADD, e->a, ix_const(a, kv)) : e->a;
+      IExpr *q = ix_bin(a, e->op, x, e->b);
+      return e->op == IX_MOD ? q : ix_bin(a, IX_SUB, q, ix_const(a, (cv + kv) / sv));
+    }
     break;
   case IX_ADD:
   case IX_SUB:
