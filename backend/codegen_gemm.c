@@ -90,13 +90,6 @@ void cg_debug_set_gemm(int mode) { g_gemm_mode = mode; }
 
 /* ---------------- matching ---------------- */
 
-static bool ix_uses_var(const IExpr *e, int v) {
-  if (!e) return false;
-  if (e->op == IX_VAR) return e->var == v;
-  if (e->op == IX_CONST) return false;
-  return ix_uses_var(e->a, v) || ix_uses_var(e->b, v);
-}
-
 /* Whether e reads loop var v anywhere; *bad on ops the GEMM cannot pack. */
 static bool vx_uses_var(const VExpr *e, int v, bool *bad) {
   if (!e) return false;

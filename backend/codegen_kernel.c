@@ -31,29 +31,11 @@ void cg_debug_set_reorder(int mode) { g_reorder_mode = mode; }
 
 /* ================= analysis of a kernel's expressions ================= */
 
-static bool ix_uses(const IExpr *e, int v) {
-  if (!e) return false;
-  switch (e->op) {
-  case IX_CONST: return false;
-  case IX_VAR: return e->var == v;
-  case IX_ADD:
-  case IX_SUB:
-  case IX_MUL:
-  case IX_DIV:
-  case IX_MOD:
-  case IX_LT:
-  case IX_GE:
-  case IX_EQ:
-  case IX_AND: return ix_uses(e->a, v) || ix_uses(e->b, v);
-  }
-  return true;
-}
-
 /* The constant coefficient of loop var v in e, if e is affine in v with a
  * constant coefficient; false otherwise. */
 static bool ix_coef(const IExpr *e, int v, int64_t *c) {
   int64_t ca, cb;
-  if (!ix_uses(e, v)) {
+  if (!ix_uses_var(e, v)) {
     *c = 0;
     return true;
   }
@@ -143,7 +125,7 @@ typedef struct {
 static void stride_cb(const VExpr *l, void *ctx) {
   StrideScan *s = ctx;
   const Shape *sh = &s->p->bufs[l->buf].shape;
-  if (l->guard && !s->guard_ok && ix_uses(l->guard, s->v)) {
+  if (l->guard && !s->guard_ok && ix_uses_var(l->guard, s->v)) {
     s->all_ok = false;
     return;
   }
@@ -240,7 +222,7 @@ typedef struct {
 
 static void guard_use_cb(const VExpr *l, void *ctx) {
   GuardUse *g = ctx;
-  if (l->guard && ix_uses(l->guard, g->v)) g->found = true;
+  if (l->guard && ix_uses_var(l->guard, g->v)) g->found = true;
 }
 
 /* Whether some load of e is guarded by a condition on loop var v. */
@@ -538,18 +520,18 @@ static void add_into(KernelCg *kc, LLVMValueRef p, LLVMValueRef v) {
 static bool plane_flat(const Program *p, const VExpr *e, int64_t H, int64_t W) {
   if (!e) return true;
   if (e->op == VX_RAND) return false;
-  if (e->op == VX_INDEX && (ix_uses(e->ix, 2) || ix_uses(e->ix, 3))) return false;
+  if (e->op == VX_INDEX && (ix_uses_var(e->ix, 2) || ix_uses_var(e->ix, 3))) return false;
   if (e->op == VX_LOAD) {
     const Shape *bs = &p->bufs[e->buf].shape;
     bool uses = false;
-    for (int d = 0; d < e->rank; d++) uses = uses || ix_uses(e->idx[d], 2) || ix_uses(e->idx[d], 3);
+    for (int d = 0; d < e->rank; d++) uses = uses || ix_uses_var(e->idx[d], 2) || ix_uses_var(e->idx[d], 3);
     if (uses) {
       int r = e->rank;
       if (e->guard || r < 2 || bs->rank != r || bs->d[r - 2] != H || bs->d[r - 1] != W) return false;
       const IExpr *ih = e->idx[r - 2], *iw = e->idx[r - 1];
       if (ih->op != IX_VAR || ih->var != 2 || iw->op != IX_VAR || iw->var != 3) return false;
       for (int d = 0; d < r - 2; d++)
-        if (ix_uses(e->idx[d], 2) || ix_uses(e->idx[d], 3)) return false;
+        if (ix_uses_var(e->idx[d], 2) || ix_uses_var(e->idx[d], 3)) return false;
     }
   }
   return plane_flat(p, e->a, H, W) && plane_flat(p, e->b, H, W) && plane_flat(p, e->c, H, W);
@@ -837,6 +819,10 @@ typedef struct {
 } RedSlots;
 
 /* The value of one output point, at the innermost output loop. */
+/* The hint of a float sum's vectorized innermost run of `trip` terms:
+ * 8 wide, and 4 vectors interleaved from 128 terms. */
+static int sum_run_hint(int64_t trip) { return trip >= 128 ? LOOP_VECTORIZE_X4 : LOOP_VECTORIZE; }
+
 static void emit_point(KernelCg *kc, RedSlots *s) {
   const Kernel *k = kc->k;
   CgModule *m = kc->m;
@@ -927,7 +913,7 @@ static void emit_point(KernelCg *kc, RedSlots *s) {
    * a padded mask: 0.23 -> 0.08 and 0.20 -> 0.06 ms on AVX-512) */
   if (k->red == RED_SUM && f && nl > 0 && R[nl - 1].trip >= (nl > 1 ? 8 : 16) &&
       (plane || cg_unit_stride_along(kc->p, k->body, k->shape.rank + nl - 1)))
-    R[nl - 1].hint = R[nl - 1].trip >= 128 ? LOOP_VECTORIZE_X4 : LOOP_VECTORIZE;
+    R[nl - 1].hint = sum_run_hint(R[nl - 1].trip);
   else if (nl > 1 && R[nl - 1].trip >= 2 && R[nl - 1].trip < 8 && R[nl - 2].hint != LOOP_FULL_UNROLL)
     R[nl - 2].hint = LOOP_NO_VECTORIZE;
   for (int r = nl - 1; r >= 0; r--) {
@@ -994,8 +980,8 @@ static void emit_channel_sums(KernelCg *kc, RedSlots *s, LLVMValueRef begin, LLV
   kc->var[3] = LLVMBuildURem(b, t, cg_i64(m, ej), "");
   LLVMValueRef x = cg_vx(kc, k->body);
   LLVMBuildStore(b, add_of(kc, DT_F32, LLVMBuildLoad2(b, m->t_f32, s->part[1], "part"), x), s->part[1]);
-  /* as emit_point's plane level */
-  Lt.hint = plane >= 8 ? (plane >= 128 ? LOOP_VECTORIZE_X4 : LOOP_VECTORIZE) : -1;
+  /* as emit_point's plane level (the same lanes, so the same partials) */
+  Lt.hint = plane >= 8 ? sum_run_hint(plane) : -1;
   loop_end(kc, &Lt);
   LLVMValueRef po = out_ptr(kc, kc->var[0]);
   LLVMValueRef pv = LLVMBuildLoad2(b, m->t_f32, s->part[1], "");
@@ -1133,7 +1119,7 @@ static void emit_pool_rows(KernelCg *kc, const PoolRows *pr, LLVMValueRef begin,
  * index in e takes loop var v (0: none; -1: several or not constant). */
 static int64_t ix_divisor(const IExpr *e, int v, int64_t s) {
   if (!e || s < 0) return s;
-  if ((e->op == IX_DIV || e->op == IX_MOD) && ix_uses(e->a, v)) {
+  if ((e->op == IX_DIV || e->op == IX_MOD) && ix_uses_var(e->a, v)) {
     if (!e->b || e->b->op != IX_CONST || e->b->v < 2 || (s && s != e->b->v)) return -1;
     s = e->b->v;
   }
@@ -1673,6 +1659,22 @@ static bool private_to(const Program *p, int t, const Kernel *w, const Kernel *r
   return true;
 }
 
+/* Whether nothing the fused pair (a, b) reads shares memory with b's output
+ * (a's inputs are read for later images after b wrote earlier ones), but,
+ * with in_place, what b alone reads at its own index (memplan's in-place
+ * slots, bound to b's output pointer as for b alone; not for a scatter,
+ * which zeroes its plane before its epilogue reads). */
+static bool follower_output_ok(const Program *p, const Kernel *a, const Kernel *b, bool in_place) {
+  bool *u = pair_buffers(p, a, b), *ua = kernel_buffers(p, a);
+  bool ok = u && ua && !ua[b->out_buf];
+  for (int i = 0; ok && i < p->n_bufs; i++)
+    if (u[i] && i != b->out_buf && bufs_overlap(p, i, b->out_buf) && (!in_place || ua[i] || !same_as_out(p, b, i)))
+      ok = false;
+  free(u);
+  free(ua);
+  return ok;
+}
+
 /* Whether every load of buffer t in e indexes its dim 0 with var 0. */
 static bool loads_own_image(const VExpr *e, int t) {
   if (!e) return true;
@@ -1698,16 +1700,7 @@ static bool then_plain_fusable(const CgModule *m, const Program *p, const Kernel
       T->shape.d[0] != g.batch || g.M * g.N * g.batch != shape_numel(&T->shape) || 4 * g.M * g.N > FUSE_MAX_SLICE_BYTES ||
       !private_to(p, t, a, b))
     return false;
-  /* b's output shares no memory with what the pair reads, but for what b
-   * alone reads in place (at its own index: memplan's in-place slots; bound
-   * to b's output pointer, as for b alone) */
-  bool *u = pair_buffers(p, a, b), *ua = kernel_buffers(p, a);
-  bool ok = u && ua && !ua[b->out_buf];
-  for (int i = 0; ok && i < p->n_bufs; i++)
-    if (u[i] && i != b->out_buf && bufs_overlap(p, i, b->out_buf) && (ua[i] || !same_as_out(p, b, i))) ok = false;
-  free(u);
-  free(ua);
-  return ok;
+  return follower_output_ok(p, a, b, true);
 }
 
 static bool then_fusable(const CgModule *m, const Program *p, const Kernel *a, const Kernel *b) {
@@ -1726,13 +1719,7 @@ static bool then_fusable(const CgModule *m, const Program *p, const Kernel *a, c
       g.M * g.N != sc.C * sc.KH * sc.KW * sc.OH * sc.OW || 4 * g.M * g.N > FUSE_MAX_SLICE_BYTES ||
       !private_to(p, t, a, b))
     return false;
-  /* nothing the pair reads shares memory with b's output (a's inputs are
-   * read for later images after b wrote earlier ones) */
-  bool *u = pair_buffers(p, a, b), *ua = kernel_buffers(p, a);
-  bool ok = u && ua && !output_shared(p, b, u) && !ua[b->out_buf];
-  free(u);
-  free(ua);
-  return ok;
+  return follower_output_ok(p, a, b, false);
 }
 
 /* Every load of buffer t in e reads slice i0 of dim 0 at the kernel's own
@@ -1749,8 +1736,8 @@ static void slice_cb(const VExpr *l, void *ctx) {
   s->n++;
   if (l->buf != s->t || l->rank < 1 || l->idx[0]->op != IX_VAR || l->idx[0]->var != 0) s->ok = false;
   for (int d = 1; d < l->rank && s->ok; d++)
-    if (ix_uses(l->idx[d], 0)) s->ok = false;
-  if (l->guard && ix_uses(l->guard, 0)) s->ok = false;
+    if (ix_uses_var(l->idx[d], 0)) s->ok = false;
+  if (l->guard && ix_uses_var(l->guard, 0)) s->ok = false;
 }
 
 /* lead (no reduction, dim 0 = a's batch) right before GEMM a, which reads

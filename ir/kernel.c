@@ -120,6 +120,18 @@ IExpr *ix_bin(Arena *a, IxOp op, IExpr *x, IExpr *y) {
   return e;
 }
 
+bool ix_uses_var(const IExpr *e, int v) {
+  if (!e) return false;
+  switch (e->op) {
+    case IX_CONST: return false;
+    case IX_VAR: return e->var == v;
+    case IX_ADD: case IX_SUB: case IX_MUL: case IX_DIV: case IX_MOD: case IX_LT: case IX_GE: case IX_EQ:
+    case IX_AND:
+      return ix_uses_var(e->a, v) || ix_uses_var(e->b, v);
+  }
+  return true;
+}
+
 IExpr *ix_subst(Arena *a, const IExpr *e, IExpr *const *sub, int nsub) {
   if (!e) return NULL;
   switch (e->op) {

@@ -155,6 +155,8 @@ VExpr *vx_load(Arena *a, DType dt, int buf, int rank, IExpr **idx, IExpr *guard,
 VExpr *vx_un(Arena *a, VxOp op, VExpr *x);          /* dtype of x (CAST: set dtype after) */
 VExpr *vx_bin(Arena *a, VxOp op, VExpr *x, VExpr *y);
 VExpr *vx_select(Arena *a, VExpr *c, VExpr *x, VExpr *y);
+/* Whether e uses loop var v (true for an op it does not know). */
+bool ix_uses_var(const IExpr *e, int v);
 /* Deep copy of e with loop var v replaced by sub[v] (sub[v] == NULL keeps it). */
 IExpr *ix_subst(Arena *a, const IExpr *e, IExpr *const *sub, int nsub);
 VExpr *vx_subst(Arena *a, const VExpr *e, IExpr *const *sub, int nsub);

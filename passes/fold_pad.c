@@ -79,7 +79,7 @@ static bool divs_shift(const IExpr *e, const int64_t *c, int rank) {
  * so the backend's split of a row into windows (w = s*q + t) still
  * vectorizes it (with (x - c) / s instead, the kernel ran scalar: 0.12 ->
  * 0.31 ms). */
-static bool plain_loads(const VExpr *e, const int64_t *c, int rank) {
+static bool loads_shift(const VExpr *e, const int64_t *c, int rank) {
   if (!e) return true;
   if (e->op == VX_LOAD) {
     if (!divs_shift(e->guard, c, rank)) return false;
@@ -87,7 +87,7 @@ static bool plain_loads(const VExpr *e, const int64_t *c, int rank) {
       if (!divs_shift(e->idx[d], c, rank)) return false;
   }
   if (e->op == VX_INDEX && !divs_shift(e->ix, c, rank)) return false;
-  return plain_loads(e->a, c, rank) && plain_loads(e->b, c, rank) && plain_loads(e->c, c, rank);
+  return loads_shift(e->a, c, rank) && loads_shift(e->b, c, rank) && loads_shift(e->c, c, rank);
 }
 
 /* e at P's index: its vars replaced by sub (var - c), divisions of a
@@ -172,12 +172,6 @@ static VExpr *to_padded(Arena *a, const VExpr *e, int y, int yp, const int64_t *
   return r;
 }
 
-static bool uses_var(const IExpr *e, int v) {
-  if (!e) return false;
-  if (e->op == IX_VAR) return e->var == v;
-  return uses_var(e->a, v) || uses_var(e->b, v);
-}
-
 /* A sum R of y alone (body = y[...]) whose reduction vars run over the
  * shifted dims of y whole (a bias gradient over the planes) sums yp over
  * the padded extents instead: the border's zeros add nothing, and its
@@ -199,7 +193,7 @@ static bool sum_padded(Arena *a, Kernel *R, int y, const Kernel *P, const int64_
         R->red_ext[x->var - rank] != P->shape.d[d] - 2 * c[d])
       return false;
     for (int e = 0; e < ld->rank; e++)
-      if (e != d && uses_var(ld->idx[e], x->var)) return false;
+      if (e != d && ix_uses_var(ld->idx[e], x->var)) return false;
     ext[x->var - rank] = P->shape.d[d];
   }
   VExpr *n = ARENA_NEW(a, VExpr);
@@ -246,7 +240,7 @@ static bool fold_one(Program *p, Entry *en, int i) {
   if (ci < 0) return false;
   Kernel *C = en->kernels[ci];
   if (C->red != RED_NONE || C->accumulate || C->dtype != DT_F32 || C->out_buf != y ||
-      !plain_loads(C->body, c, ld->rank) || !plain_loads(C->epilogue, c, ld->rank))
+      !loads_shift(C->body, c, ld->rank) || !loads_shift(C->epilogue, c, ld->rank))
     return false;
   for (int j = ci + 1; j < i; j++)
     if (writes_read(p, en->kernels[j], C->body) || writes_read(p, en->kernels[j], C->epilogue)) return false;

@@ -490,6 +490,16 @@ static void cols_cache(L *l, int x_id, const ConvAttr *cv, int64_t KH, int64_t K
   }
 }
 
+/* k copies x at xi (n, c, h, w), zero where h or w falls in the padding. */
+static void emit_window_copy(L *l, Kernel *k, int x_id, IExpr **xi, const ConvAttr *cv) {
+  const Node *x = l->g->nodes[x_id];
+  IExpr *guard = NULL;
+  if (cv->pad[0]) guard = AND(l, guard, in_range(l, xi[2], x->shape.d[2]));
+  if (cv->pad[1]) guard = AND(l, guard, in_range(l, xi[3], x->shape.d[3]));
+  k->body = value_at(l, x_id, xi, guard);
+  emit(l, k);
+}
+
 /* The cols buffer of input x for this geometry (made on first use). */
 static int im2col(L *l, const Node *conv, int x_id, const ConvAttr *cv, int64_t KH, int64_t KW, const Shape *yshape) {
   int cached = cols_cached(l, x_id, cv, KH, KW, false);
@@ -500,7 +510,7 @@ static int im2col(L *l, const Node *conv, int x_id, const ConvAttr *cv, int64_t 
                      (int)l->e);
   Kernel *k = new_kernel(l, conv, b, "im2col");
   k->ops = "im2col";
-  IExpr *v[4], *xi[4], *guard = NULL;
+  IExpr *v[4], *xi[4];
   vars(l, v, 4);
   IExpr *c, *kh, *kw;
   window_parts(l, v[1], KH, KW, &c, &kh, &kw);
@@ -508,10 +518,7 @@ static int im2col(L *l, const Node *conv, int x_id, const ConvAttr *cv, int64_t 
   xi[1] = c;
   xi[2] = window_in(l, v[2], kh, cv->stride[0], cv->pad[0], cv->dil[0]);
   xi[3] = window_in(l, v[3], kw, cv->stride[1], cv->pad[1], cv->dil[1]);
-  if (cv->pad[0]) guard = AND(l, guard, in_range(l, xi[2], x->shape.d[2]));
-  if (cv->pad[1]) guard = AND(l, guard, in_range(l, xi[3], x->shape.d[3]));
-  k->body = value_at(l, x_id, xi, guard);
-  emit(l, k);
+  emit_window_copy(l, k, x_id, xi, cv);
   cols_cache(l, x_id, cv, KH, KW, false, b);
   return b;
 }
@@ -544,17 +551,14 @@ static int shifted_cols(L *l, const Node *conv, int x_id, const ConvAttr *cv, in
                      (int)l->e);
   Kernel *k = new_kernel(l, conv, b, "conv2d_shift");
   k->ops = "shift";
-  IExpr *v[5], *xi[4], *guard = NULL;
+  IExpr *v[5], *xi[4];
   vars(l, v, 5);
   xi[0] = v[0];
   xi[1] = v[2];
   xi[2] = cv->pad[0] ? SUB(l, v[3], C(l, cv->pad[0])) : v[3];
   xi[3] = ADD(l, MUL(l, v[1], cv->dil[1]), v[4]);
   if (cv->pad[1]) xi[3] = SUB(l, xi[3], C(l, cv->pad[1]));
-  if (cv->pad[0]) guard = AND(l, guard, in_range(l, xi[2], x->shape.d[2]));
-  if (cv->pad[1]) guard = AND(l, guard, in_range(l, xi[3], x->shape.d[3]));
-  k->body = value_at(l, x_id, xi, guard);
-  emit(l, k);
+  emit_window_copy(l, k, x_id, xi, cv);
   cols_cache(l, x_id, cv, 0, KW, true, b);
   return b;
 }

@@ -55,32 +55,20 @@ static int64_t plan_entry(Program *p, const Entry *en, Arena *a) {
     note_reads(p, K->body, k, last);
     note_reads(p, K->epilogue, k, last);
   }
-  /* A batched product that reads the previous kernel's per-image result
-   * may run image by image with it (the backend's per-image fusion:
-   * im2col -> GEMM, GEMM -> col2im; KIR_IMAGE_SLICE_BYTES), so what that
-   * kernel reads stays live through the product: the product's result must
-   * not take its memory. */
+  /* Pairs of kernels the backend may run image by image together (its
+   * per-image fusion; KIR_IMAGE_SLICE_BYTES): a batched product after the
+   * producer of its per-image operand (im2col -> GEMM), or a kernel after a
+   * batched product reading its result per image (GEMM -> col2im, or an
+   * elementwise crop of a padded-width product). What the first of the pair
+   * reads stays live through the second: the second's result must not
+   * take its memory. */
   int *mark = ARENA_ARRAY(a, int, nb);
   for (int k = 0; k + 1 < nk; k++) {
     const Kernel *K = en->kernels[k], *N = en->kernels[k + 1];
-    if (N->red != RED_SUM || K->shape.rank < 3 || N->shape.rank < 3 || K->shape.d[0] != N->shape.d[0] ||
+    bool lead = N->red == RED_SUM && K->shape.rank >= 3 && N->shape.rank >= 3;
+    bool then = K->red == RED_SUM && N->red == RED_NONE && K->shape.rank >= 2 && N->shape.rank >= 2;
+    if (!(lead || then) || K->shape.d[0] != N->shape.d[0] ||
         4 * shape_numel(&K->shape) / K->shape.d[0] > KIR_IMAGE_SLICE_BYTES ||
-        !kir_reads_root(p, N->body, kir_root(p, K->out_buf)))
-      continue;
-    for (int b = 0; b < nb; b++) mark[b] = -1;
-    note_reads(p, K->body, k, mark);
-    note_reads(p, K->epilogue, k, mark);
-    for (int b = 0; b < nb; b++)
-      if (mark[b] == k && last[b] == k) last[b] = k + 1;
-  }
-  /* ... and an elementwise kernel that reads a batched product's result
-   * may run image by image after it (the backend's fusion of a crop after
-   * a padded-width product), so what the product reads stays live through
-   * that kernel: its output must not take that memory either. */
-  for (int k = 0; k + 1 < nk; k++) {
-    const Kernel *K = en->kernels[k], *N = en->kernels[k + 1];
-    if (K->red != RED_SUM || N->red != RED_NONE || K->shape.rank < 2 || N->shape.rank < 2 ||
-        K->shape.d[0] != N->shape.d[0] || 4 * shape_numel(&K->shape) / K->shape.d[0] > KIR_IMAGE_SLICE_BYTES ||
         !kir_reads_root(p, N->body, kir_root(p, K->out_buf)))
       continue;
     for (int b = 0; b < nb; b++) mark[b] = -1;
