@@ -517,7 +517,10 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
        * operand: the small VGG's first filter gradient, 32 x 27, at 2
        * threads 1.53-1.65 -> 1.29-1.48 ms), else column blocks */
       g->dot_rows = qt || (g->M + g->RM - 1) / g->RM > (g->N + g->RN - 1) / g->RN;
-      g->units = g->dot_rows ? (g->M + g->RM - 1) / g->RM : (g->N + g->RN - 1) / g->RN;
+      /* column blocks as units: each of their row tiles a unit of its own,
+       * column blocks outer (LeNet-5's first filter gradient, 6 x 25: five
+       * column blocks split 3 : 2 over two threads, fifteen tiles 8 : 7) */
+      g->units = g->dot_rows ? (g->M + g->RM - 1) / g->RM : (g->N + g->RN - 1) / g->RN * ((g->M + g->RM - 1) / g->RM);
       return true;
     }
   }
@@ -1369,14 +1372,17 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   LLVMValueRef base0 = G.base[0], base1 = G.base[1];
   LLVMValueRef Pb = kc->buf[g->P->buf], Qb = kc->buf[g->Q->buf], C = kc->buf[k->out_buf];
   int64_t L = g->run, L8 = L / 8 * 8, nruns = g->K / L, RB = g->runs_per_block;
-  /* units: RN-column blocks, or RM-row tiles (dot_rows, see plan()); either
-   * way the column blocks are the outer loop (Q's block stays in L1: rows
-   * outside measured slower) */
+  /* units: RM-row tiles (dot_rows, see plan()), or the tiles of the
+   * RN-column blocks, a block's row tiles consecutive; either way the
+   * column blocks are the outer loop (Q's block stays in L1: rows outside
+   * measured slower) */
   bool rows = g->dot_rows;
-  LLVMValueRef j_lo = rows ? I64(kc, 0) : MUL(kc, begin, RN);
-  LLVMValueRef j_hi = rows ? I64(kc, g->N) : MIN(kc, MUL(kc, end, RN), I64(kc, g->N));
-  LLVMValueRef i_lo = rows ? MUL(kc, begin, RM) : I64(kc, 0);
-  LLVMValueRef i_hi = rows ? MIN(kc, MUL(kc, end, RM), I64(kc, g->M)) : I64(kc, g->M);
+  int64_t itiles = (g->M + RM - 1) / RM, jtiles = (g->N + RN - 1) / RN, ntiles_max = itiles * jtiles;
+  LLVMValueRef j_lo = I64(kc, 0), j_hi = I64(kc, g->N), i_lo = I64(kc, 0), i_hi = I64(kc, g->M);
+  if (rows) {
+    i_lo = MUL(kc, begin, RM);
+    i_hi = MIN(kc, MUL(kc, end, RM), I64(kc, g->M));
+  }
   LLVMValueRef zero = LLVMConstNull(v8);
   LLVMValueRef tmask = NULL;
   if (L % 8) {
@@ -1388,7 +1394,6 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   /* scratch: rtab[2 r + w], the offset of run r's first k in operand w
    * (beyond its row part), filled once per call; then the tiles' vector
    * accumulators between blocks, vacc[tile][NT] */
-  int64_t itiles = (g->M + RM - 1) / RM, jtiles = (g->N + RN - 1) / RN, ntiles_max = itiles * jtiles;
   int64_t vacc_at = (16 * nruns + 63) / 64 * 64, qt_at = vacc_at + 32 * NT * ntiles_max;
   LLVMValueRef rtab, vacc;
   {
@@ -1425,8 +1430,17 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   LLVMValueRef re = MIN(kc, ADD(kc, rb, I64(kc, RB)), I64(kc, nruns));
   LLVMValueRef first = LLVMBuildICmp(b, LLVMIntEQ, rb, I64(kc, 0), "");
   LLVMValueRef last = LLVMBuildICmp(b, LLVMIntSGE, ADD(kc, rb, I64(kc, RB)), I64(kc, nruns), "");
-  LLVMValueRef jb = gloop_begin(kc, &Lj, j_lo, j_hi, RN, "dj");
-  LLVMValueRef ib = gloop_begin(kc, &Li, i_lo, i_hi, RM, "di");
+  LLVMValueRef jb, ib, tix;
+  if (rows) {
+    jb = gloop_begin(kc, &Lj, j_lo, j_hi, RN, "dj");
+    ib = gloop_begin(kc, &Li, i_lo, i_hi, RM, "di");
+    tix = ADD(kc, MUL(kc, LLVMBuildUDiv(b, SUB(kc, ib, i_lo), I64(kc, RM), ""), jtiles), LLVMBuildUDiv(b, jb, I64(kc, RN), ""));
+  } else { /* tile u: column block u / itiles, row tile u % itiles */
+    LLVMValueRef u = gloop_begin(kc, &Lj, begin, end, 1, "du");
+    jb = MUL(kc, LLVMBuildUDiv(b, u, I64(kc, itiles), ""), RN);
+    ib = MUL(kc, LLVMBuildURem(b, u, I64(kc, itiles), ""), RM);
+    tix = SUB(kc, u, begin);
+  }
   LLVMValueRef arow[MAXT], brow[MAXT];
   for (int i = 0; i < RM; i++)
     arow[i] = GEPF(kc, Pb, ADD(kc, base0, own_offset(&G, 0, MIN(kc, ADD(kc, ib, I64(kc, i)), I64(kc, g->M - 1)))));
@@ -1437,8 +1451,6 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   /* accumulators as phis of the run loop and the k loop, starting from the
    * tile's accumulators of the previous block */
   LLVMValueRef accR[MAXT], accT[MAXT], cur[MAXT], init[MAXT];
-  LLVMValueRef tix = ADD(kc, MUL(kc, LLVMBuildUDiv(b, SUB(kc, ib, i_lo), I64(kc, RM), ""), jtiles),
-                         LLVMBuildUDiv(b, SUB(kc, jb, j_lo), I64(kc, RN), ""));
   LLVMValueRef tbase = MUL(kc, tix, NT * 8);
   for (int q = 0; q < NT; q++) {
     LLVMValueRef ld = LLVMBuildLoad2(b, v8, GEPF(kc, vacc, ADD(kc, tbase, I64(kc, q * 8))), "");
@@ -1536,7 +1548,7 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   }
   LLVMBuildBr(b, bnext);
   LLVMPositionBuilderAtEnd(b, bnext);
-  gloop_end(kc, &Li);
+  if (rows) gloop_end(kc, &Li);
   gloop_end(kc, &Lj);
   gloop_end(kc, &Lb);
 }

@@ -1035,6 +1035,8 @@ static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool e
   if (expect & X_DB) assert_true(g.direct_b);
   if (expect & X_SPLITN) assert_true(g.split_n && g.units > 1);
   if (expect & X_DOT) assert_true(g.dot && g.units > 1);
+  /* the dot form's column blocks: a unit per row tile of each */
+  if ((expect & X_DOT) && !g.dot_rows) assert_true(g.units == (N + g.RN - 1) / g.RN * ((M + g.RM - 1) / g.RM));
   if (expect & X_DOTROWS) assert_true(g.dot && g.dot_rows && g.units == (M + g.RM - 1) / g.RM);
   if (expect & X_DAT) assert_true(g.direct_at);
   if (expect & X_TC) assert_true(g.tc && g.ldc == N && g.M == N && g.N == M);
