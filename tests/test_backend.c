@@ -981,7 +981,7 @@ static void test_parallel_bit_identical(void **state) {
  * batch dim (A, B batched too); flat = A is read through a flatten-like
  * div/mod index map (A stored as [M, K/5, 5]). */
 enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16, X_TC = 32, X_NOTC = 64, X_MR4 = 128, X_QT = 256, X_CT = 512,
-       X_Z44 = 1024, X_Z43 = 2048, X_DOTROWS = 4096 }; /* plan modes a case must exercise (X_Z*: the tiles planned for an AVX-512
+       X_Z44 = 1024, X_Z43 = 2048, X_DOTROWS = 4096, X_ZDB = 8192, X_ZNODB = 16384 }; /* plan modes a case must exercise (X_Z*: the tiles planned for an AVX-512
                                        target, 4 x 4 or 4 x 3 vectors of 16; run as planned on such a host) */
 
 /* Runs t on 1, 2 and 3 threads (output o of no floats poisoned with NaN
@@ -1049,6 +1049,13 @@ static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool e
     GemmPlan gz;
     assert_true(cg_gemm_plan(&z, t.p, k, &gz));
     assert_true(gz.VW == 16 && gz.MR == 4 && gz.NR == (expect & X_Z44 ? 64 : 48) && !gz.tc && !gz.dot);
+  }
+  if (expect & (X_ZDB | X_ZNODB)) { /* AVX-512: B's rows in place, one M block (or not: rows too far apart) */
+    CgModule z = {.cpu = "znver4"};
+    GemmPlan gz;
+    assert_true(cg_gemm_plan(&z, t.p, k, &gz));
+    if (expect & X_ZDB) assert_true(gz.direct_b && gz.MC >= M && gz.MC % gz.MR == 0);
+    else assert_true(!gz.direct_b);
   }
   compile(&t);
   int64_t na = (int64_t)batch * M * K, nb = (int64_t)batch * K * N, no = (int64_t)batch * M * N;
@@ -1128,6 +1135,11 @@ static void test_gemm_path(void **state) {
   gemm_case_x(1, 150, 100, 16, true, false, false, false, X_Z43);
   gemm_case_x(1, 64, 150, 700, false, false, true, false, X_Z44);
   gemm_case_x(2, 32, 200, 300, false, true, true, false, X_Z44);
+  /* AVX-512, up to 256 rows: B's rows (at most 2 KiB apart) read in place
+   * by one M block (the N tail packed; two K blocks); 4 KiB apart: packed */
+  gemm_case_x(1, 130, 300, 700, false, false, true, false, X_Z44 | X_ZDB);
+  gemm_case_x(1, 256, 512, 40, false, false, false, false, X_ZDB);
+  gemm_case_x(1, 128, 1024, 50, false, false, false, false, X_ZNODB);
   /* column split across threads (few row tiles, K large; transposed packs
    * with a K remainder): the filter-gradient shape */
   gemm_case_x(1, 6, 75, 20003, false, false, false, false, X_SPLITN);
