@@ -6,6 +6,11 @@
  * alternate, and the median over blocks is printed in GFLOP/s.
  * Also checks the dlc result against OpenBLAS (max relative error).
  *   gemm_bench THREADS [reps]      (OPENBLAS_NUM_THREADS should equal THREADS)
+ * With threads > 1 each timed block starts after a pause of PARK_US and one
+ * untimed call: the other library's idle threads spin for a while after
+ * their last call (OpenBLAS's pthreads pool up to ~0.1 s, OpenMP's for
+ * its spin count) and would otherwise take the second core from the
+ * library being timed (2-thread small shapes measured up to 10x off).
  * Built by bench/run.sh against a dlc build dir. */
 #include <math.h>
 #include <stdio.h>
@@ -30,6 +35,14 @@ static double cpu_now(void) { /* this thread's CPU time: immune to other load (1
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+enum { PARK_US = 150000 };
+
+static void park(int threads) {
+  if (threads <= 1) return;
+  struct timespec ts = {0, PARK_US * 1000L};
+  nanosleep(&ts, NULL);
+}
+
 static int cmpd(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -163,9 +176,13 @@ int main(int argc, char **argv) {
     double *td = malloc(sizeof(double) * (size_t)reps), *tb = malloc(sizeof(double) * (size_t)reps);
     double (*clk)(void) = threads == 1 ? cpu_now : now;
     for (int r = 0; r < reps; r++) {
+      park(threads);
+      g.fn(g.bufs);
       t0 = clk();
       for (int it = 0; it < iters; it++) g.fn(g.bufs);
       td[r] = (clk() - t0) / iters;
+      park(threads);
+      blas(s, g.bufs[0], g.bufs[1], cref);
       t0 = clk();
       for (int it = 0; it < iters; it++) blas(s, g.bufs[0], g.bufs[1], cref);
       tb[r] = (clk() - t0) / iters;
