@@ -40,8 +40,8 @@
  *
  * Threads: the kernel's [begin, end) is a range of "units": batch entries
  * when there are batch dims, else MR-row tiles of M, or NR-column panels
- * of N when M fits one block (dot form: RN-column blocks, or RM-row tiles
- * over a transposed B). Every output
+ * of N when M fits one block (dot form: the RM x RN tiles of RN-column
+ * blocks, or RM-row tiles over a transposed B). Every output
  * element is the same FMA chain over k in the same fixed K blocks whatever
  * the unit range, so results are identical for any thread count. */
 #include "backend/cg_internal.h"
