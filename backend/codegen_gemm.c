@@ -1203,7 +1203,12 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   }
   LLVMValueRef kn = ADD(kc, kl, I64(kc, 1));
   LLVMBasicBlockRef bb_k_end = LLVMGetInsertBlock(b);
-  LLVMBuildCondBr(b, LT(kc, kn, kc_cur), bb_k, bb_kx);
+  /* not unrolled: LLVM's runtime unrolling (4x for tiles under 16
+   * accumulators) spilled the row pointers of the unrolled copies inside the
+   * loop (LeNet-5's K = 16 data gradient 0.60-0.70 -> 0.50-0.56 ms, its
+   * forward convolutions and the small MLP a few % faster; the small VGG and
+   * the large MLP unchanged, `dlrun bench --per-kernel`) */
+  cg_loop_hint(m, LLVMBuildCondBr(b, LT(kc, kn, kc_cur), bb_k, bb_kx), LOOP_NO_UNROLL);
   LLVMValueRef z64 = I64(kc, 0);
   LLVMAddIncoming(kl, &z64, &bb_pre, 1);
   LLVMAddIncoming(kl, &kn, &bb_k_end, 1);
