@@ -1342,7 +1342,7 @@ static void loop_phis(KernelCg *kc, GLoop *L, LLVMBasicBlockRef pre, LLVMTypeRef
 
 /* The dot form. For the column blocks of units [begin, end), per block of
  * runs (ascending), per RM x RN tile of C: RM x RN vector accumulators
- * over k (<8 x float>, lane t % 8 of each run; a masked load for a run's
+ * over k (vectors of VW lanes, lane t % VW of each run; a masked load for a run's
  * tail), kept in the thread's scratch between blocks; after the last block
  * they are reduced (a fixed tree over the lanes) and the epilogue writes C. The order of
  * every sum is fixed by the plan alone, whatever the units' split. */
@@ -1359,12 +1359,12 @@ static LLVMValueRef own_offset(GemmCg *G, int w, LLVMValueRef x) {
   return SUB(kc, emit_offset(kc, w == 0 ? G->g->P : G->g->Q), I64(kc, o->f0));
 }
 
-/* The sum of an <8 x float>'s lanes in a fixed order (halves, then
- * quarters, then the pair), as shuffles and vector adds. */
-static LLVMValueRef hsum8(KernelCg *kc, LLVMValueRef v) {
+/* The sum of a vector's W lanes in a fixed order (halves, then quarters,
+ * ..., then the pair), as shuffles and vector adds. */
+static LLVMValueRef hsum(KernelCg *kc, LLVMValueRef v, int W) {
   CgModule *m = kc->m;
-  for (int w = 4; w >= 1; w /= 2) {
-    LLVMValueRef lo[4], hi[4];
+  for (int w = W / 2; w >= 1; w /= 2) {
+    LLVMValueRef lo[8], hi[8];
     for (int i = 0; i < w; i++) lo[i] = cg_i32(m, i), hi[i] = cg_i32(m, w + i);
     LLVMValueRef a = LLVMBuildShuffleVector(kc->b, v, v, LLVMConstVector(lo, (unsigned)w), "");
     LLVMValueRef c = LLVMBuildShuffleVector(kc->b, v, v, LLVMConstVector(hi, (unsigned)w), "");
@@ -1382,7 +1382,8 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   G.g = g;
   enum { MAXT = 18 };
   int RM = (int)g->RM, RN = (int)g->RN, NT = RM * RN;
-  LLVMTypeRef v8 = LLVMVectorType(m->t_f32, 8);
+  int W = (int)g->VW; /* lanes: 16 on AVX-512, 8 on AVX2 */
+  LLVMTypeRef v8 = LLVMVectorType(m->t_f32, (unsigned)W);
   LLVMValueRef tile = LLVMBuildAlloca(b, LLVMArrayType2(m->t_f32, (uint64_t)NT), "dtile");
   G.bidx = I64(kc, 0); /* (batch dims, if any, have extent 1) */
   zero_vars(&G);
@@ -1390,7 +1391,7 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   set_base(&G, 1);
   LLVMValueRef base0 = G.base[0], base1 = G.base[1];
   LLVMValueRef Pb = kc->buf[g->P->buf], Qb = kc->buf[g->Q->buf], C = kc->buf[k->out_buf];
-  int64_t L = g->run, L8 = L / 8 * 8, nruns = g->K / L, RB = g->runs_per_block;
+  int64_t L = g->run, L8 = L / W * W, nruns = g->K / L, RB = g->runs_per_block;
   /* units: RM-row tiles (dot_rows, see plan()), or the tiles of the
    * RN-column blocks, a block's row tiles consecutive; either way the
    * column blocks are the outer loop (Q's block stays in L1: rows outside
@@ -1404,16 +1405,16 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   }
   LLVMValueRef zero = LLVMConstNull(v8);
   LLVMValueRef tmask = NULL;
-  if (L % 8) {
-    LLVMValueRef bits[8];
-    for (int i = 0; i < 8; i++) bits[i] = LLVMConstInt(m->t_i1, i < L % 8, 0);
-    tmask = LLVMConstVector(bits, 8);
+  if (L % W) {
+    LLVMValueRef bits[16];
+    for (int i = 0; i < W; i++) bits[i] = LLVMConstInt(m->t_i1, i < L % W, 0);
+    tmask = LLVMConstVector(bits, (unsigned)W);
   }
   GLoop Lb, Lj, Li, Lr, Lt;
   /* scratch: rtab[2 r + w], the offset of run r's first k in operand w
    * (beyond its row part), filled once per call; then the tiles' vector
    * accumulators between blocks, vacc[tile][NT] */
-  int64_t vacc_at = (16 * nruns + 63) / 64 * 64, qt_at = vacc_at + 32 * NT * ntiles_max;
+  int64_t vacc_at = (16 * nruns + 63) / 64 * 64, qt_at = vacc_at + 4 * W * NT * ntiles_max;
   LLVMValueRef rtab, vacc;
   {
     rtab = scratch(kc, qt_at + (g->dot_qt ? 4 * g->N * g->K : 0), "rtab");
@@ -1470,10 +1471,10 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   /* accumulators as phis of the run loop and the k loop, starting from the
    * tile's accumulators of the previous block */
   LLVMValueRef accR[MAXT], accT[MAXT], cur[MAXT], init[MAXT];
-  LLVMValueRef tbase = MUL(kc, tix, NT * 8);
+  LLVMValueRef tbase = MUL(kc, tix, NT * W);
   for (int q = 0; q < NT; q++) {
-    LLVMValueRef ld = LLVMBuildLoad2(b, v8, GEPF(kc, vacc, ADD(kc, tbase, I64(kc, q * 8))), "");
-    LLVMSetAlignment(ld, 32);
+    LLVMValueRef ld = LLVMBuildLoad2(b, v8, GEPF(kc, vacc, ADD(kc, tbase, I64(kc, q * W))), "");
+    LLVMSetAlignment(ld, (unsigned)(4 * W));
     init[q] = LLVMBuildSelect(b, first, zero, ld, "");
   }
   for (int t = 0; t < NT; t++) cur[t] = init[t];
@@ -1492,7 +1493,7 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
     LLVMValueRef t;
     if (pass == 0) {
       LLVMBasicBlockRef preT = LLVMGetInsertBlock(b);
-      t = gloop_begin(kc, &Lt, I64(kc, 0), I64(kc, L8), 8, "dt");
+      t = gloop_begin(kc, &Lt, I64(kc, 0), I64(kc, L8), W, "dt");
       loop_phis(kc, &Lt, preT, v8, accT, cur, NT);
     } else {
       t = I64(kc, L8);
@@ -1538,13 +1539,13 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   LLVMBuildCondBr(b, last, bfin, bkeep);
   LLVMPositionBuilderAtEnd(b, bkeep);
   for (int q = 0; q < NT; q++) {
-    LLVMValueRef st = LLVMBuildStore(b, accR[q], GEPF(kc, vacc, ADD(kc, tbase, I64(kc, q * 8))));
-    LLVMSetAlignment(st, 32);
+    LLVMValueRef st = LLVMBuildStore(b, accR[q], GEPF(kc, vacc, ADD(kc, tbase, I64(kc, q * W))));
+    LLVMSetAlignment(st, (unsigned)(4 * W));
   }
   LLVMBuildBr(b, bnext);
   LLVMPositionBuilderAtEnd(b, bfin);
-  for (int t = 0; t < NT; t++) /* lanes summed as a fixed tree: (0+4 + 2+6) + (1+5 + 3+7) */
-    LLVMBuildStore(b, hsum8(kc, accR[t]), GEPF(kc, tile, I64(kc, t)));
+  for (int t = 0; t < NT; t++) /* lanes summed as a fixed tree (8 lanes: (0+4 + 2+6) + (1+5 + 3+7)) */
+    LLVMBuildStore(b, hsum(kc, accR[t], W), GEPF(kc, tile, I64(kc, t)));
   { /* C (valid part) = epilogue(sums) */
     GLoop Lx, Ly;
     LLVMValueRef nrow = MIN(kc, I64(kc, RM), SUB(kc, i_hi, ib));
