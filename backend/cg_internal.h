@@ -94,6 +94,7 @@ void cg_add_fn_attrs(CgModule *m, LLVMValueRef fn);
  * LOOP_VECTORIZE_X4 also interleaves 4 vectors (a long sum's partials);
  * LOOP_VECTORIZE_4: the same 4 wide (a short row whose trip count leaves
  * fewer iterations to the scalar remainder at 4 than at 8);
+ * LOOP_VECTORIZE_16: the same 16 wide (AVX-512, a row of whole 16s);
  * LOOP_VECTORIZE_ROW: vectorize this loop at the width LLVM picks, never
  * unrolled away first (a short contiguous row, which fully unrolled left
  * the loop around it to be vectorized across rows with gathers);
@@ -105,6 +106,7 @@ typedef enum {
   LOOP_VECTORIZE,
   LOOP_VECTORIZE_X4,
   LOOP_VECTORIZE_4,
+  LOOP_VECTORIZE_16,
   LOOP_VECTORIZE_ROW,
   LOOP_NO_VECTORIZE
 } LoopHint;

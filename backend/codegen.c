@@ -58,10 +58,11 @@ void cg_loop_hint(CgModule *m, LLVMValueRef latch_br, LoopHint h) {
     ops[1] = md_prop(m, "llvm.loop.vectorize.enable", m->t_i1, 1);
     ops[2] = LLVMMDNodeInContext2(m->ctx, (LLVMMetadataRef[]){LLVMMDStringInContext2(m->ctx, key, strlen(key))}, 1);
     n = 3;
-  } else if (h == LOOP_VECTORIZE || h == LOOP_VECTORIZE_X4 || h == LOOP_VECTORIZE_4) { /* (not fully unrolled first) */
+  } else if (h == LOOP_VECTORIZE || h == LOOP_VECTORIZE_X4 || h == LOOP_VECTORIZE_4 || h == LOOP_VECTORIZE_16) {
+    /* (not fully unrolled first) */
     const char *key = "llvm.loop.unroll.disable";
     ops[1] = md_prop(m, "llvm.loop.vectorize.enable", m->t_i1, 1);
-    ops[2] = md_prop(m, "llvm.loop.vectorize.width", m->t_i32, h == LOOP_VECTORIZE_4 ? 4 : 8);
+    ops[2] = md_prop(m, "llvm.loop.vectorize.width", m->t_i32, h == LOOP_VECTORIZE_4 ? 4 : h == LOOP_VECTORIZE_16 ? 16 : 8);
     ops[3] = LLVMMDNodeInContext2(m->ctx, (LLVMMetadataRef[]){LLVMMDStringInContext2(m->ctx, key, strlen(key))}, 1);
     n = 4;
     if (h == LOOP_VECTORIZE_X4) ops[n++] = md_prop(m, "llvm.loop.interleave.count", m->t_i32, 4);

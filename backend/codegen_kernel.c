@@ -1178,9 +1178,12 @@ static void emit_standard_nest(KernelCg *kc, RedSlots *s, LLVMValueRef begin, LL
     /* (LLVM's cost model alone: 0.25 -> 0.34 ms; forced 8 wide: 0.12); 4
      * wide when that leaves less to the scalar remainder (LeNet-5's rows of
      * 14 windows: 1 vector + 6 scalar iterations at 8, 3 + 2 at 4: 0.083 ->
-     * 0.056 ms) */
+     * 0.056 ms), 16 wide on AVX-512 for rows of whole 16s (its padded rows
+     * of 16 windows, the adjoint folded into conv1's pad: 0.064-0.067 ->
+     * 0.039-0.047 ms; the small VGG's rows of 17 measured slower at 16) */
     int64_t tq = kc->k->shape.d[rank - 1] / sp;
     Lq.hint = tq / 4 + tq % 4 < tq / 8 + tq % 8 ? LOOP_VECTORIZE_4 : LOOP_VECTORIZE;
+    if (cg_vector_width(kc->m) == 16 && tq % 16 == 0) Lq.hint = LOOP_VECTORIZE_16;
     loop_end(kc, &Lt);
     loop_end(kc, &Lq);
     close_loops(kc, L, rank - 1);

@@ -369,7 +369,7 @@ static void test_streaming_stores(void **state) {
  * along q, vectorized without gathers (a kernel large enough not to be
  * compiled for size, whose masked body would gather); exact against a
  * reference. */
-static void pool_adjoint_case(int S, int OW, int vf) {
+static void pool_adjoint_case(int S, int OW, int vf, int vf512) {
   T t;
   t_init(&t);
   int Ch = 24, OH = 4, H = S * OH, W = S * OW;
@@ -385,10 +385,15 @@ static void pool_adjoint_case(int S, int OW, int vf) {
   hit->dtype = DT_F32;
   VExpr *sel = vx_select(t.a, hit, ld(&t, dy, V(&t, 0), hq, wq), kf(&t, 0.0));
   kern(&t, "k_pool_bwd", o, bin(&t, VX_MUL, sel, ld(&t, x, V(&t, 0), V(&t, 1), V(&t, 2))));
-  /* the window loop vectorized vf wide (4 when that leaves less to the
-   * scalar remainder than 8) */
-  char *ir = module_ir(&t), want[64];
+  /* the window loop vectorized vf wide for AVX2 (4 when that leaves less
+   * to the scalar remainder than 8), vf512 for AVX-512 (16 for rows of
+   * whole 16s) */
+  char *ir = module_ir_for(&t, "haswell", 0), want[64];
   snprintf(want, sizeof want, "!\"llvm.loop.vectorize.width\", i32 %d}", vf);
+  assert_non_null(strstr(ir, want));
+  free(ir);
+  ir = module_ir_for(&t, "znver4", 0);
+  snprintf(want, sizeof want, "!\"llvm.loop.vectorize.width\", i32 %d}", vf512);
   assert_non_null(strstr(ir, want));
   free(ir);
   ir = avx512_ir(&t);
@@ -412,9 +417,11 @@ static void pool_adjoint_case(int S, int OW, int vf) {
 
 static void test_pool_adjoint_rows(void **state) {
   (void)state;
-  pool_adjoint_case(2, 14, 4); /* LeNet-5's first pooling: 14 = 3 x 4 + 2 (8 wide: 1 x 8 + 6) */
-  pool_adjoint_case(2, 16, 8);
-  pool_adjoint_case(3, 11, 8);
+  pool_adjoint_case(2, 14, 4, 4); /* LeNet-5's first pooling: 14 = 3 x 4 + 2 (8 wide: 1 x 8 + 6) */
+  pool_adjoint_case(2, 16, 8, 16); /* (its adjoint folded into conv1's pad: rows of 16 windows) */
+  pool_adjoint_case(3, 11, 8, 8);
+  pool_adjoint_case(2, 32, 8, 16); /* 16 wide: rows of whole 16s */
+  pool_adjoint_case(2, 17, 8, 8);   /* (not for 16 + 1) */
 }
 
 /* A batch norm's scale gradient: out[c] = sum_{n, h, w} g[n, c, h, w] *
