@@ -1147,9 +1147,9 @@ static void div_vx(const VExpr *e, DivScan *d) {
  * s) is read only through j / s, j % s and unit-stride terms (a pooling
  * adjoint without overlap, dx[.., h, w] from am[.., h/2, w/2]): the row
  * runs as j = s*q + t, t unrolled inside the q loop, so every load is
- * contiguous or an s-strided group along q, vectorized 8 wide (the row as
- * is went to gathers: LeNet-5's first pooling adjoint 0.25 -> 0.12 ms on
- * AVX-512). Rows of at least 8 q steps, s at most 4 (t unrolls). */
+ * contiguous or an s-strided group along q, vectorized 4, 8 or 16 wide
+ * (the row as is went to gathers: LeNet-5's first pooling adjoint 0.25 ->
+ * 0.12 ms on AVX-512). Rows of at least 8 q steps, s at most 4 (t unrolls). */
 static int64_t row_split(const Kernel *k) {
   int rank = k->shape.rank;
   if (k->red != RED_NONE || rank < 2) return 0;
