@@ -1383,7 +1383,7 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   enum { MAXT = 18 };
   int RM = (int)g->RM, RN = (int)g->RN, NT = RM * RN;
   int W = (int)g->VW; /* lanes: 16 on AVX-512, 8 on AVX2 */
-  LLVMTypeRef v8 = LLVMVectorType(m->t_f32, (unsigned)W);
+  LLVMTypeRef vw = LLVMVectorType(m->t_f32, (unsigned)W);
   LLVMValueRef tile = LLVMBuildAlloca(b, LLVMArrayType2(m->t_f32, (uint64_t)NT), "dtile");
   G.bidx = I64(kc, 0); /* (batch dims, if any, have extent 1) */
   zero_vars(&G);
@@ -1391,19 +1391,19 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   set_base(&G, 1);
   LLVMValueRef base0 = G.base[0], base1 = G.base[1];
   LLVMValueRef Pb = kc->buf[g->P->buf], Qb = kc->buf[g->Q->buf], C = kc->buf[k->out_buf];
-  int64_t L = g->run, L8 = L / W * W, nruns = g->K / L, RB = g->runs_per_block;
+  int64_t L = g->run, LW = L / W * W, nruns = g->K / L, RB = g->runs_per_block;
   /* units: RM-row tiles (dot_rows, see plan()), or the tiles of the
    * RN-column blocks, a block's row tiles consecutive; either way the
    * column blocks are the outer loop (Q's block stays in L1: rows outside
    * measured slower) */
   bool rows = g->dot_rows;
   int64_t itiles = (g->M + RM - 1) / RM, jtiles = (g->N + RN - 1) / RN, ntiles_max = itiles * jtiles;
-  LLVMValueRef j_lo = I64(kc, 0), j_hi = I64(kc, g->N), i_lo = I64(kc, 0), i_hi = I64(kc, g->M);
+  LLVMValueRef i_lo = I64(kc, 0), i_hi = I64(kc, g->M);
   if (rows) {
     i_lo = MUL(kc, begin, RM);
     i_hi = MIN(kc, MUL(kc, end, RM), I64(kc, g->M));
   }
-  LLVMValueRef zero = LLVMConstNull(v8);
+  LLVMValueRef zero = LLVMConstNull(vw);
   LLVMValueRef tmask = NULL;
   if (L % W) {
     LLVMValueRef bits[16];
@@ -1435,7 +1435,7 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
     LLVMValueRef qt = GEPF(kc, rtab, I64(kc, qt_at / 4));
     const GemmOperand *o = &g->op[1];
     GLoop Lq, Lk;
-    LLVMValueRef j = gloop_begin(kc, &Lq, j_lo, j_hi, 1, "dqj");
+    LLVMValueRef j = gloop_begin(kc, &Lq, I64(kc, 0), I64(kc, g->N), 1, "dqj");
     LLVMValueRef src = GEPF(kc, Qb, ADD(kc, base1, MUL(kc, j, o->x_coef)));
     LLVMValueRef dst = GEPF(kc, qt, MUL(kc, j, g->K));
     LLVMValueRef kk = gloop_begin(kc, &Lk, I64(kc, 0), I64(kc, g->K), 1, "dqk");
@@ -1452,7 +1452,7 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   LLVMValueRef last = LLVMBuildICmp(b, LLVMIntSGE, ADD(kc, rb, I64(kc, RB)), I64(kc, nruns), "");
   LLVMValueRef jb, ib, tix;
   if (rows) {
-    jb = gloop_begin(kc, &Lj, j_lo, j_hi, RN, "dj");
+    jb = gloop_begin(kc, &Lj, I64(kc, 0), I64(kc, g->N), RN, "dj");
     ib = gloop_begin(kc, &Li, i_lo, i_hi, RM, "di");
     tix = ADD(kc, MUL(kc, LLVMBuildUDiv(b, SUB(kc, ib, i_lo), I64(kc, RM), ""), jtiles), LLVMBuildUDiv(b, jb, I64(kc, RN), ""));
   } else { /* tile u: column block u / itiles, row tile u % itiles */
@@ -1473,14 +1473,14 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   LLVMValueRef accR[MAXT], accT[MAXT], cur[MAXT], init[MAXT];
   LLVMValueRef tbase = MUL(kc, tix, NT * W);
   for (int q = 0; q < NT; q++) {
-    LLVMValueRef ld = LLVMBuildLoad2(b, v8, GEPF(kc, vacc, ADD(kc, tbase, I64(kc, q * W))), "");
+    LLVMValueRef ld = LLVMBuildLoad2(b, vw, GEPF(kc, vacc, ADD(kc, tbase, I64(kc, q * W))), "");
     LLVMSetAlignment(ld, (unsigned)(4 * W));
     init[q] = LLVMBuildSelect(b, first, zero, ld, "");
   }
   for (int t = 0; t < NT; t++) cur[t] = init[t];
   LLVMBasicBlockRef preR = LLVMGetInsertBlock(b);
   LLVMValueRef r = gloop_begin(kc, &Lr, rb, re, 1, "dr");
-  loop_phis(kc, &Lr, preR, v8, accR, cur, NT);
+  loop_phis(kc, &Lr, preR, vw, accR, cur, NT);
   /* offsets of the run's first k in each operand (beyond the row part) */
   LLVMValueRef ko[2];
   for (int w = 0; w < 2; w++) {
@@ -1489,24 +1489,24 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   }
   for (int pass = 0; pass < 2; pass++) {
     if (pass == 1 && !tmask) break;
-    if (pass == 0 && L8 == 0) continue;
+    if (pass == 0 && LW == 0) continue;
     LLVMValueRef t;
     if (pass == 0) {
       LLVMBasicBlockRef preT = LLVMGetInsertBlock(b);
-      t = gloop_begin(kc, &Lt, I64(kc, 0), I64(kc, L8), W, "dt");
-      loop_phis(kc, &Lt, preT, v8, accT, cur, NT);
+      t = gloop_begin(kc, &Lt, I64(kc, 0), I64(kc, LW), W, "dt");
+      loop_phis(kc, &Lt, preT, vw, accT, cur, NT);
     } else {
-      t = I64(kc, L8);
+      t = I64(kc, LW);
     }
     LLVMValueRef av[MAXT], bv[MAXT];
     for (int i = 0; i < RM + RN; i++) {
       LLVMValueRef ptr = i < RM ? GEPF(kc, arow[i], ADD(kc, ko[0], t)) : GEPF(kc, brow[i - RM], ADD(kc, ko[1], t));
       LLVMValueRef v;
       if (pass == 0) {
-        v = LLVMBuildLoad2(b, v8, ptr, "");
+        v = LLVMBuildLoad2(b, vw, ptr, "");
         LLVMSetAlignment(v, 4);
       } else {
-        LLVMTypeRef ov[2] = {v8, m->t_ptr};
+        LLVMTypeRef ov[2] = {vw, m->t_ptr};
         LLVMValueRef args[4] = {ptr, cg_i32(m, 4), tmask, zero};
         v = cg_intrinsic(m, b, "llvm.masked.load", ov, 2, args, 4);
       }
@@ -1517,7 +1517,7 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
     for (int i = 0; i < RM; i++)
       for (int j = 0; j < RN; j++) {
         LLVMValueRef args[3] = {av[i], bv[j], cur[i * RN + j]};
-        nxt[i * RN + j] = cg_intrinsic(m, b, "llvm.fma", &v8, 1, args, 3);
+        nxt[i * RN + j] = cg_intrinsic(m, b, "llvm.fma", &vw, 1, args, 3);
       }
     if (pass == 0) {
       LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
@@ -1549,7 +1549,7 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   { /* C (valid part) = epilogue(sums) */
     GLoop Lx, Ly;
     LLVMValueRef nrow = MIN(kc, I64(kc, RM), SUB(kc, i_hi, ib));
-    LLVMValueRef ncol = MIN(kc, I64(kc, RN), SUB(kc, j_hi, jb));
+    LLVMValueRef ncol = MIN(kc, I64(kc, RN), SUB(kc, I64(kc, g->N), jb));
     LLVMValueRef i = gloop_begin(kc, &Lx, I64(kc, 0), nrow, 1, "dx");
     LLVMValueRef j = gloop_begin(kc, &Ly, I64(kc, 0), ncol, 1, "dy");
     LLVMValueRef v = LLVMBuildLoad2(b, m->t_f32, GEPF(kc, tile, ADD(kc, MUL(kc, i, RN), j)), "");

@@ -818,11 +818,11 @@ typedef struct {
   LLVMValueRef part[IR_MAX_RANK]; /* sums: partial sum of reduction level r >= 1 */
 } RedSlots;
 
-/* The value of one output point, at the innermost output loop. */
 /* The hint of a float sum's vectorized innermost run of `trip` terms:
  * 8 wide, and 4 vectors interleaved from 128 terms. */
 static int sum_run_hint(int64_t trip) { return trip >= 128 ? LOOP_VECTORIZE_X4 : LOOP_VECTORIZE; }
 
+/* The value of one output point, at the innermost output loop. */
 static void emit_point(KernelCg *kc, RedSlots *s) {
   const Kernel *k = kc->k;
   CgModule *m = kc->m;

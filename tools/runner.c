@@ -384,8 +384,7 @@ int run_bench(DlrtModel *m, const RunOptions *o) {
   for (int b = 0; b < d->n_bufs; b++) {
     const DlrtBufDesc *bd = &d->bufs[b];
     if (bd->role != DLRT_ROLE_INPUT || bd->dtype != DLRT_F32 || bd->alias >= 0) continue;
-    int64_t n = 1;
-    for (int r = 0; r < bd->rank; r++) n *= bd->shape[r];
+    int64_t n = dlrt_numel(bd->shape, bd->rank);
     float *v = dlrt_model_data(m, b);
     for (int64_t i = 0; v && i < n; i++) v[i] = dlrt_uniform01(0x62656e6368ull + (uint64_t)b, (uint64_t)i);
   }
