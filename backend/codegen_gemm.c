@@ -80,7 +80,9 @@ enum {
   KC_ONE = 512,
   NC_BYTES = 2 << 20,
   A_ONCE_BYTES = 4 << 20, /* a batch-invariant P packed once per call up to this size */
-  MC_PANELS = 16
+  MC_PANELS = 16,
+  SPLIT_N_RATIO = 2,      /* threads split N, not M, of a packed B at least this many times wider than A is tall */
+  SPLIT_N_MIN_PANELS = 4  /* and of at least this many panels */
 };
 
 /* a_once: the number of P's packed blocks (K blocks x M blocks) */
@@ -551,7 +553,11 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
     /* few row tiles (a filter gradient: M = output channels, K huge): split
      * the columns, so threads do not pack the same B twice */
     int64_t npan = (g->N + g->NR - 1) / g->NR;
-    if (!g->ct && g->M <= g->MC && npan > g->units) {
+    /* ... and where a packed B is wider than A is tall: each thread then packs
+     * only its columns of B and all of A, the smaller operand, instead of all
+     * of B (the large MLP's forward products, 256 x 1024 x 784, at 2 threads) */
+    bool wide_b = !g->direct_b && !g->tc && g->N >= SPLIT_N_RATIO * g->M;
+    if (!g->ct && ((g->M <= g->MC && npan > g->units) || (wide_b && npan >= SPLIT_N_MIN_PANELS))) {
       g->split_n = true;
       g->units = npan;
     }

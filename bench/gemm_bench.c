@@ -6,11 +6,14 @@
  * alternate, and the median over blocks is printed in GFLOP/s.
  * Also checks the dlc result against OpenBLAS (max relative error).
  *   gemm_bench THREADS [reps]      (OPENBLAS_NUM_THREADS should equal THREADS)
- * With threads > 1 each timed block starts after a pause of PARK_US and one
- * untimed call: the other library's idle threads spin for a while after
- * their last call (OpenBLAS's pthreads pool up to ~0.1 s, OpenMP's for
- * its spin count) and would otherwise take the second core from the
- * library being timed (2-thread small shapes measured up to 10x off).
+ * With threads > 1 each timed block starts after a pause and one untimed
+ * call: the other library's idle threads spin for a while after their last
+ * call and would otherwise take the second core from the library being
+ * timed. OpenBLAS's pthreads pool spins for more than 150 ms (dlc's 2-thread
+ * 128 x 256 x 10 read 1-2 GFLOP/s instead of 80-110 in half the runs after a
+ * 150 ms pause, never in five after 500 ms), OpenMP's idle threads only for
+ * their spin count: PARK_DLC_US before dlc's blocks, PARK_BLAS_US before
+ * OpenBLAS's.
  * Built by bench/run.sh against a dlc build dir. */
 #include <math.h>
 #include <stdio.h>
@@ -35,11 +38,11 @@ static double cpu_now(void) { /* this thread's CPU time: immune to other load (1
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
-enum { PARK_US = 150000 };
+enum { PARK_DLC_US = 500000, PARK_BLAS_US = 150000 };
 
-static void park(int threads) {
+static void park(int threads, long us) {
   if (threads <= 1) return;
-  struct timespec ts = {0, PARK_US * 1000L};
+  struct timespec ts = {us / 1000000, us % 1000000 * 1000L};
   nanosleep(&ts, NULL);
 }
 
@@ -176,12 +179,12 @@ int main(int argc, char **argv) {
     double *td = malloc(sizeof(double) * (size_t)reps), *tb = malloc(sizeof(double) * (size_t)reps);
     double (*clk)(void) = threads == 1 ? cpu_now : now;
     for (int r = 0; r < reps; r++) {
-      park(threads);
+      park(threads, PARK_DLC_US);
       g.fn(g.bufs);
       t0 = clk();
       for (int it = 0; it < iters; it++) g.fn(g.bufs);
       td[r] = (clk() - t0) / iters;
-      park(threads);
+      park(threads, PARK_BLAS_US);
       blas(s, g.bufs[0], g.bufs[1], cref);
       t0 = clk();
       for (int it = 0; it < iters; it++) blas(s, g.bufs[0], g.bufs[1], cref);

@@ -988,7 +988,8 @@ static void test_parallel_bit_identical(void **state) {
  * batch dim (A, B batched too); flat = A is read through a flatten-like
  * div/mod index map (A stored as [M, K/5, 5]). */
 enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16, X_TC = 32, X_NOTC = 64, X_MR4 = 128, X_QT = 256, X_CT = 512,
-       X_Z44 = 1024, X_Z43 = 2048, X_DOTROWS = 4096, X_ZDB = 8192, X_ZNODB = 16384 }; /* plan modes a case must exercise (X_Z*: the tiles planned for an AVX-512
+       X_Z44 = 1024, X_Z43 = 2048, X_DOTROWS = 4096, X_ZDB = 8192, X_ZNODB = 16384,
+       X_NOSPLITN = 32768 }; /* plan modes a case must exercise (X_Z*: the tiles planned for an AVX-512
                                        target, 4 x 4 or 4 x 3 vectors of 16; run as planned on such a host) */
 
 /* Runs t on 1, 2 and 3 threads (output o of no floats poisoned with NaN
@@ -1041,6 +1042,7 @@ static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool e
   if (expect & X_DA) assert_true(g.direct_a);
   if (expect & X_DB) assert_true(g.direct_b);
   if (expect & X_SPLITN) assert_true(g.split_n && g.units > 1);
+  if (expect & X_NOSPLITN) assert_true(!g.split_n);
   if (expect & X_DOT) assert_true(g.dot && g.units > 1);
   /* the dot form's column blocks: a unit per row tile of each */
   if ((expect & X_DOT) && !g.dot_rows) assert_true(g.units == (N + g.RN - 1) / g.RN * ((M + g.RM - 1) / g.RM));
@@ -1151,6 +1153,11 @@ static void test_gemm_path(void **state) {
    * with a K remainder): the filter-gradient shape */
   gemm_case_x(1, 6, 75, 20003, false, false, false, false, X_SPLITN);
   gemm_case_x(1, 16, 150, 6403, true, true, true, false, X_SPLITN);
+  /* ... and where the packed B is at least twice as wide as A is tall (M
+   * over several blocks; transposing pack, N and M edges, two K blocks);
+   * not below twice */
+  gemm_case_x(1, 200, 520, 700, false, true, true, false, X_SPLITN);
+  gemm_case_x(1, 200, 390, 300, false, false, false, false, X_NOSPLITN);
   /* the dot form (both operands contiguous along k; a masked run tail) */
   gemm_case_x(1, 6, 60, 20003, false, true, true, false, X_DOT);
   gemm_case_x(1, 7, 30, 4096, false, true, false, false, X_DOT);
