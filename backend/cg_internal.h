@@ -141,6 +141,9 @@ typedef struct {
   int64_t x_coef, k_coef;
   int64_t f0;                /* offset at all-zero vars */
   bool x_unit, k_unit;       /* most steps of the flat index move by one element */
+  /* not x-affine but rows of x_row unit-stride elements, row t at t * x_row_stride (an image's
+   * output rows in a padded input, read at width Wp: x = oh*Wo + ow at oh*Wp + ow), else 0 */
+  int64_t x_row, x_row_stride;
 } GemmOperand;
 
 typedef struct {
@@ -167,6 +170,9 @@ typedef struct {
                                 once per call for all entries, not per entry */
   bool direct_b_tab;         /* ... its rows found through the K block's offset table (an implicit
                                 im2col: row k = (c, kh, kw) at c*Hp*Wp + kh*Wp + kw) */
+  int64_t b_row, b_row_stride; /* direct B in rows (op[1].x_row): a panel's vector v at
+                                (v*VW / b_row) * b_row_stride + v*VW % b_row; NR % b_row == 0 or
+                                b_row % NR == 0, N % NR == 0; else 0 */
   /* transposed C (a skinny N): the nest computes C^T = Q^T P^T, so P, Q,
    * op[], M and N above are swapped (rows of the nest = C's columns) */
   bool tc;

@@ -303,6 +303,20 @@ static void analyse_operand(const Program *p, const Kernel *k, const GemmPlan *g
     if (q == 1) o->x_affine = aff, o->x_coef = c, o->x_unit = unit;
     else o->k_affine = aff, o->k_coef = c, o->k_unit = unit;
   }
+  /* rows: x = (t, u) over the group's last dim u, at t * S + u */
+  if (!o->x_affine && G.n[1] >= 2 && G.ext[1][G.n[1] - 1] > 1) {
+    int64_t L = G.ext[1][G.n[1] - 1], S = 0;
+    bool rows = true;
+    for (int64_t t = 0; t < G.size[1] && rows; t++) {
+      memset(v, 0, sizeof v);
+      group_point(&G, 1, t, v);
+      int64_t f = cg_load_offset(p, e, v, &bad) - f0;
+      if (t == L) S = f;
+      if (t >= L && f != t / L * S + t % L) rows = false;
+      if (t < L && f != t) rows = false;
+    }
+    if (rows && S > L) o->x_row = L, o->x_row_stride = S;
+  }
   if (bad) return;
   o->f0 = f0;
   o->fast = true;
@@ -407,6 +421,13 @@ static void set_nc(GemmPlan *g) {
   g->NC = npad < ncmax ? npad : ncmax;
 }
 
+/* Whether Q's rows of x_row elements (see GemmOperand) hold whole vectors of
+ * every NR-column panel the same way: panels of whole rows or rows of whole
+ * panels, no N tail. */
+static bool b_rows_fit(const GemmOperand *o, int64_t N, int64_t NR, int64_t VW) {
+  return o->x_row && o->x_row % VW == 0 && N % NR == 0 && (NR % o->x_row == 0 || o->x_row % NR == 0);
+}
+
 static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan *g) {
   memset(g, 0, sizeof *g);
   if (g_gemm_mode == 1) return false;
@@ -452,8 +473,8 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
   /* an implicit im2col's rows (pixels, unit stride) at table offsets per k:
    * read in place too (each row of a convolution's B is a window shift of
    * the same few image rows, hot in L1) */
-  g->direct_b_tab = !g->tc && !g->ct && ob->fast && ob->x_affine && ob->x_coef == 1 && !ob->k_affine && g->M <= DIRECT_B_MAX_M &&
-                    (g->K >= DIRECT_BT_MIN_K || g->M <= DIRECT_BT_ONE_TILE_M);
+  g->direct_b_tab = !g->tc && !g->ct && ob->fast && ((ob->x_affine && ob->x_coef == 1) || ob->x_row) && !ob->k_affine &&
+                    g->M <= DIRECT_B_MAX_M && (g->K >= DIRECT_BT_MIN_K || g->M <= DIRECT_BT_ONE_TILE_M);
   if (g->direct_b_tab) g->direct_b = true;
   /* Packed operands, M a multiple of 4 but not of 6 within one M block (a
    * convolution's 32 or 64 channels): 4 x 3-vector tiles, no idle rows in
@@ -476,7 +497,7 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
       set_nc(g);
     }
   } else if (four_rows && (!g->direct_b || g->direct_b_tab) && g->M <= MC_PANELS * 6 && g->M % 6 &&
-             g->M % 4 == 0 && g->N >= 3 * g->VW) {
+             g->M % 4 == 0 && g->N >= 3 * g->VW && (!g->direct_b_tab || b_rows_fit(ob, g->N, 3 * g->VW, g->VW))) {
     g->MR = 4;
     g->NR = 3 * g->VW;
     g->MC = MC_PANELS * g->MR;
@@ -493,6 +514,12 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
       4 * ob->k_coef <= DIRECT_B_ROW_BYTES) {
     g->direct_b = true;
     g->MC = (g->M + g->MR - 1) / g->MR * g->MR;
+  }
+  /* B's rows in place in rows of the output (a convolution's output rows,
+   * read at the padded input's width): each panel's vectors in one row */
+  if (g->direct_b_tab && !ob->x_affine) {
+    if (b_rows_fit(ob, g->N, g->NR, g->VW)) g->b_row = ob->x_row, g->b_row_stride = ob->x_row_stride;
+    else g->direct_b = g->direct_b_tab = false;
   }
   /* the dot form: both operands contiguous along k (the transposed-both
    * shape of filter gradients), K much longer than M and N */
@@ -571,10 +598,11 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
   if (ok && dbg && atoi(dbg) >= 2)
     fprintf(stderr,
             "dlc-debug: gemm plan %s: batch %lld M %lld N %lld K %lld tile %lldx%lld KC %lld"
-            " direct A/A^T/B %d%d%d%s%s%s dot %d%s transposed %d%s split-N %d"
+            " direct A/A^T/B %d%d%d%s%s%s rows %lld/%lld dot %d%s transposed %d%s split-N %d"
             " P(fast %d affine x/k %d%d unit x/k %d%d) Q(fast %d affine x/k %d%d unit x/k %d%d)\n",
             k->name, (long long)g->batch, (long long)g->M, (long long)g->N, (long long)g->K, (long long)g->MR,
-            (long long)g->NR, (long long)g->KC, g->direct_a, g->direct_at, g->direct_b, g->direct_b_tab ? " (table)" : "", g->direct_a_tab ? " (A table)" : "", g->a_once ? " A once" : "", g->dot,
+            (long long)g->NR, (long long)g->KC, g->direct_a, g->direct_at, g->direct_b, g->direct_b_tab ? " (table)" : "", g->direct_a_tab ? " (A table)" : "", g->a_once ? " A once" : "",
+            (long long)g->b_row, (long long)g->b_row_stride, g->dot,
             g->dot_qt ? " (Q^T packed)" : "", g->tc, g->ct ? " (C^T in scratch)" : "", g->split_n,
             g->op[0].fast, g->op[0].x_affine, g->op[0].k_affine, g->op[0].x_unit, g->op[0].k_unit, g->op[1].fast,
             g->op[1].x_affine, g->op[1].k_affine, g->op[1].x_unit, g->op[1].k_unit);
@@ -743,6 +771,9 @@ static LLVMValueRef part_offset(GemmCg *G, int w, int grp, LLVMValueRef x, LLVMV
   bool aff = grp == 2 ? o->k_affine : o->x_affine;
   int64_t c = grp == 2 ? o->k_coef : o->x_coef;
   if (aff) return c == 1 ? x : LLVMBuildNSWMul(kc->b, x, cg_i64(kc->m, c), "");
+  if (grp == 1 && w == 1 && o->x_row) /* rows: no table */
+    return ADD(kc, MUL(kc, LLVMBuildUDiv(kc->b, x, I64(kc, o->x_row), ""), o->x_row_stride),
+               LLVMBuildURem(kc->b, x, I64(kc, o->x_row), ""));
   LLVMValueRef t = LLVMBuildNSWSub(kc->b, x, start, "");
   LLVMValueRef ptr = LLVMBuildInBoundsGEP2(kc->b, kc->m->t_i64, grp == 2 ? G->ktab[w] : G->xtab[w], &t, 1, "");
   return LLVMBuildLoad2(kc->b, kc->m->t_i64, ptr, "");
@@ -878,17 +909,23 @@ static void pack_block(GemmCg *G, int w, LLVMValueRef dst, LLVMValueRef xs, LLVM
   LLVMContextRef ctx = m->ctx;
   int64_t R = w == 0 ? g->MR : g->NR;
   bool kin = o->fast && operand_k_inner(G, w);
-  if (o->fast && !kin && o->x_affine && o->x_coef == 1) {
-    LLVMTypeRef vt = LLVMVectorType(m->t_f32, (unsigned)R);
+  /* Q in rows (GemmOperand.x_row): a panel's vectors each within a row, at their table offsets */
+  bool vrows = w == 1 && !o->x_affine && o->x_row && o->x_row % g->VW == 0;
+  if (o->fast && !kin && ((o->x_affine && o->x_coef == 1) || vrows)) {
+    int64_t lw = vrows ? g->VW : R;
+    LLVMTypeRef vt = LLVMVectorType(m->t_f32, (unsigned)lw);
     LLVMValueRef nfull = LLVMBuildUDiv(b, cnt, I64(kc, R), "");
     GLoop Lp, Lk;
     LLVMValueRef p = gloop_begin(kc, &Lp, I64(kc, 0), nfull, 1, "vp");
     LLVMValueRef kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "vk");
     LLVMValueRef x0 = ADD(kc, xs, MUL(kc, p, R));
-    LLVMValueRef v = LLVMBuildLoad2(b, vt, fast_ptr(G, w, x0, xs, ADD(kc, pc, kl), pc), "");
-    LLVMSetAlignment(v, 4);
-    LLVMValueRef st = LLVMBuildStore(b, v, GEPF(kc, dst, MUL(kc, ADD(kc, MUL(kc, p, g->KC), kl), R)));
-    LLVMSetAlignment(st, 4);
+    LLVMValueRef d0 = MUL(kc, ADD(kc, MUL(kc, p, g->KC), kl), R);
+    for (int64_t q = 0; q < R; q += lw) {
+      LLVMValueRef v = LLVMBuildLoad2(b, vt, fast_ptr(G, w, ADD(kc, x0, I64(kc, q)), xs, ADD(kc, pc, kl), pc), "");
+      LLVMSetAlignment(v, 4);
+      LLVMValueRef st = LLVMBuildStore(b, v, GEPF(kc, dst, ADD(kc, d0, I64(kc, q))));
+      LLVMSetAlignment(st, 4);
+    }
     gloop_end(kc, &Lk);
     gloop_end(kc, &Lp);
     /* a partial panel exists only when the extent is not a multiple of R
@@ -1068,10 +1105,10 @@ static void col_masks(GemmCg *G, LLVMValueRef cols, int NV, LLVMValueRef *cm) {
  * one broadcast of Ap and NR/VW vector loads of Bp per k; a full tile is
  * loaded and stored directly, an edge tile through a small tile buffer. */
 static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
-  char name[64];
-  snprintf(name, sizeof name, "dlc.gemm.ukr.%lldx%lld.v%lld%s%s%s%s", (long long)g->MR, (long long)g->NR,
+  char name[96];
+  snprintf(name, sizeof name, "dlc.gemm.ukr.%lldx%lld.v%lld%s%s%s%s.r%lld.%lld", (long long)g->MR, (long long)g->NR,
            (long long)g->VW, g->direct_a ? ".da" : "", g->direct_a_tab ? ".at" : "", g->tc ? ".tc" : "",
-           g->direct_b_tab ? ".bt" : "");
+           g->direct_b_tab ? ".bt" : "", (long long)g->b_row, (long long)g->b_row_stride);
   LLVMValueRef fn = LLVMGetNamedFunction(m->mod, name);
   if (fn) return fn;
   LLVMTypeRef pt[13] = {m->t_ptr, m->t_i64, m->t_ptr, m->t_i64, m->t_i64, m->t_ptr, m->t_i64,
@@ -1187,7 +1224,10 @@ static LLVMValueRef ukr_fn(CgModule *m, const GemmPlan *g) {
   else
     boff = LLVMBuildNSWMul(b, kl, ldb, "");
   /* B rows read in place (direct B) are not vector-aligned */
-  for (int v = 0; v < NV; v++) bv[v] = vload(G, GEPF(kc, bp, ADD(kc, boff, I64(kc, v * VW))), 4);
+  for (int v = 0; v < NV; v++) { /* (in rows: vector v of the panel in row v*VW / b_row) */
+    int64_t vo = g->b_row ? v * VW / g->b_row * g->b_row_stride + v * VW % g->b_row : v * VW;
+    bv[v] = vload(G, GEPF(kc, bp, ADD(kc, boff, I64(kc, vo))), 4);
+  }
   /* k-major A (packed: lda = MR; transposed A in place: lda = its k stride),
    * rows past `rows` read the last valid row */
   LLVMValueRef aoff = g->direct_a_tab ? LLVMBuildLoad2(b, m->t_i64, LLVMBuildInBoundsGEP2(b, m->t_i64, aktab, &kl, 1, ""), "")
@@ -1690,7 +1730,7 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
     }
   LLVMValueRef jc = gloop_begin(kc, &Ljc, n_lo, n_hi, g->NC, "jc");
   LLVMValueRef nc_cur = MIN(kc, I64(kc, g->NC), SUB(kc, n_hi, jc));
-  if (G.xtab[1]) fill_table(&G, 1, 1, G.xtab[1], jc, nc_cur);
+  if (G.xtab[1] && !g->op[1].x_row) fill_table(&G, 1, 1, G.xtab[1], jc, nc_cur);
   LLVMValueRef pc = gloop_begin(kc, &Lpc, I64(kc, 0), I64(kc, g->K), g->KC, "pc");
   LLVMValueRef kc_cur = MIN(kc, I64(kc, g->KC), SUB(kc, I64(kc, g->K), pc));
   for (int w = Aall ? 1 : 0; w < 2; w++)
@@ -1717,7 +1757,11 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
   LLVMValueRef cols = MIN(kc, I64(kc, g->NR), SUB(kc, nc_cur, jr));
   LLVMValueRef bp, ldb, btab = NULL;
   if (g->direct_b) {
-    LLVMValueRef off = ADD(kc, G.base[1], ADD(kc, jc, jr));
+    LLVMValueRef x = ADD(kc, jc, jr);
+    if (g->b_row) /* the panel's first row and column */
+      x = ADD(kc, MUL(kc, LLVMBuildUDiv(b, x, I64(kc, g->b_row), ""), g->b_row_stride),
+              LLVMBuildURem(b, x, I64(kc, g->b_row), ""));
+    LLVMValueRef off = ADD(kc, G.base[1], x);
     if (!g->direct_b_tab) off = ADD(kc, off, MUL(kc, pc, g->op[1].k_coef));
     LLVMValueRef full = g->N % g->NR ? LT(kc, jr, nfull) : LLVMConstInt(m->t_i1, 1, 0);
     bp = LLVMBuildSelect(b, full, GEPF(kc, kc->buf[g->Q->buf], off), G.Bp, "");

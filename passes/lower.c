@@ -596,6 +596,11 @@ static VExpr *shifted_load(L *l, int xs, IExpr *n, IExpr *c, IExpr *kh, IExpr *k
  * LeNet-5's first convolution (14%) ~8% less, its second (40%) 20-30% more.
  * DLC_CONV_FLAT=1 takes this way whenever legal, =0 never. */
 enum { FLAT_MAX_EXTRA_PCT = 30 };
+/* Outputs whose rows are whole vectors (16 floats, or 8 with AVX2) skip the
+ * extra columns: the product runs over [N, O, Ho, Wo] and reads the padded
+ * image's rows at their offsets (GemmOperand.x_row), with no crop after it
+ * (the small VGG: ...) */
+enum { FLAT_ROW_WIDTHS = 16 };
 static bool conv_is_flat(const ConvAttr *cv, int64_t C_, int64_t KH, int64_t KW, int64_t Ho, int64_t Wo) {
   if (cv->groups != 1 || cv->stride[0] != 1 || cv->stride[1] != 1 || conv_is_pointwise(cv, KH, KW)) return false;
   if (cv->pad[0] > (KH - 1) * cv->dil[0] || cv->pad[1] > (KW - 1) * cv->dil[1]) return false;
@@ -683,6 +688,20 @@ static bool lower_conv_flat(L *l, const Node *n, int out) {
       const Node *x = l->g->nodes[n->in[0]];
       int64_t Hp = x->shape.d[2] + 2 * cv->pad[0], Wp = x->shape.d[3] + 2 * cv->pad[1], Q = (Ho - 1) * Wp + Wo;
       int xv = padded_flat(l, n, x->id, cv->pad[0], cv->pad[1], true);
+      if (Wo % FLAT_ROW_WIDTHS == 0) { /* y[n, o, oh, ow] = sum_r W[o, r] * xp[n, off(r) + oh*Wp + ow] */
+        int64_t wd[2] = {O, R};
+        int wv = view_of(l, l->buf[w->id], shape_make(2, wd));
+        Kernel *k = new_kernel(l, n, out, "conv2d");
+        k->red = RED_SUM;
+        k->n_red = 1;
+        k->red_ext[0] = R;
+        wi[0] = v[1], wi[1] = v[4];
+        bi[0] = v[0], bi[1] = ADD(l, window_offset(l, v[4], KH, KW, Hp, Wp, d0, d1), ADD(l, MUL(l, v[2], Wp), v[3]));
+        k->body = vx_bin(a, VX_MUL, vx_load(a, DT_F32, wv, 2, wi, NULL, 0), vx_load(a, DT_F32, xv, 2, bi, NULL, 0));
+        emit(l, k);
+        k->flops = 2 * N * O * Ho * Wo * R;
+        return true;
+      }
       int64_t wd[2] = {O, R}, yd[3] = {N, O, Q};
       int wv = view_of(l, l->buf[w->id], shape_make(2, wd));
       int yw = kir_buffer(l->p, arena_printf(a, "%%t%d.wide", n->id), BUF_TEMP, DT_F32, shape_make(3, yd), (int)l->e);
@@ -715,6 +734,18 @@ static bool lower_conv_flat(L *l, const Node *n, int out) {
     kt->body = value_at(l, w->id, wi, NULL);
     emit(l, kt);
     int dv = padded_flat(l, n, dy->id, q0, q1, true);
+    if (W % FLAT_ROW_WIDTHS == 0) { /* dx[n, c, h, w] = sum_r' Wt[c, r'] * dyp[n, off(r') + h*Wq + w] */
+      Kernel *k = new_kernel(l, n, out, "conv2d_bwd_data");
+      k->red = RED_SUM;
+      k->n_red = 1;
+      k->red_ext[0] = O * KH * KW;
+      wi[0] = v[1], wi[1] = v[4];
+      bi[0] = v[0], bi[1] = ADD(l, window_offset(l, v[4], KH, KW, Hq, Wq, d0, d1), ADD(l, MUL(l, v[2], Wq), v[3]));
+      k->body = vx_bin(a, VX_MUL, vx_load(a, DT_F32, wt, 2, wi, NULL, 0), vx_load(a, DT_F32, dv, 2, bi, NULL, 0));
+      emit(l, k);
+      k->flops = 2 * N * C_ * Ho * Wo * O * KH * KW;
+      return true;
+    }
     int xw = kir_buffer(l->p, arena_printf(a, "%%t%d.wide", n->id), BUF_TEMP, DT_F32, shape_make(3, xd), (int)l->e);
     Kernel *k = new_kernel(l, n, xw, "conv2d_bwd_data");
     k->red = RED_SUM;

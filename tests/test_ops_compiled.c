@@ -552,6 +552,12 @@ static const ConvCase conv_cases[] = {
     {1, 4, 9, 9, 8, 2, 2, {2, 1}, {1, 0}, {2, 1}, 2},  /* grouped, strided, dilated */
     {1, 2, 6, 6, 2, 3, 3, {3, 3}, {0, 0}, {1, 1}, 1},  /* stride leaves a remainder */
     {3, 17, 5, 4, 5, 2, 3, {1, 1}, {1, 1}, {1, 1}, 1}, /* odd channel count */
+    /* output rows of whole vectors: products over [N, O, Ho, Wo] reading the
+     * padded image's rows in place (16 wide, 32 wide, dilated; unpadded) */
+    {2, 3, 6, 16, 4, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},
+    {1, 2, 3, 32, 3, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},
+    {1, 2, 5, 16, 3, 3, 3, {1, 1}, {2, 2}, {2, 2}, 1},
+    {1, 2, 4, 18, 8, 3, 3, {1, 1}, {0, 0}, {1, 1}, 1},
 };
 
 static int conv(T *t, OpKind op, int a, int b, const ConvCase *cc, const Shape *os) {

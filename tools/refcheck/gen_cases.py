@@ -728,7 +728,7 @@ def fam_conv(b):
     b.head.append(f"const B = {B}")
     C = b.choice([3, 5, 8, 16, 32] if wide else [1, 2, 3, 4, 6])
     H = b.choice([7, 9, 11, 13, 15, 17] if wide else [5, 6, 7, 9, 11, 13, 15])
-    W = H if b.r() < 0.6 else b.choice([5, 7, 8, 10, 12])
+    W = H if b.r() < 0.6 else b.choice([5, 7, 8, 10, 12, 16, 18, 32])  # (16, 32: output rows of whole vectors)
     if b.r() < 0.1:
         # the image comes out of a dense layer (a generator's first step)
         Fin = b.choice([3, 8, 20])
