@@ -1158,6 +1158,7 @@ static void test_gemm_path(void **state) {
    * not below twice */
   gemm_case_x(1, 200, 520, 700, false, true, true, false, X_SPLITN);
   gemm_case_x(1, 200, 390, 300, false, false, false, false, X_NOSPLITN);
+  gemm_case_x(1, 200, 520, 10, false, true, true, false, X_NOSPLITN); /* (nor for a short K) */
   /* the dot form (both operands contiguous along k; a masked run tail) */
   gemm_case_x(1, 6, 60, 20003, false, true, true, false, X_DOT);
   gemm_case_x(1, 7, 30, 4096, false, true, false, false, X_DOT);
