@@ -28,6 +28,9 @@
  * with the generic expression code at clamped (in-bounds) indices, 0
  * outside [M, N). Operands are read in place instead where packing does
  * not pay: A's rows (or a transposed A) for small N, B's rows for small M.
+ * A convolution's output rows of whole vectors read the padded image's rows
+ * in place (GemmOperand.x_row: row t at t * Wp), each panel's vectors
+ * within a row, so no extra columns are computed at the padded width.
  * The packed B block lives in the thread's heap scratch (dlrt_scratch).
  * The dot form (tiny M, N against a long reduction contiguous in both
  * operands: the first convolution's filter gradient) computes C as vector
@@ -912,7 +915,7 @@ static void pack_block(GemmCg *G, int w, LLVMValueRef dst, LLVMValueRef xs, LLVM
   LLVMContextRef ctx = m->ctx;
   int64_t R = w == 0 ? g->MR : g->NR;
   bool kin = o->fast && operand_k_inner(G, w);
-  /* Q in rows (GemmOperand.x_row): a panel's vectors each within a row, at their table offsets */
+  /* Q in rows (GemmOperand.x_row): a panel's vectors each within a row, at their rows' offsets */
   bool vrows = w == 1 && !o->x_affine && o->x_row && o->x_row % g->VW == 0;
   if (o->fast && !kin && ((o->x_affine && o->x_coef == 1) || vrows)) {
     int64_t lw = vrows ? g->VW : R;

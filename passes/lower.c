@@ -582,7 +582,10 @@ static VExpr *shifted_load(L *l, int xs, IExpr *n, IExpr *c, IExpr *kh, IExpr *k
  *                filter transposed and flipped: Wt[c, (o, kh, kw)] = W[o, c, KH-1-kh, KW-1-kw]
  *   filter grad: dW[o, r] = sum_{n, q} dyw[n, o, q] * xp[n, off(r) + q],
  *                dyw = dy at the padded width, 0 in the extra columns.
- * No column buffer (KH*KW times the image) is written or read. */
+ * No column buffer (KH*KW times the image) is written or read. Outputs whose
+ * rows are whole vectors (FLAT_ROW_WIDTHS) are computed without the extra
+ * columns, over (oh, ow) at oh*Wp + ow, and need no crop; so is the filter
+ * gradient over (n, oh, ow) when dy is in a buffer and padded anyway. */
 /* Whether a convolution with filter [O, C, KH, KW] and output positions
  * Ho x Wo goes this way: stride 1, one group, not pointwise, padding within
  * the filter's reach (the data gradient pads dy by (K-1)*d - p), and either
