@@ -808,7 +808,8 @@ static bool operand_k_inner(GemmCg *G, int w) {
   /* rows along the own index are copied as vectors only when they are
    * affine with unit stride (an implicit im2col's x = (c, kh, kw) steps by
    * one within a window row but not across rows: k-inner, contiguous in q) */
-  if (o->fast) return o->k_unit && !(o->x_unit && o->x_affine && o->x_coef == 1);
+  bool xrows = w == 1 && o->x_row && o->x_row % G->g->VW == 0; /* (rows of whole vectors: pack_block) */
+  if (o->fast) return o->k_unit && !(o->x_unit && ((o->x_affine && o->x_coef == 1) || xrows));
   return k_contiguous(G->kc->p, G->kc->k, w == 0 ? G->g->P : G->g->Q);
 }
 
@@ -923,11 +924,16 @@ static void pack_block(GemmCg *G, int w, LLVMValueRef dst, LLVMValueRef xs, LLVM
     LLVMValueRef nfull = LLVMBuildUDiv(b, cnt, I64(kc, R), "");
     GLoop Lp, Lk;
     LLVMValueRef p = gloop_begin(kc, &Lp, I64(kc, 0), nfull, 1, "vp");
-    LLVMValueRef kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "vk");
     LLVMValueRef x0 = ADD(kc, xs, MUL(kc, p, R));
+    /* the panel's own offsets (its vectors' rows), outside the k loop */
+    LLVMValueRef xo[16] = {0};
+    for (int64_t q = 0; q < R; q += lw) xo[q / lw] = ADD(kc, G->base[w], part_offset(G, w, 1, ADD(kc, x0, I64(kc, q)), xs));
+    LLVMValueRef kl = gloop_begin(kc, &Lk, I64(kc, 0), kc_cur, 1, "vk");
     LLVMValueRef d0 = MUL(kc, ADD(kc, MUL(kc, p, g->KC), kl), R);
+    LLVMValueRef koff = part_offset(G, w, 2, ADD(kc, pc, kl), pc);
     for (int64_t q = 0; q < R; q += lw) {
-      LLVMValueRef v = LLVMBuildLoad2(b, vt, fast_ptr(G, w, ADD(kc, x0, I64(kc, q)), xs, ADD(kc, pc, kl), pc), "");
+      LLVMValueRef src = GEPF(kc, kc->buf[(w == 0 ? g->P : g->Q)->buf], ADD(kc, xo[q / lw], koff));
+      LLVMValueRef v = LLVMBuildLoad2(b, vt, src, "");
       LLVMSetAlignment(v, 4);
       LLVMValueRef st = LLVMBuildStore(b, v, GEPF(kc, dst, ADD(kc, d0, I64(kc, q))));
       LLVMSetAlignment(st, 4);

@@ -607,6 +607,11 @@ enum { FLAT_MAX_EXTRA_PCT = 30 };
  * 110 ms at 1 thread, though the pads of the products' inputs no longer run
  * inside the producer's per-image fusion: ~2.7 ms) */
 enum { FLAT_ROW_WIDTHS = 16 };
+/* (DLC_CONV_ROWS=0: never, for measurements) */
+static bool flat_rows(int64_t Wo) {
+  const char *env = getenv("DLC_CONV_ROWS");
+  return Wo % FLAT_ROW_WIDTHS == 0 && !(env && env[0] == '0');
+}
 static bool conv_is_flat(const ConvAttr *cv, int64_t C_, int64_t KH, int64_t KW, int64_t Ho, int64_t Wo) {
   if (cv->groups != 1 || cv->stride[0] != 1 || cv->stride[1] != 1 || conv_is_pointwise(cv, KH, KW)) return false;
   if (cv->pad[0] > (KH - 1) * cv->dil[0] || cv->pad[1] > (KW - 1) * cv->dil[1]) return false;
@@ -677,6 +682,17 @@ static void crop(L *l, const Node *n, int out, int wide, int64_t Wp, const char 
   emit(l, k);
 }
 
+/* Whether node id is a pooling adjoint, or elementwise (a ReLU mask) over
+ * one within depth levels. */
+static bool from_pool_adjoint(const Graph *g, int id, int depth) {
+  const Node *n = g->nodes[id];
+  if (n->op == OP_MAXPOOL2D_BWD || n->op == OP_AVGPOOL2D_BWD) return true;
+  if (depth <= 0 || !op_has(n->op, OPF_ELEMWISE)) return false;
+  for (int i = 0; i < n->nin; i++)
+    if (from_pool_adjoint(g, n->in[i], depth - 1)) return true;
+  return false;
+}
+
 static bool lower_conv_flat(L *l, const Node *n, int out) {
   const ConvAttr *cv = &n->attr.conv;
   Arena *a = l->a;
@@ -694,7 +710,7 @@ static bool lower_conv_flat(L *l, const Node *n, int out) {
       const Node *x = l->g->nodes[n->in[0]];
       int64_t Hp = x->shape.d[2] + 2 * cv->pad[0], Wp = x->shape.d[3] + 2 * cv->pad[1], Q = (Ho - 1) * Wp + Wo;
       int xv = padded_flat(l, n, x->id, cv->pad[0], cv->pad[1], true);
-      if (Wo % FLAT_ROW_WIDTHS == 0) { /* y[n, o, oh, ow] = sum_r W[o, r] * xp[n, off(r) + oh*Wp + ow] */
+      if (flat_rows(Wo)) { /* y[n, o, oh, ow] = sum_r W[o, r] * xp[n, off(r) + oh*Wp + ow] */
         int64_t wd[2] = {O, R};
         int wv = view_of(l, l->buf[w->id], shape_make(2, wd));
         Kernel *k = new_kernel(l, n, out, "conv2d");
@@ -740,7 +756,7 @@ static bool lower_conv_flat(L *l, const Node *n, int out) {
     kt->body = value_at(l, w->id, wi, NULL);
     emit(l, kt);
     int dv = padded_flat(l, n, dy->id, q0, q1, true);
-    if (W % FLAT_ROW_WIDTHS == 0) { /* dx[n, c, h, w] = sum_r' Wt[c, r'] * dyp[n, off(r') + h*Wq + w] */
+    if (flat_rows(W)) { /* dx[n, c, h, w] = sum_r' Wt[c, r'] * dyp[n, off(r') + h*Wq + w] */
       Kernel *k = new_kernel(l, n, out, "conv2d_bwd_data");
       k->red = RED_SUM;
       k->n_red = 1;
@@ -777,13 +793,13 @@ static bool lower_conv_flat(L *l, const Node *n, int out) {
   bool dx = false; /* the data gradient, which pads dy anyway */
   for (int i = 0; i < l->g->n_nodes && !dx; i++)
     dx = l->g->nodes[i] && l->g->nodes[i]->op == OP_CONV2D_BWD_DATA && l->g->nodes[i]->in[0] == dy->id;
-  if (l->buf[dy->id] >= 0 && (!same || dx)) {
+  if (l->buf[dy->id] >= 0 && (!same || dx || !from_pool_adjoint(l->g, dy->id, 4))) {
     /* dy in a buffer: dW[o, r] = sum_{n, oh, ow} dy[n, o, oh, ow] * xp[n, off(r) + oh*Wp + ow], no
      * extra columns (the GEMM reads xp's rows at table offsets along k; the small VGG's filter
-     * gradients 13.7 -> 12.9, 13.8 -> 12.8 and 7.2 -> 6.6 ms). Not for a first layer with "same"
-     * padding: there the padded dy below serves no data gradient, but the pooling adjoint that
-     * makes dy folds into its pad kernel (LeNet-5's first convolution: pad 0.037 + product 0.220
-     * ms against a standalone adjoint 0.060 + 0.227) */
+     * gradients 13.7 -> 12.9, 13.8 -> 12.8 and 7.2 -> 6.6 ms; its first layer's needs no pad of
+     * dy then, 0.6-0.9 ms). Not for a first layer with "same" padding whose dy comes from a
+     * pooling adjoint: that folds into the pad kernel of dy (LeNet-5's first convolution: pad
+     * 0.037 + product 0.220 ms against a standalone adjoint 0.060 + 0.227) */
     IExpr *u[8];
     vars(l, u, 7);
     Kernel *k = new_kernel(l, n, out, "conv2d_bwd_filter");
