@@ -605,7 +605,7 @@ enum { FLAT_MAX_EXTRA_PCT = 30 };
  * (the small VGG's 3 x 3 convolutions at 16 and 32 wide: 82-90 -> 93-100
  * GFLOP/s per product counted without the extra columns; its step 121 ->
  * 110 ms at 1 thread, though the pads of the products' inputs no longer run
- * inside the producer's per-image fusion: ~2.7 ms) */
+ * inside the producer's per-image fusion: ~2 ms) */
 enum { FLAT_ROW_WIDTHS = 16 };
 /* (DLC_CONV_ROWS=0: never, for measurements) */
 static bool flat_rows(int64_t Wo) {
