@@ -607,10 +607,15 @@ enum { FLAT_MAX_EXTRA_PCT = 30 };
  * 110 ms at 1 thread, though the pads of the products' inputs no longer run
  * inside the producer's per-image fusion: ~2 ms) */
 enum { FLAT_ROW_WIDTHS = 16 };
-/* (DLC_CONV_ROWS=0: never, for measurements) */
+/* Widths whose rows hold the GEMM's panels whole or in whole rows (panels of
+ * 64 columns on AVX-512, 16 on AVX2), so that B is read in place: 16, 32 and
+ * multiples of 64. Other multiples of 16 (48, 80, ..., 224) would have B
+ * packed, which costs more than their few extra columns (2/224) save.
+ * (DLC_CONV_ROWS=0: never, for measurements) */
 static bool flat_rows(int64_t Wo) {
   const char *env = getenv("DLC_CONV_ROWS");
-  return Wo % FLAT_ROW_WIDTHS == 0 && !(env && env[0] == '0');
+  bool fits = Wo == FLAT_ROW_WIDTHS || Wo == 2 * FLAT_ROW_WIDTHS || Wo % (4 * FLAT_ROW_WIDTHS) == 0;
+  return fits && !(env && env[0] == '0');
 }
 static bool conv_is_flat(const ConvAttr *cv, int64_t C_, int64_t KH, int64_t KW, int64_t Ho, int64_t Wo) {
   if (cv->groups != 1 || cv->stride[0] != 1 || cv->stride[1] != 1 || conv_is_pointwise(cv, KH, KW)) return false;

@@ -555,7 +555,7 @@ static const ConvCase conv_cases[] = {
 };
 
 /* Output rows of whole vectors: products over [N, O, Ho, Wo] reading the
- * padded image's rows in place (16 wide, 32 wide, dilated; unpadded). A
+ * padded image's rows in place (16, 32 and 64 wide, dilated; unpadded). A
  * group of their own: their many outputs would make the loss of the others'
  * group a long sum with cancellation. */
 static const ConvCase conv_row_cases[] = {
@@ -563,6 +563,7 @@ static const ConvCase conv_row_cases[] = {
     {1, 2, 3, 32, 3, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},
     {1, 2, 5, 16, 3, 3, 3, {1, 1}, {2, 2}, {2, 2}, 1},
     {1, 2, 4, 18, 8, 3, 3, {1, 1}, {0, 0}, {1, 1}, 1},
+    {1, 2, 2, 64, 3, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1}, /* (64 wide: a row of whole panels) */
 };
 
 static int conv(T *t, OpKind op, int a, int b, const ConvCase *cc, const Shape *os) {
