@@ -141,8 +141,8 @@ typedef struct {
   int64_t x_coef, k_coef;
   int64_t f0;                /* offset at all-zero vars */
   bool x_unit, k_unit;       /* most steps of the flat index move by one element */
-  /* not x-affine but rows of x_row unit-stride elements, row t at t * x_row_stride (an image's
-   * output rows in a padded input, read at width Wp: x = oh*Wo + ow at oh*Wp + ow), else 0 */
+  /* Q only: not x-affine but rows of x_row unit-stride elements, row t at t * x_row_stride (an
+   * image's output rows in a padded input, read at width Wp: x = oh*Wo + ow at oh*Wp + ow), else 0 */
   int64_t x_row, x_row_stride;
 } GemmOperand;
 

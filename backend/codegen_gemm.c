@@ -308,8 +308,8 @@ static void analyse_operand(const Program *p, const Kernel *k, const GemmPlan *g
     if (q == 1) o->x_affine = aff, o->x_coef = c, o->x_unit = unit;
     else o->k_affine = aff, o->k_coef = c, o->k_unit = unit;
   }
-  /* rows: x = (t, u) over the group's last dim u, at t * S + u */
-  if (!o->x_affine && G.n[1] >= 2 && G.ext[1][G.n[1] - 1] > 1) {
+  /* Q in rows: x = (t, u) over the group's last dim u, at t * S + u */
+  if (!isP && !o->x_affine && G.n[1] >= 2 && G.ext[1][G.n[1] - 1] > 1) {
     int64_t L = G.ext[1][G.n[1] - 1], S = 0;
     bool rows = true;
     for (int64_t t = 0; t < G.size[1] && rows; t++) {
@@ -426,11 +426,13 @@ static void set_nc(GemmPlan *g) {
   g->NC = npad < ncmax ? npad : ncmax;
 }
 
-/* Whether Q's rows of x_row elements (see GemmOperand) hold whole vectors of
- * every NR-column panel the same way: panels of whole rows or rows of whole
- * panels, no N tail. */
+/* Whether Q runs in rows (GemmOperand.x_row) of whole vectors. */
+static bool rows_of_vectors(const GemmOperand *o, int64_t VW) { return o->x_row && o->x_row % VW == 0; }
+
+/* ... and its rows hold whole vectors of every NR-column panel the same
+ * way: panels of whole rows or rows of whole panels, no N tail. */
 static bool b_rows_fit(const GemmOperand *o, int64_t N, int64_t NR, int64_t VW) {
-  return o->x_row && o->x_row % VW == 0 && N % NR == 0 && (NR % o->x_row == 0 || o->x_row % NR == 0);
+  return rows_of_vectors(o, VW) && N % NR == 0 && (NR % o->x_row == 0 || o->x_row % NR == 0);
 }
 
 static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan *g) {
@@ -777,7 +779,7 @@ static LLVMValueRef part_offset(GemmCg *G, int w, int grp, LLVMValueRef x, LLVMV
   bool aff = grp == 2 ? o->k_affine : o->x_affine;
   int64_t c = grp == 2 ? o->k_coef : o->x_coef;
   if (aff) return c == 1 ? x : LLVMBuildNSWMul(kc->b, x, cg_i64(kc->m, c), "");
-  if (grp == 1 && w == 1 && o->x_row) /* rows: no table */
+  if (grp == 1 && o->x_row) /* rows: no table */
     return ADD(kc, MUL(kc, LLVMBuildUDiv(kc->b, x, I64(kc, o->x_row), ""), o->x_row_stride),
                LLVMBuildURem(kc->b, x, I64(kc, o->x_row), ""));
   LLVMValueRef t = LLVMBuildNSWSub(kc->b, x, start, "");
@@ -808,8 +810,8 @@ static bool operand_k_inner(GemmCg *G, int w) {
   /* rows along the own index are copied as vectors only when they are
    * affine with unit stride (an implicit im2col's x = (c, kh, kw) steps by
    * one within a window row but not across rows: k-inner, contiguous in q) */
-  bool xrows = w == 1 && o->x_row && o->x_row % G->g->VW == 0; /* (rows of whole vectors: pack_block) */
-  if (o->fast) return o->k_unit && !(o->x_unit && ((o->x_affine && o->x_coef == 1) || xrows));
+  if (o->fast) /* (rows of whole vectors: pack_block too) */
+    return o->k_unit && !(o->x_unit && ((o->x_affine && o->x_coef == 1) || rows_of_vectors(o, G->g->VW)));
   return k_contiguous(G->kc->p, G->kc->k, w == 0 ? G->g->P : G->g->Q);
 }
 
@@ -917,7 +919,7 @@ static void pack_block(GemmCg *G, int w, LLVMValueRef dst, LLVMValueRef xs, LLVM
   int64_t R = w == 0 ? g->MR : g->NR;
   bool kin = o->fast && operand_k_inner(G, w);
   /* Q in rows (GemmOperand.x_row): a panel's vectors each within a row, at their rows' offsets */
-  bool vrows = w == 1 && !o->x_affine && o->x_row && o->x_row % g->VW == 0;
+  bool vrows = rows_of_vectors(o, g->VW);
   if (o->fast && !kin && ((o->x_affine && o->x_coef == 1) || vrows)) {
     int64_t lw = vrows ? g->VW : R;
     LLVMTypeRef vt = LLVMVectorType(m->t_f32, (unsigned)lw);
@@ -1742,7 +1744,7 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
     }
   LLVMValueRef jc = gloop_begin(kc, &Ljc, n_lo, n_hi, g->NC, "jc");
   LLVMValueRef nc_cur = MIN(kc, I64(kc, g->NC), SUB(kc, n_hi, jc));
-  if (G.xtab[1] && !g->op[1].x_row) fill_table(&G, 1, 1, G.xtab[1], jc, nc_cur);
+  if (G.xtab[1] && !g->op[1].x_row) fill_table(&G, 1, 1, G.xtab[1], jc, nc_cur); /* (rows: computed) */
   LLVMValueRef pc = gloop_begin(kc, &Lpc, I64(kc, 0), I64(kc, g->K), g->KC, "pc");
   LLVMValueRef kc_cur = MIN(kc, I64(kc, g->KC), SUB(kc, I64(kc, g->K), pc));
   for (int w = Aall ? 1 : 0; w < 2; w++)
@@ -1769,11 +1771,8 @@ void cg_emit_gemm_fused(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLV
   LLVMValueRef cols = MIN(kc, I64(kc, g->NR), SUB(kc, nc_cur, jr));
   LLVMValueRef bp, ldb, btab = NULL;
   if (g->direct_b) {
-    LLVMValueRef x = ADD(kc, jc, jr);
-    if (g->b_row) /* the panel's first row and column */
-      x = ADD(kc, MUL(kc, LLVMBuildUDiv(b, x, I64(kc, g->b_row), ""), g->b_row_stride),
-              LLVMBuildURem(b, x, I64(kc, g->b_row), ""));
-    LLVMValueRef off = ADD(kc, G.base[1], x);
+    /* (in rows: the panel's first row and column) */
+    LLVMValueRef off = ADD(kc, G.base[1], part_offset(&G, 1, 1, ADD(kc, jc, jr), jc));
     if (!g->direct_b_tab) off = ADD(kc, off, MUL(kc, pc, g->op[1].k_coef));
     LLVMValueRef full = g->N % g->NR ? LT(kc, jr, nfull) : LLVMConstInt(m->t_i1, 1, 0);
     bp = LLVMBuildSelect(b, full, GEPF(kc, kc->buf[g->Q->buf], off), G.Bp, "");

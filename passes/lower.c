@@ -698,6 +698,41 @@ static bool from_pool_adjoint(const Graph *g, int id, int depth) {
   return false;
 }
 
+/* The image geometry of a flat product: windows KH x KW (dilations d0, d1)
+ * over a padded image of Hp x Wp, an output of Ho x Wo positions. */
+typedef struct {
+  int64_t KH, KW, Hp, Wp, Ho, Wo;
+  int d0, d1;
+} FlatGeom;
+
+/* out[n, i, oh, ow] = sum_r A[i, r] * img[n, off(r) + oh*Wp + ow] (A [I, R],
+ * img [N, C*Hp*Wp]): over the output's positions when its rows fit
+ * (flat_rows), else at the padded width into a wide temporary that a crop
+ * kernel trims into out. */
+static void flat_product(L *l, const Node *n, int out, const char *what, int A, int img, int64_t I, int64_t R,
+                         const FlatGeom *f, int64_t flops) {
+  Arena *a = l->a;
+  IExpr *v[8];
+  vars(l, v, 5);
+  bool rows = flat_rows(f->Wo);
+  int64_t N = l->p->bufs[out].shape.d[0], Q = (f->Ho - 1) * f->Wp + f->Wo;
+  int dst = out;
+  if (!rows) {
+    int64_t wd[3] = {N, I, Q};
+    dst = kir_buffer(l->p, arena_printf(a, "%%t%d.wide", n->id), BUF_TEMP, DT_F32, shape_make(3, wd), (int)l->e);
+  }
+  Kernel *k = new_kernel(l, n, dst, what);
+  k->red = RED_SUM;
+  k->n_red = 1;
+  k->red_ext[0] = R;
+  IExpr *r = rows ? v[4] : v[3], *q = rows ? ADD(l, MUL(l, v[2], f->Wp), v[3]) : v[2];
+  IExpr *ai[2] = {v[1], r}, *bi[2] = {v[0], ADD(l, window_offset(l, r, f->KH, f->KW, f->Hp, f->Wp, f->d0, f->d1), q)};
+  k->body = vx_bin(a, VX_MUL, vx_load(a, DT_F32, A, 2, ai, NULL, 0), vx_load(a, DT_F32, img, 2, bi, NULL, 0));
+  emit(l, k);
+  k->flops = flops;
+  if (!rows) crop(l, n, out, dst, f->Wp, arena_printf(a, "%s_crop", what));
+}
+
 static bool lower_conv_flat(L *l, const Node *n, int out) {
   const ConvAttr *cv = &n->attr.conv;
   Arena *a = l->a;
@@ -710,50 +745,27 @@ static bool lower_conv_flat(L *l, const Node *n, int out) {
     int64_t N = n->shape.d[0], Ho = n->shape.d[2], Wo = n->shape.d[3];
     if (n->op == OP_CONV2D_BWD_DATA) Ho = l->g->nodes[n->in[0]]->shape.d[2], Wo = l->g->nodes[n->in[0]]->shape.d[3];
     if (!conv_is_flat(cv, C_, KH, KW, Ho, Wo) || l->buf[w->id] < 0) return false;
-    IExpr *wi[4], *bi[2];
     if (n->op == OP_CONV2D) {
       const Node *x = l->g->nodes[n->in[0]];
-      int64_t Hp = x->shape.d[2] + 2 * cv->pad[0], Wp = x->shape.d[3] + 2 * cv->pad[1], Q = (Ho - 1) * Wp + Wo;
+      int64_t Hp = x->shape.d[2] + 2 * cv->pad[0], Wp = x->shape.d[3] + 2 * cv->pad[1];
       int xv = padded_flat(l, n, x->id, cv->pad[0], cv->pad[1], true);
-      if (flat_rows(Wo)) { /* y[n, o, oh, ow] = sum_r W[o, r] * xp[n, off(r) + oh*Wp + ow] */
-        int64_t wd[2] = {O, R};
-        int wv = view_of(l, l->buf[w->id], shape_make(2, wd));
-        Kernel *k = new_kernel(l, n, out, "conv2d");
-        k->red = RED_SUM;
-        k->n_red = 1;
-        k->red_ext[0] = R;
-        wi[0] = v[1], wi[1] = v[4];
-        bi[0] = v[0], bi[1] = ADD(l, window_offset(l, v[4], KH, KW, Hp, Wp, d0, d1), ADD(l, MUL(l, v[2], Wp), v[3]));
-        k->body = vx_bin(a, VX_MUL, vx_load(a, DT_F32, wv, 2, wi, NULL, 0), vx_load(a, DT_F32, xv, 2, bi, NULL, 0));
-        emit(l, k);
-        k->flops = 2 * N * O * Ho * Wo * R;
-        return true;
-      }
-      int64_t wd[2] = {O, R}, yd[3] = {N, O, Q};
+      int64_t wd[2] = {O, R};
       int wv = view_of(l, l->buf[w->id], shape_make(2, wd));
-      int yw = kir_buffer(l->p, arena_printf(a, "%%t%d.wide", n->id), BUF_TEMP, DT_F32, shape_make(3, yd), (int)l->e);
-      Kernel *k = new_kernel(l, n, yw, "conv2d");
-      k->red = RED_SUM;
-      k->n_red = 1;
-      k->red_ext[0] = R;
-      wi[0] = v[1], wi[1] = v[3];
-      bi[0] = v[0], bi[1] = ADD(l, window_offset(l, v[3], KH, KW, Hp, Wp, d0, d1), v[2]);
-      k->body = vx_bin(a, VX_MUL, vx_load(a, DT_F32, wv, 2, wi, NULL, 0), vx_load(a, DT_F32, xv, 2, bi, NULL, 0));
-      emit(l, k);
-      k->flops = 2 * N * O * Ho * Wo * R;
-      crop(l, n, out, yw, Wp, "conv2d_crop");
+      FlatGeom fg = {KH, KW, Hp, Wp, Ho, Wo, d0, d1};
+      flat_product(l, n, out, "conv2d", wv, xv, O, R, &fg, 2 * N * O * Ho * Wo * R);
       return true;
     }
     /* data gradient: dy [N, O, Ho, Wo] -> dx [N, C, H, W] (H = Ho + (KH-1)*d0 - 2*p0) */
     const Node *dy = l->g->nodes[n->in[0]];
     int64_t H = n->shape.d[2], W = n->shape.d[3];
     int64_t q0 = (KH - 1) * d0 - cv->pad[0], q1 = (KW - 1) * d1 - cv->pad[1];
-    int64_t Hq = Ho + 2 * q0, Wq = Wo + 2 * q1, Q = (H - 1) * Wq + W;
+    int64_t Hq = Ho + 2 * q0, Wq = Wo + 2 * q1;
     /* Wt[c, (o, kh, kw)] = W[o, c, KH-1-kh, KW-1-kw] */
-    int64_t td[2] = {C_, O * KH * KW}, xd[3] = {N, C_, Q};
+    int64_t td[2] = {C_, O * KH * KW};
     int wt = kir_buffer(l->p, arena_printf(a, "%%t%d.wflip", n->id), BUF_TEMP, DT_F32, shape_make(2, td), (int)l->e);
     Kernel *kt = new_kernel(l, n, wt, "conv2d_filter_flip");
     kt->ops = "flip";
+    IExpr *wi[4];
     wi[0] = ix_bin(a, IX_DIV, v[1], C(l, KH * KW));
     wi[1] = v[0];
     wi[2] = SUB(l, C(l, KH - 1), ix_bin(a, IX_MOD, ix_bin(a, IX_DIV, v[1], C(l, KW)), C(l, KH)));
@@ -761,29 +773,8 @@ static bool lower_conv_flat(L *l, const Node *n, int out) {
     kt->body = value_at(l, w->id, wi, NULL);
     emit(l, kt);
     int dv = padded_flat(l, n, dy->id, q0, q1, true);
-    if (flat_rows(W)) { /* dx[n, c, h, w] = sum_r' Wt[c, r'] * dyp[n, off(r') + h*Wq + w] */
-      Kernel *k = new_kernel(l, n, out, "conv2d_bwd_data");
-      k->red = RED_SUM;
-      k->n_red = 1;
-      k->red_ext[0] = O * KH * KW;
-      wi[0] = v[1], wi[1] = v[4];
-      bi[0] = v[0], bi[1] = ADD(l, window_offset(l, v[4], KH, KW, Hq, Wq, d0, d1), ADD(l, MUL(l, v[2], Wq), v[3]));
-      k->body = vx_bin(a, VX_MUL, vx_load(a, DT_F32, wt, 2, wi, NULL, 0), vx_load(a, DT_F32, dv, 2, bi, NULL, 0));
-      emit(l, k);
-      k->flops = 2 * N * C_ * Ho * Wo * O * KH * KW;
-      return true;
-    }
-    int xw = kir_buffer(l->p, arena_printf(a, "%%t%d.wide", n->id), BUF_TEMP, DT_F32, shape_make(3, xd), (int)l->e);
-    Kernel *k = new_kernel(l, n, xw, "conv2d_bwd_data");
-    k->red = RED_SUM;
-    k->n_red = 1;
-    k->red_ext[0] = O * KH * KW;
-    wi[0] = v[1], wi[1] = v[3];
-    bi[0] = v[0], bi[1] = ADD(l, window_offset(l, v[3], KH, KW, Hq, Wq, d0, d1), v[2]);
-    k->body = vx_bin(a, VX_MUL, vx_load(a, DT_F32, wt, 2, wi, NULL, 0), vx_load(a, DT_F32, dv, 2, bi, NULL, 0));
-    emit(l, k);
-    k->flops = 2 * N * C_ * Ho * Wo * O * KH * KW;
-    crop(l, n, out, xw, Wq, "conv2d_bwd_data_crop");
+    FlatGeom fg = {KH, KW, Hq, Wq, H, W, d0, d1};
+    flat_product(l, n, out, "conv2d_bwd_data", wt, dv, C_, O * KH * KW, &fg, 2 * N * C_ * Ho * Wo * O * KH * KW);
     return true;
   }
   /* filter gradient: x [N, C, H, W], dy [N, O, Ho, Wo] -> dW [O, C, KH, KW] */
