@@ -45,6 +45,9 @@ struct CgModule {
   /* per-image fusion decisions already made (cg_fusion), by kernel */
   struct CgFusionMemo *fusions;
   int n_fusions, cap_fusions;
+  /* elementwise chains of each entry (cg_chain), by entry */
+  struct CgChainMemo *chains;
+  int n_chains, cap_chains;
 };
 
 typedef struct CgBodyKey {
@@ -218,6 +221,14 @@ bool cg_fusion(CgModule *m, const Program *p, const Kernel *a, CgFusion *f);
  * GEMMs are batched, whose plans do not depend on the vector width in what
  * fusion looks at. */
 bool cg_fused_away(CgModule *m, const Program *p, const Entry *en, int i);
+/* The elementwise chain kernel k heads: its length (1: k runs alone) and,
+ * with members, its kernels in order (at most CG_CHAIN_MAX). Consecutive
+ * elementwise kernels of one iteration space that read each other's
+ * results only at their own position run as one call, block by block
+ * (codegen_kernel.c). Memoised in m; cg_chain_free drops the memo. */
+enum { CG_CHAIN_MAX = 4 };
+int cg_chain(CgModule *m, const Program *p, const Kernel *k, const Kernel **members);
+void cg_chain_free(CgModule *m);
 /* 0 automatic (default), 1 never use the GEMM path. */
 void cg_debug_set_gemm(int mode);
 

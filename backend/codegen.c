@@ -230,7 +230,10 @@ static void emit_kernel_call(CgModule *m, const Program *p, LLVMBuilderRef b, LL
     return;
   }
   int64_t n0 = k->shape.rank >= 1 ? k->shape.d[0] : 1;
-  int64_t work = kernel_work(k);
+  const Kernel *chain[CG_CHAIN_MAX];
+  int nchain = cg_chain(m, p, k, chain);
+  int64_t work = 0;
+  for (int j = 0; j < nchain; j++) work += kernel_work(chain[j]); /* a chain runs in k's call */
   if (k->shape.rank >= 1 && work > PAR_MIN_WORK && n0 > 1) {
     int64_t per_row = work / n0 > 0 ? work / n0 : 1;
     int64_t grain = PAR_GRAIN_WORK / per_row;
@@ -313,10 +316,18 @@ static pthread_mutex_t g_prof_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static ProfRow *prof_row_locked(const Kernel *k, const char *entry);
 
-/* A new row; modules may be built on several threads at once. */
-static ProfRow *prof_row(const Kernel *k, const char *entry) {
+/* A new row; modules may be built on several threads at once. A chain's
+ * row (cg_chain) names the ops of every kernel it runs. */
+static ProfRow *prof_row(CgModule *m, const Program *p, const Kernel *k, const char *entry) {
+  const Kernel *chain[CG_CHAIN_MAX];
+  int n = cg_chain(m, p, k, chain);
   pthread_mutex_lock(&g_prof_lock);
   ProfRow *r = prof_row_locked(k, entry);
+  for (int j = 1; r && j < n; j++) {
+    size_t len = strlen(r->loc);
+    snprintf(r->loc + len, sizeof r->loc - len, " | %s", chain[j]->ops ? chain[j]->ops : "");
+    r->flops += chain[j]->flops;
+  }
   pthread_mutex_unlock(&g_prof_lock);
   return r;
 }
@@ -392,7 +403,7 @@ static bool emit_entry(CgModule *m, const Program *p, EntryKind e, LLVMValueRef 
   for (int i = 0; i < en->n_kernels; i++) {
     /* a kernel fused into the one before it runs inside that one's call */
     if (cg_fused_away(m, p, en, i)) continue;
-    ProfRow *row = prof ? prof_row(en->kernels[i], entry_suffix[e]) : NULL;
+    ProfRow *row = prof ? prof_row(m, p, en->kernels[i], entry_suffix[e]) : NULL;
     LLVMValueRef t0 = NULL;
     LLVMTypeRef clk_t = LLVMFunctionType(m->t_i64, NULL, 0, 0);
     LLVMValueRef clk = LLVMConstIntToPtr(LLVMConstInt(m->t_i64, (unsigned long long)(uintptr_t)prof_clock, 0), m->t_ptr);
@@ -453,6 +464,7 @@ int cg_kernel_table(const Program *p, unsigned entries, int parts, const Kernel 
     }
   }
   free(memo.fusions);
+  cg_chain_free(&memo);
   return n;
 }
 
@@ -653,6 +665,7 @@ void cg_free(CgModule *m) {
   for (int i = 0; i < m->n_bodies; i++) free(m->bodies[i].key);
   free(m->bodies);
   free(m->fusions);
+  cg_chain_free(m);
   free(m->kt);
   free(m);
 }

@@ -1855,11 +1855,166 @@ static bool fusion_of(const CgModule *m, const Program *p, const Kernel *a, CgFu
   return false;
 }
 
-bool cg_fused_away(CgModule *m, const Program *p, const Entry *en, int i) {
+/* Whether kernel i of en runs inside a neighbouring product's call. */
+static bool image_fused_away(CgModule *m, const Program *p, const Entry *en, int i) {
   CgFusion f;
   if (i > 0 && cg_fusion(m, p, en->kernels[i - 1], &f) && f.then == en->kernels[i]) return true;
   if (i + 1 < en->n_kernels && cg_fusion(m, p, en->kernels[i + 1], &f) && f.lead == en->kernels[i]) return true;
   return false;
+}
+
+/* ================= elementwise chains ================= */
+
+/* Consecutive elementwise kernels over one iteration space, each reading
+ * what the others write only at its own position and sharing a stream
+ * with them (an optimizer's updates of one parameter: the momentum, then
+ * the parameter from it; Adam's two moments, then the parameter), run as
+ * one call: one loop over blocks of CHAIN_BLOCK elements along dim 0 that
+ * runs the kernels' nests one after the other on each block. A result the
+ * next kernel reads comes back from L1 instead of memory (SGD with
+ * momentum: 6 streams of the parameter's size -> 5; Adam 10 -> 7), and the
+ * results are those of the kernels run one by one. DLC_CHAIN=0: off. */
+enum { CHAIN_MAX = CG_CHAIN_MAX, CHAIN_BLOCK = 4096 };
+
+static bool chain_on(void) {
+  const char *e = getenv("DLC_CHAIN");
+  return !(e && e[0] == '0');
+}
+
+/* Loads (and random draws, which read the rng buffer) of memory shared
+ * with buffer t: hit when there is one, ok while each reads t itself at
+ * the kernel's own position (a dim of extent 1 may be indexed by 0). */
+typedef struct {
+  const Program *p;
+  const Kernel *k;
+  int t;
+  bool hit, ok;
+} OwnScan;
+
+static void own_scan(const VExpr *e, OwnScan *s) {
+  if (!e) return;
+  if (e->op == VX_RAND && s->p->rng_buf >= 0 && bufs_overlap(s->p, s->p->rng_buf, s->t)) s->hit = true, s->ok = false;
+  if (e->op == VX_LOAD && e->buf >= 0 && e->buf < s->p->n_bufs && bufs_overlap(s->p, e->buf, s->t)) {
+    s->hit = true;
+    if (e->buf != s->t || e->guard || e->rank != s->k->shape.rank) s->ok = false;
+    for (int d = 0; d < e->rank && s->ok; d++) {
+      const IExpr *x = e->idx[d];
+      if (!((x->op == IX_VAR && x->var == d) || (x->op == IX_CONST && x->v == 0 && s->k->shape.d[d] == 1)))
+        s->ok = false;
+    }
+  }
+  own_scan(e->a, s);
+  own_scan(e->b, s);
+  own_scan(e->c, s);
+}
+
+/* Whether k reads t's memory only as t at its own position (*hit: at all). */
+static bool reads_own_only(const Program *p, const Kernel *k, int t, bool *hit) {
+  OwnScan s = {p, k, t, false, true};
+  own_scan(k->body, &s);
+  own_scan(k->epilogue, &s);
+  *hit = s.hit;
+  return s.ok;
+}
+
+/* An elementwise kernel that runs as the standard nest. */
+static bool chainable(const Program *p, const Kernel *k) {
+  return k->red == RED_NONE && k->n_red == 0 && !k->accumulate && k->body && k->shape.rank >= 1 &&
+         k->shape.rank <= IR_MAX_RANK && k->out_buf >= 0 && k->out_buf < p->n_bufs;
+}
+
+/* Whether b can join the chain c[0..n): same iteration space, no output
+ * shared, each reads the other's output only at its own position, and b
+ * reads an output of the chain or an input of the chain's size. */
+static bool chain_link(const Program *p, const Kernel *const *c, int n, const Kernel *b) {
+  if (!shape_eq(&b->shape, &c[0]->shape)) return false;
+  bool shares = false, hit;
+  for (int j = 0; j < n; j++) {
+    const Kernel *a = c[j];
+    if (bufs_overlap(p, a->out_buf, b->out_buf)) return false;
+    if (!reads_own_only(p, b, a->out_buf, &hit)) return false;
+    shares |= hit;
+    if (!reads_own_only(p, a, b->out_buf, &hit)) return false;
+  }
+  if (shares) return true;
+  bool *ub = kernel_buffers(p, b);
+  for (int j = 0; j < n && ub && !shares; j++) {
+    bool *ua = kernel_buffers(p, c[j]);
+    for (int i = 0; ua && i < p->n_bufs && !shares; i++)
+      shares = ua[i] && ub[i] && i != b->out_buf && i != c[j]->out_buf &&
+               shape_numel(&p->bufs[i].shape) == shape_numel(&b->shape);
+    free(ua);
+  }
+  free(ub);
+  return shares;
+}
+
+struct CgChainMemo {
+  const Entry *en;
+  int *len; /* [n_kernels]: > 1 at a chain's first kernel, 0 at the others it holds, else 1 */
+};
+
+/* The chains of entry en (memoised in m). */
+static const int *entry_chains(CgModule *m, const Program *p, const Entry *en) {
+  for (int i = 0; i < m->n_chains; i++)
+    if (m->chains[i].en == en) return m->chains[i].len;
+  int n = en->n_kernels;
+  int *len = calloc((size_t)n + 1, sizeof *len);
+  if (!len) return NULL;
+  bool on = chain_on();
+  for (int i = 0; i < n;) {
+    const Kernel *c[CHAIN_MAX];
+    int k = 0;
+    if (on && chainable(p, en->kernels[i]) && !image_fused_away(m, p, en, i)) {
+      c[k++] = en->kernels[i];
+      while (i + k < n && k < CHAIN_MAX && chainable(p, en->kernels[i + k]) && !image_fused_away(m, p, en, i + k) &&
+             chain_link(p, c, k, en->kernels[i + k]))
+        c[k] = en->kernels[i + k], k++;
+    }
+    if (k < 2) k = 1;
+    len[i] = k;
+    i += k;
+  }
+  if (m->n_chains == m->cap_chains) {
+    int nc = m->cap_chains ? 2 * m->cap_chains : 4;
+    struct CgChainMemo *nm = realloc(m->chains, sizeof *nm * (size_t)nc);
+    if (!nm) {
+      free(len);
+      return NULL;
+    }
+    m->chains = nm;
+    m->cap_chains = nc;
+  }
+  m->chains[m->n_chains++] = (struct CgChainMemo){en, len};
+  return len;
+}
+
+int cg_chain(CgModule *m, const Program *p, const Kernel *k, const Kernel **members) {
+  for (int e = 0; e < ENTRY__COUNT; e++) {
+    const Entry *en = &p->entries[e];
+    for (int i = 0; i < en->n_kernels; i++) {
+      if (en->kernels[i] != k) continue;
+      const int *len = entry_chains(m, p, en);
+      int n = len && len[i] > 1 ? len[i] : 1;
+      for (int j = 0; members && j < n; j++) members[j] = en->kernels[i + j];
+      return n;
+    }
+  }
+  if (members) members[0] = k;
+  return 1;
+}
+
+void cg_chain_free(CgModule *m) {
+  for (int i = 0; i < m->n_chains; i++) free(m->chains[i].len);
+  free(m->chains);
+  m->chains = NULL;
+  m->n_chains = m->cap_chains = 0;
+}
+
+bool cg_fused_away(CgModule *m, const Program *p, const Entry *en, int i) {
+  if (image_fused_away(m, p, en, i)) return true;
+  const int *len = entry_chains(m, p, en);
+  return len && len[i] == 0;
 }
 
 typedef struct {
@@ -1897,8 +2052,108 @@ static void emit_lead(void *ctx, LLVMValueRef n, LLVMValueRef scratch) {
   emit_standard_nest(kc, t->slots, n, LLVMBuildNSWAdd(kc->b, n, cg_i64(kc->m, 1), ""));
 }
 
+/* A chain (cg_chain) as one kernel named after its first: the kernels'
+ * standard nests one after the other on each block of rows along dim 0
+ * (about CHAIN_BLOCK elements), over the call's [begin, end). */
+static LLVMValueRef chain_kernel(CgModule *m, const Program *p, const Kernel *const *c, int n, Diag *d) {
+  const Kernel *k = c[0];
+  bool *used = kernel_buffers(p, k);
+  for (int j = 1; j < n && used; j++)
+    if (!add_buffers(p, used, c[j])) {
+      free(used);
+      used = NULL;
+    }
+  if (!used) {
+    diag_error(d, k->loc, "internal error: backend: kernel %s reads a buffer out of range", k->name);
+    return NULL;
+  }
+  bool noalias = true, *out = calloc((size_t)p->n_bufs + 1, sizeof *out);
+  for (int j = 0; j < n; j++) {
+    if (output_shared(p, c[j], used)) noalias = false;
+    out[c[j]->out_buf] = true;
+  }
+  int nparams = 0;
+  int *pbuf = calloc((size_t)p->n_bufs + 1, sizeof *pbuf);
+  for (int i = 0; i < p->n_bufs; i++)
+    if (used[i]) pbuf[nparams++] = i;
+  LLVMTypeRef *pt = calloc((size_t)nparams + 2, sizeof *pt);
+  for (int i = 0; i < nparams; i++) pt[i] = m->t_ptr;
+  pt[nparams] = pt[nparams + 1] = m->t_i64;
+  char name[300];
+  snprintf(name, sizeof name, "%s.body", k->name);
+  LLVMValueRef body = LLVMAddFunction(m->mod, name, LLVMFunctionType(m->t_void, pt, (unsigned)nparams + 2, 0));
+  LLVMSetLinkage(body, LLVMInternalLinkage);
+  cg_add_fn_attrs(m, body);
+  add_param_attr(m, body, LLVMAttributeFunctionIndex, "alwaysinline", 0);
+  if (shape_numel(&k->shape) < SMALL_KERNEL_WORK) add_param_attr(m, body, LLVMAttributeFunctionIndex, "optsize", 0);
+  LLVMValueRef *bufv = calloc((size_t)p->n_bufs + 1, sizeof *bufv);
+  for (int i = 0; i < nparams; i++) {
+    const Buffer *B = &p->bufs[pbuf[i]];
+    LLVMValueRef prm = LLVMGetParam(body, (unsigned)i);
+    LLVMSetValueName2(prm, B->name ? B->name : "buf", B->name ? strlen(B->name) : 3);
+    bufv[pbuf[i]] = prm;
+    unsigned ai = (unsigned)i + 1;
+    if (noalias) add_param_attr(m, body, ai, "noalias", 0);
+    add_param_attr(m, body, ai, "nocapture", 0);
+    int64_t bytes = buf_bytes(B);
+    if (bytes > 0) add_param_attr(m, body, ai, "dereferenceable", (uint64_t)bytes);
+    if (!out[pbuf[i]]) add_param_attr(m, body, ai, "readonly", 0);
+  }
+  KernelCg kc = {0};
+  kc.m = m;
+  kc.p = p;
+  kc.k = k;
+  kc.d = d;
+  kc.fn = body;
+  kc.buf = bufv;
+  kc.branch_guards = true;
+  kc.b = LLVMCreateBuilderInContext(m->ctx);
+  LLVMBuilderRef b = kc.b;
+  LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(m->ctx, body, "entry"));
+  RedSlots slots[CHAIN_MAX];
+  for (int j = 0; j < n; j++) {
+    memset(&slots[j], 0, sizeof slots[j]);
+    slots[j].acc = LLVMBuildAlloca(b, cg_dtype(m, c[j]->body->dtype), "acc.slot");
+    slots[j].idx = LLVMBuildAlloca(b, m->t_i32, "idx.slot");
+  }
+  LLVMValueRef begin = LLVMGetParam(body, (unsigned)nparams);
+  LLVMValueRef end = LLVMGetParam(body, (unsigned)nparams + 1);
+  int64_t row = shape_numel(&k->shape) / k->shape.d[0], S = CHAIN_BLOCK / (row > 0 ? row : 1);
+  if (S < 1) S = 1;
+  /* for q in [0, ceil((end - begin) / S)): rows [begin + q S, min(.. + S, end)) */
+  LLVMValueRef nblk = LLVMBuildSDiv(b, LLVMBuildNSWAdd(b, LLVMBuildNSWSub(b, end, begin, ""), cg_i64(m, S - 1), ""),
+                                    cg_i64(m, S), "");
+  Loop Lb;
+  LLVMValueRef q = loop_begin(&kc, &Lb, cg_i64(m, 0), nblk, "blk");
+  LLVMValueRef b0 = LLVMBuildNSWAdd(b, begin, LLVMBuildNSWMul(b, q, cg_i64(m, S), ""), "");
+  LLVMValueRef b1 = LLVMBuildNSWAdd(b, b0, cg_i64(m, S), "");
+  b1 = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, b1, end, ""), b1, end, "");
+  for (int j = 0; j < n && !kc.failed; j++) {
+    KernelCg kj = kc;
+    kj.k = c[j];
+    emit_standard_nest(&kj, &slots[j], b0, b1);
+    kc.failed |= kj.failed;
+  }
+  Lb.hint = LOOP_NO_UNROLL;
+  loop_end(&kc, &Lb);
+  LLVMBuildRetVoid(b);
+  LLVMValueRef fn = kc.failed ? NULL : emit_wrapper(m, p, k, body, pbuf, nparams);
+  LLVMDisposeBuilder(b);
+  free(bufv);
+  free(pt);
+  free(pbuf);
+  free(used);
+  free(out);
+  return fn;
+}
+
 LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) {
   if (!check_kernel(p, k, d)) return NULL;
+  const Kernel *chain[CHAIN_MAX];
+  int nchain = cg_chain(m, p, k, chain);
+  for (int j = 1; j < nchain; j++)
+    if (!check_kernel(p, chain[j], d)) return NULL;
+  if (nchain > 1) return chain_kernel(m, p, chain, nchain, d);
   /* kernels fused per image: the body takes their buffers too, but not the
    * results that live in scratch (the follower's input, a private leader's
    * output); it writes the follower's output (else k's) and a shared

@@ -1297,6 +1297,122 @@ static void test_gemm_fused_crop(void **state) {
   fused_crop_case(false); /* reads image 0's result for every image: not fused */
 }
 
+/* Elementwise chains (cg_chain): an optimizer's updates of one parameter
+ * run as one call, block by block. `mode` 0: SGD with momentum over
+ * [R, Cc] (v = 0.9 v + g; w = w - 0.01 v): a chain of 2. 1: Adam's three
+ * kernels over [R, 1, 3, 3] (dim 1 indexed by 0) with a scalar step size:
+ * a chain of 3. Not chained: 2, the second kernel reads v one row down;
+ * 3, the first reads w (the second's result) transposed; 4, two kernels
+ * that share no stream; 5, two iteration spaces. The chained results equal
+ * the kernels' run one by one (DLC_CHAIN=0) bit for bit on 1, 2 and 3
+ * threads, and a plain C reference. */
+static void chain_build(T *t, int mode, int R, int Cc, int *b, Kernel **k) {
+  t_init(t);
+  bool adam = mode == 1;
+  Shape s = adam ? shp(4, R, 1, 3, 3) : shp(2, R, Cc);
+  b[0] = buf(t, "g", DT_F32, s);
+  b[1] = buf(t, "v", DT_F32, s);
+  b[2] = buf(t, "w", DT_F32, mode == 5 ? shp(2, Cc, R) : s);
+  b[3] = buf(t, "m", DT_F32, s);
+  b[4] = buf(t, "lr", DT_F32, shp(0));
+  IExpr *own[4];
+  for (int d = 0; d < s.rank; d++) own[d] = adam && d == 1 ? C(t, 0) : V(t, d);
+#define AT(B) (adam ? ld(t, (B), own[0], own[1], own[2], own[3]) : ld(t, (B), own[0], own[1]))
+  if (adam) {
+    k[0] = kern(t, "k_m", b[3], bin(t, VX_ADD, bin(t, VX_MUL, AT(b[3]), kf(t, 0.9)), bin(t, VX_MUL, kf(t, 0.1), AT(b[0]))));
+    k[1] = kern(t, "k_v", b[1],
+                bin(t, VX_ADD, bin(t, VX_MUL, AT(b[1]), kf(t, 0.999)), bin(t, VX_MUL, kf(t, 0.001), bin(t, VX_MUL, AT(b[0]), AT(b[0])))));
+    VExpr *den = bin(t, VX_ADD, un(t, VX_SQRT, AT(b[1])), kf(t, 1e-8));
+    k[2] = kern(t, "k_w", b[2], bin(t, VX_SUB, AT(b[2]), bin(t, VX_DIV, bin(t, VX_MUL, ld(t, b[4]), AT(b[3])), den)));
+    return;
+  }
+  if (mode == 4) /* m = 2 g against w = w - 0.01 v: nothing shared */
+    k[0] = kern(t, "k_m", b[3], bin(t, VX_MUL, kf(t, 2.0), AT(b[0])));
+  else
+    k[0] = kern(t, "k_v", b[1], bin(t, VX_ADD, bin(t, VX_MUL, AT(b[1]), kf(t, 0.9)), AT(b[0])));
+  if (mode == 3) /* reads w transposed */
+    k[0]->body = bin(t, VX_ADD, k[0]->body, ld(t, b[2], V(t, 1), V(t, 0)));
+  VExpr *v = mode == 2 ? ld(t, b[1], IB(t, IX_MOD, IB(t, IX_ADD, V(t, 0), C(t, 1)), C(t, R)), V(t, 1)) : AT(b[1]);
+  if (mode == 5) v = ld(t, b[1], V(t, 1), V(t, 0));
+  VExpr *w = mode == 5 ? ld(t, b[2], V(t, 0), V(t, 1)) : AT(b[2]);
+  k[1] = kern(t, "k_w", b[2], bin(t, VX_SUB, w, bin(t, VX_MUL, kf(t, 0.01), v)));
+#undef AT
+}
+
+static void chain_case(int mode, int R, int Cc, int expect) {
+  T t, u;
+  int b[5], bu[5];
+  Kernel *k[3], *ku[3];
+  chain_build(&t, mode, R, Cc, b, k);
+  Diag d;
+  diag_init(&d, stderr);
+  CgOptions opt = {.opt_level = 3};
+  CgModule *m = cg_build(t.p, &opt, &d);
+  assert_non_null(m);
+  const Kernel *mem[CG_CHAIN_MAX];
+  assert_int_equal(cg_chain(m, t.p, k[0], mem), expect);
+  for (int j = 0; j < expect; j++) assert_ptr_equal(mem[j], k[j]);
+  const Entry *en = &t.p->entries[ENTRY_INFER];
+  for (int j = 0; j < en->n_kernels; j++) assert_true(cg_fused_away(m, t.p, en, j) == (j > 0 && j < expect));
+  cg_free(m);
+  diag_free(&d);
+  compile(&t);
+  setenv("DLC_CHAIN", "0", 1);
+  chain_build(&u, mode, R, Cc, bu, ku);
+  compile(&u);
+  unsetenv("DLC_CHAIN");
+  int64_t n = shape_numel(&t.p->bufs[b[0]].shape);
+  float *init = malloc(sizeof(float) * (size_t)n * 4), *ref = malloc(sizeof(float) * (size_t)n * 3);
+  for (int64_t i = 0; i < 4 * n; i++) init[i] = frand(-1, 1);
+  for (int64_t i = 0; i < n; i++) init[n + i] = mode == 1 ? fabsf(init[n + i]) : init[n + i]; /* Adam's v >= 0 */
+  *F(&t, b[4]) = *F(&u, bu[4]) = 0.001f;
+  for (int th = 1; th <= 3; th++) {
+    dlrt_set_threads(th);
+    for (int x = 0; x < 4; x++) {
+      memcpy(F(&t, b[x]), init + x * n, sizeof(float) * (size_t)n);
+      memcpy(F(&u, bu[x]), init + x * n, sizeof(float) * (size_t)n);
+    }
+    run(&t);
+    run(&u);
+    for (int x = 1; x < 4; x++) assert_memory_equal(F(&t, b[x]), F(&u, bu[x]), sizeof(float) * (size_t)n);
+    if (th == 1)
+      for (int x = 1; x < 4; x++) memcpy(ref + (x - 1) * n, F(&t, b[x]), sizeof(float) * (size_t)n);
+    else
+      for (int x = 1; x < 4; x++) assert_memory_equal(ref + (x - 1) * n, F(&t, b[x]), sizeof(float) * (size_t)n);
+  }
+  dlrt_set_threads(0);
+  /* against C, for the chained cases */
+  const float *g = init, *v0 = init + n, *w0 = init + 2 * n, *m0 = init + 3 * n;
+  for (int64_t i = 0; i < n && expect > 1; i++) {
+    double v, w;
+    if (mode == 1) {
+      double mm = 0.9 * m0[i] + 0.1 * g[i];
+      v = 0.999 * v0[i] + 0.001 * g[i] * g[i];
+      w = w0[i] - 0.001 * mm / (sqrt(v) + 1e-8);
+      assert_true(fabs(ref[2 * n + i] - mm) <= 1e-6);
+    } else {
+      v = 0.9 * v0[i] + g[i];
+      w = w0[i] - 0.01 * v;
+    }
+    assert_true(fabs(ref[i] - v) <= 1e-6 && fabs(ref[n + i] - w) <= 1e-5 * (1 + fabs(w)));
+  }
+  free(init);
+  free(ref);
+  t_free(&t);
+  t_free(&u);
+}
+
+static void test_elementwise_chain(void **state) {
+  (void)state;
+  chain_case(0, 37, 300, 2);  /* blocks of 13 rows: a partial last block, uneven thread chunks */
+  chain_case(0, 5000, 3, 2);  /* short rows: blocks of 1365 rows */
+  chain_case(1, 123, 1, 3);
+  chain_case(2, 37, 300, 1);
+  chain_case(3, 40, 40, 1);
+  chain_case(4, 37, 300, 1);
+  chain_case(5, 40, 30, 1);
+}
+
 /* A stride-1 convolution's filter gradient over a padded image:
  * dW[o, c, kh, kw] = epi(sum_{n, q} dy[n, o, q] * x[n, c, q + kh*Wp + kw]),
  * both operands contiguous along q. With at most 64 output channels it
@@ -1681,6 +1797,7 @@ int main(void) {
       cmocka_unit_test(test_gemm_path),
       cmocka_unit_test(test_gemm_im2col),
       cmocka_unit_test(test_gemm_fused_crop),
+      cmocka_unit_test(test_elementwise_chain),
       cmocka_unit_test(test_gemm_filter_grad),
       cmocka_unit_test(test_gemm_random_shapes),
       cmocka_unit_test(test_rand),
