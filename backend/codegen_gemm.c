@@ -1433,6 +1433,44 @@ static LLVMValueRef hsum(KernelCg *kc, LLVMValueRef v, int W) {
   return LLVMBuildExtractElement(kc->b, v, cg_i32(m, 0), "");
 }
 
+/* The lane sums of n vectors of W lanes into out[0..n) (an array of
+ * ceil(n / W) * W floats), in hsum's order for each: level by level, two
+ * vectors of groups of h lanes (group i of vector j holding the partial
+ * sums of vector j * G + i) are folded into one of twice the groups of h / 2
+ * lanes (lanes t and t + h / 2 of each group added), a zero vector padding
+ * an odd count. After log2(W) levels vector j holds the sums of vectors
+ * j * W .. j * W + W - 1 in order. 2-3 shuffles and an add per pair of
+ * vectors per level, not per vector (10 accumulators of 16 lanes: 11
+ * pairs against 40 shuffle-and-add steps). */
+static void hsum_many(KernelCg *kc, LLVMValueRef *v, int n, int W, LLVMValueRef out) {
+  CgModule *m = kc->m;
+  LLVMTypeRef vt = LLVMVectorType(m->t_f32, (unsigned)W);
+  LLVMValueRef cur[32], zero = LLVMConstNull(vt);
+  for (int i = 0; i < n; i++) cur[i] = v[i];
+  int cnt = n;
+  for (int h = W, G = 1; h > 1; h /= 2, G *= 2) {
+    int nn = (cnt + 1) / 2;
+    for (int j = 0; j < nn; j++) {
+      LLVMValueRef x = cur[2 * j], y = 2 * j + 1 < cnt ? cur[2 * j + 1] : zero;
+      LLVMValueRef lo[64], hi[64];
+      for (int p = 0; p < W; p++) {
+        int q = p / (h / 2), t = p % (h / 2);
+        int base = q < G ? q * h : W + (q - G) * h;
+        lo[p] = cg_i32(m, base + t);
+        hi[p] = cg_i32(m, base + h / 2 + t);
+      }
+      LLVMValueRef a = LLVMBuildShuffleVector(kc->b, x, y, LLVMConstVector(lo, (unsigned)W), "");
+      LLVMValueRef c = LLVMBuildShuffleVector(kc->b, x, y, LLVMConstVector(hi, (unsigned)W), "");
+      cur[j] = LLVMBuildFAdd(kc->b, a, c, "");
+    }
+    cnt = nn;
+  }
+  for (int j = 0; j < cnt; j++) {
+    LLVMValueRef st = LLVMBuildStore(kc->b, cur[j], GEPF(kc, out, I64(kc, (int64_t)j * W)));
+    LLVMSetAlignment(st, 4);
+  }
+}
+
 static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMValueRef end) {
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
@@ -1444,7 +1482,7 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   int RM = (int)g->RM, RN = (int)g->RN, NT = RM * RN;
   int W = (int)g->VW; /* lanes: 16 on AVX-512, 8 on AVX2 */
   LLVMTypeRef vw = LLVMVectorType(m->t_f32, (unsigned)W);
-  LLVMValueRef tile = LLVMBuildAlloca(b, LLVMArrayType2(m->t_f32, (uint64_t)NT), "dtile");
+  LLVMValueRef tile = LLVMBuildAlloca(b, LLVMArrayType2(m->t_f32, (uint64_t)((NT + W - 1) / W * W)), "dtile");
   G.bidx = I64(kc, 0); /* (batch dims, if any, have extent 1) */
   zero_vars(&G);
   set_base(&G, 0);
@@ -1604,8 +1642,12 @@ static void emit_dot(KernelCg *kc, const GemmPlan *g, LLVMValueRef begin, LLVMVa
   }
   LLVMBuildBr(b, bnext);
   LLVMPositionBuilderAtEnd(b, bfin);
-  for (int t = 0; t < NT; t++) /* lanes summed as a fixed tree (8 lanes: (0+4 + 2+6) + (1+5 + 3+7)) */
-    LLVMBuildStore(b, hsum(kc, accR[t], W), GEPF(kc, tile, I64(kc, t)));
+  /* lanes summed as a fixed tree (8 lanes: (0+4 + 2+6) + (1+5 + 3+7)) */
+  const char *each = getenv("DLC_DOT_FOLD"); /* =0: each accumulator summed alone (measurements) */
+  if (each && *each == '0')
+    for (int t = 0; t < NT; t++) LLVMBuildStore(b, hsum(kc, accR[t], W), GEPF(kc, tile, I64(kc, t)));
+  else
+    hsum_many(kc, accR, NT, W, tile);
   { /* C (valid part) = epilogue(sums) */
     GLoop Lx, Ly;
     LLVMValueRef nrow = MIN(kc, I64(kc, RM), SUB(kc, i_hi, ib));

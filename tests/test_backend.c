@@ -1168,6 +1168,16 @@ static void test_gemm_path(void **state) {
   gemm_case_x(1, 6, 75, 20003, false, true, true, false, X_CT);
   gemm_case_x(1, 16, 150, 6403, false, true, false, false, X_CT);
   gemm_case_x(1, 50, 100, 1500, false, true, true, false, X_CT);
+  /* the dot form's lane sums (folded across accumulators) with 8- and
+   * 4-lane vectors: AVX2 and baseline x86-64 */
+  for (int c = 0; c < 2; c++) {
+    g_cpu = c ? "x86-64" : "haswell";
+    gemm_case_x(1, 128, 10, 256, false, false, true, false, 0);
+    gemm_case_x(1, 33, 9, 1000, false, false, false, false, 0);
+    gemm_case_x(1, 7, 30, 4096, false, true, true, false, 0);
+    gemm_case_x(1, 32, 27, 4099, false, true, true, false, 0);
+  }
+  g_cpu = NULL;
 }
 
 /* An implicit-im2col product (a 3x3 convolution over padded-width rows):
