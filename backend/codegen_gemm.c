@@ -77,6 +77,7 @@ enum {
   DOT_BLOCK = 512,
   DOT_RM = 2,
   DOT_RN = 5,
+  DOT_MAX_TILE = 15, /* accumulators of a dot-form tile with 32 vector registers */
   DOT_QT_LANES = 800, /* the packed-Q^T dot form when vectors along N use under 80 % of their lanes */
   DOT_QT_MIN_K = 128, /* (LeNet-5's 64 x 10 x 84 measured slower: 3.5 -> 4.2 us) */
   KC_MAX = 384,
@@ -435,6 +436,27 @@ static bool b_rows_fit(const GemmOperand *o, int64_t N, int64_t NR, int64_t VW) 
   return rows_of_vectors(o, VW) && N % NR == 0 && (NR % o->x_row == 0 || o->x_row % NR == 0);
 }
 
+/* The dot form's tile with AVX-512's 32 registers (not over a packed Q^T,
+ * whose 3-row tiles measured no faster on one thread and slower on two):
+ * RM x RN accumulators of 8 to DOT_MAX_TILE (+ RN rows of Q + RM of P in
+ * registers), the fewest idle rows and columns, then the most
+ * accumulators, then the widest. Against the 2 x 5 of 16 registers: the
+ * small VGG's first filter gradient, 32 x 27 over runs of 32, 2.14-2.17
+ * -> 1.65-1.78 ms as 4 x 3 (`dlrun bench --per-kernel`, alternating);
+ * LeNet-5's, 6 x 25, 0.21-0.22 -> 0.17-0.18 ms as 3 x 5 (gemm_bench's
+ * 6 x 25 x 50176 83-91 -> 96-100 GFLOP/s, 108-110 -> 136-174 on two
+ * threads); 4 x 4, 6 x 3 and 8 x 2 measured between the two. */
+static void dot_tile_512(GemmPlan *g) {
+  int64_t best = -1;
+  for (int64_t rm = 1; rm <= 6; rm++)
+    for (int64_t rn = 1; rn <= 6; rn++) {
+      if (rm * rn < 8 || rm * rn > DOT_MAX_TILE) continue;
+      int64_t use = lane_use(g->M, rm) * lane_use(g->N, rn);
+      int64_t score = (use * 32 + rm * rn) * 8 + rn; /* use first, then the tile's size, then its width */
+      if (score > best) best = score, g->RM = rm, g->RN = rn;
+    }
+}
+
 static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan *g) {
   memset(g, 0, sizeof *g);
   if (g_gemm_mode == 1) return false;
@@ -560,6 +582,8 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
         for (int64_t rn = 6; rn >= 4; rn--)
           if (lane_use(g->N, rn) > best) best = lane_use(g->N, rn), g->RN = rn;
       }
+      if (g->VW == 16 && !qt) /* 32 registers: larger tiles */
+        dot_tile_512(g);
       g->by_batch = false;
       /* units: row tiles for a packed Q^T (its few columns would leave
        * threads idle) and where there are more row tiles than column
@@ -608,8 +632,8 @@ bool cg_gemm_plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan
             "dlc-debug: gemm plan %s: batch %lld M %lld N %lld K %lld tile %lldx%lld KC %lld"
             " direct A/A^T/B %d%d%d%s%s%s rows %lld/%lld dot %d%s transposed %d%s split-N %d"
             " P(fast %d affine x/k %d%d unit x/k %d%d) Q(fast %d affine x/k %d%d unit x/k %d%d)\n",
-            k->name, (long long)g->batch, (long long)g->M, (long long)g->N, (long long)g->K, (long long)g->MR,
-            (long long)g->NR, (long long)g->KC, g->direct_a, g->direct_at, g->direct_b, g->direct_b_tab ? " (table)" : "", g->direct_a_tab ? " (A table)" : "", g->a_once ? " A once" : "",
+            k->name, (long long)g->batch, (long long)g->M, (long long)g->N, (long long)g->K,
+            (long long)(g->dot ? g->RM : g->MR), (long long)(g->dot ? g->RN : g->NR), (long long)g->KC, g->direct_a, g->direct_at, g->direct_b, g->direct_b_tab ? " (table)" : "", g->direct_a_tab ? " (A table)" : "", g->a_once ? " A once" : "",
             (long long)g->b_row, (long long)g->b_row_stride, g->dot,
             g->dot_qt ? " (Q^T packed)" : "", g->tc, g->ct ? " (C^T in scratch)" : "", g->split_n,
             g->op[0].fast, g->op[0].x_affine, g->op[0].k_affine, g->op[0].x_unit, g->op[0].k_unit, g->op[1].fast,

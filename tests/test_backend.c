@@ -989,7 +989,7 @@ static void test_parallel_bit_identical(void **state) {
  * div/mod index map (A stored as [M, K/5, 5]). */
 enum { X_DA = 1, X_DB = 2, X_SPLITN = 4, X_DOT = 8, X_DAT = 16, X_TC = 32, X_NOTC = 64, X_MR4 = 128, X_QT = 256, X_CT = 512,
        X_Z44 = 1024, X_Z43 = 2048, X_DOTROWS = 4096, X_ZDB = 8192, X_ZNODB = 16384,
-       X_NOSPLITN = 32768 }; /* plan modes a case must exercise (X_Z*: the tiles planned for an AVX-512
+       X_NOSPLITN = 32768, X_ZDOT = 65536 }; /* plan modes a case must exercise (X_Z*: the tiles planned for an AVX-512
                                        target, 4 x 4 or 4 x 3 vectors of 16; run as planned on such a host) */
 
 /* Runs t on 1, 2 and 3 threads (output o of no floats poisoned with NaN
@@ -1058,6 +1058,12 @@ static void gemm_case_x(int batch, int M, int N, int K, bool ta, bool tb, bool e
     GemmPlan gz;
     assert_true(cg_gemm_plan(&z, t.p, k, &gz));
     assert_true(gz.VW == 16 && gz.MR == 4 && gz.NR == (expect & X_Z44 ? 64 : 48) && !gz.tc && !gz.dot);
+  }
+  if (expect & X_ZDOT) { /* AVX-512: the dot form's tiles of 8-15 accumulators, whole ones where they fit */
+    CgModule z = {.cpu = "znver4"};
+    GemmPlan gz;
+    assert_true(cg_gemm_plan(&z, t.p, k, &gz));
+    assert_true(gz.dot && gz.RM * gz.RN >= 8 && gz.RM * gz.RN <= 15 && M % gz.RM == 0 && N % gz.RN == 0);
   }
   if (expect & (X_ZDB | X_ZNODB)) { /* AVX-512: B's rows in place, one M block (or not: rows too far apart) */
     CgModule z = {.cpu = "znver4"};
@@ -1162,7 +1168,8 @@ static void test_gemm_path(void **state) {
   /* the dot form (both operands contiguous along k; a masked run tail) */
   gemm_case_x(1, 6, 60, 20003, false, true, true, false, X_DOT);
   gemm_case_x(1, 7, 30, 4096, false, true, false, false, X_DOT);
-  gemm_case_x(1, 32, 27, 4099, false, true, true, false, X_DOT | X_DOTROWS); /* narrow N: up to 32 rows, units of rows */
+  gemm_case_x(1, 32, 27, 4099, false, true, true, false, X_DOT | X_DOTROWS | X_ZDOT); /* narrow N: up to 32 rows, units of rows */
+  gemm_case_x(1, 6, 25, 20003, false, true, false, false, X_DOT | X_ZDOT); /* (AVX-512: 3 x 5 tiles) */
   /* both contiguous along k, N >= 64: transposed, B's rows read in place as
    * A (C^T in scratch; edges in both, K blocks with a remainder) */
   gemm_case_x(1, 6, 75, 20003, false, true, true, false, X_CT);
