@@ -65,7 +65,8 @@ enum {
   DIRECT_B_BLOCK_M = 256,     /* and with AVX-512 up to this M as one M block when B's rows are at most */
   DIRECT_B_ROW_BYTES = 2048,  /* this far apart (packing B cost more than its strided reads save) */
   DIRECT_BT_MIN_K = 64, /* an im2col B read in place from this K (the small VGG's first convolution, K = 27,
-                           measured slower: 45 -> 35-42 GFLOP/s), */
+                           measured slower over the padded width: 45 -> 35-42 GFLOP/s; over whole output rows
+                           on AVX-512, 1.44-1.51 -> 1.36-1.43 ms, at any K; on AVX2 slower there too), */
   DIRECT_BT_ONE_TILE_M = 6, /* or at any K up to this M: one row tile, a packed panel would serve one call
                                (LeNet-5's first convolution, 6 x 892 x 25: 0.25 -> 0.18 ms per call) */
   CT_MAX_M = 64, /* the transposed filter gradient up to this M (output channels), */
@@ -503,7 +504,8 @@ static bool plan(const CgModule *m, const Program *p, const Kernel *k, GemmPlan 
    * read in place too (each row of a convolution's B is a window shift of
    * the same few image rows, hot in L1) */
   g->direct_b_tab = !g->tc && !g->ct && ob->fast && ((ob->x_affine && ob->x_coef == 1) || ob->x_row) && !ob->k_affine &&
-                    g->M <= DIRECT_B_MAX_M && (g->K >= DIRECT_BT_MIN_K || g->M <= DIRECT_BT_ONE_TILE_M);
+                    g->M <= DIRECT_B_MAX_M &&
+                    (g->K >= DIRECT_BT_MIN_K || g->M <= DIRECT_BT_ONE_TILE_M || (ob->x_row && g->VW == 16));
   if (g->direct_b_tab) g->direct_b = true;
   /* Packed operands, M a multiple of 4 but not of 6 within one M block (a
    * convolution's 32 or 64 channels): 4 x 3-vector tiles, no idle rows in
