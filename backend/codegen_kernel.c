@@ -2052,6 +2052,38 @@ static void emit_lead(void *ctx, LLVMValueRef n, LLVMValueRef scratch) {
   emit_standard_nest(kc, t->slots, n, LLVMBuildNSWAdd(kc->b, n, cg_i64(kc->m, 1), ""));
 }
 
+/* K.body(ptr b..., i64 begin, i64 end) of kernel k over the buffers pbuf[0..nparams):
+ * internal, always inlined into its wrapper, optsize when `small`; each
+ * pointer nocapture, dereferenceable, noalias with `noalias`, readonly
+ * unless writes[] marks it; bufv[buffer] = its parameter. */
+static LLVMValueRef new_body(CgModule *m, const Program *p, const Kernel *k, const int *pbuf, int nparams,
+                             bool noalias, const bool *writes, bool small, LLVMValueRef *bufv) {
+  LLVMTypeRef *pt = calloc((size_t)nparams + 2, sizeof *pt);
+  for (int i = 0; i < nparams; i++) pt[i] = m->t_ptr;
+  pt[nparams] = pt[nparams + 1] = m->t_i64;
+  char name[300];
+  snprintf(name, sizeof name, "%s.body", k->name);
+  LLVMValueRef body = LLVMAddFunction(m->mod, name, LLVMFunctionType(m->t_void, pt, (unsigned)nparams + 2, 0));
+  free(pt);
+  LLVMSetLinkage(body, LLVMInternalLinkage);
+  cg_add_fn_attrs(m, body);
+  add_param_attr(m, body, LLVMAttributeFunctionIndex, "alwaysinline", 0);
+  if (small) add_param_attr(m, body, LLVMAttributeFunctionIndex, "optsize", 0);
+  for (int i = 0; i < nparams; i++) {
+    const Buffer *B = &p->bufs[pbuf[i]];
+    LLVMValueRef prm = LLVMGetParam(body, (unsigned)i);
+    LLVMSetValueName2(prm, B->name ? B->name : "buf", B->name ? strlen(B->name) : 3);
+    bufv[pbuf[i]] = prm;
+    unsigned ai = (unsigned)i + 1;
+    if (noalias) add_param_attr(m, body, ai, "noalias", 0);
+    add_param_attr(m, body, ai, "nocapture", 0);
+    int64_t bytes = buf_bytes(B);
+    if (bytes > 0) add_param_attr(m, body, ai, "dereferenceable", (uint64_t)bytes);
+    if (!writes[pbuf[i]]) add_param_attr(m, body, ai, "readonly", 0);
+  }
+  return body;
+}
+
 /* A chain (cg_chain) as one kernel named after its first: the kernels'
  * standard nests one after the other on each block of rows along dim 0
  * (about CHAIN_BLOCK elements), over the call's [begin, end). */
@@ -2076,29 +2108,8 @@ static LLVMValueRef chain_kernel(CgModule *m, const Program *p, const Kernel *co
   int *pbuf = calloc((size_t)p->n_bufs + 1, sizeof *pbuf);
   for (int i = 0; i < p->n_bufs; i++)
     if (used[i]) pbuf[nparams++] = i;
-  LLVMTypeRef *pt = calloc((size_t)nparams + 2, sizeof *pt);
-  for (int i = 0; i < nparams; i++) pt[i] = m->t_ptr;
-  pt[nparams] = pt[nparams + 1] = m->t_i64;
-  char name[300];
-  snprintf(name, sizeof name, "%s.body", k->name);
-  LLVMValueRef body = LLVMAddFunction(m->mod, name, LLVMFunctionType(m->t_void, pt, (unsigned)nparams + 2, 0));
-  LLVMSetLinkage(body, LLVMInternalLinkage);
-  cg_add_fn_attrs(m, body);
-  add_param_attr(m, body, LLVMAttributeFunctionIndex, "alwaysinline", 0);
-  if (shape_numel(&k->shape) < SMALL_KERNEL_WORK) add_param_attr(m, body, LLVMAttributeFunctionIndex, "optsize", 0);
   LLVMValueRef *bufv = calloc((size_t)p->n_bufs + 1, sizeof *bufv);
-  for (int i = 0; i < nparams; i++) {
-    const Buffer *B = &p->bufs[pbuf[i]];
-    LLVMValueRef prm = LLVMGetParam(body, (unsigned)i);
-    LLVMSetValueName2(prm, B->name ? B->name : "buf", B->name ? strlen(B->name) : 3);
-    bufv[pbuf[i]] = prm;
-    unsigned ai = (unsigned)i + 1;
-    if (noalias) add_param_attr(m, body, ai, "noalias", 0);
-    add_param_attr(m, body, ai, "nocapture", 0);
-    int64_t bytes = buf_bytes(B);
-    if (bytes > 0) add_param_attr(m, body, ai, "dereferenceable", (uint64_t)bytes);
-    if (!out[pbuf[i]]) add_param_attr(m, body, ai, "readonly", 0);
-  }
+  LLVMValueRef body = new_body(m, p, k, pbuf, nparams, noalias, out, shape_numel(&k->shape) < SMALL_KERNEL_WORK, bufv);
   KernelCg kc = {0};
   kc.m = m;
   kc.p = p;
@@ -2140,7 +2151,6 @@ static LLVMValueRef chain_kernel(CgModule *m, const Program *p, const Kernel *co
   LLVMValueRef fn = kc.failed ? NULL : emit_wrapper(m, p, k, body, pbuf, nparams);
   LLVMDisposeBuilder(b);
   free(bufv);
-  free(pt);
   free(pbuf);
   free(used);
   free(out);
@@ -2204,36 +2214,17 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
     free(same);
     return fn;
   }
-  LLVMTypeRef *pt = calloc((size_t)nparams + 2, sizeof *pt);
-  for (int i = 0; i < nparams; i++) pt[i] = m->t_ptr;
-  pt[nparams] = pt[nparams + 1] = m->t_i64;
-  char name[300];
-  snprintf(name, sizeof name, "%s.body", k->name);
-  LLVMValueRef body = LLVMAddFunction(m->mod, name, LLVMFunctionType(m->t_void, pt, (unsigned)nparams + 2, 0));
-  LLVMSetLinkage(body, LLVMInternalLinkage);
-  cg_add_fn_attrs(m, body);
-  add_param_attr(m, body, LLVMAttributeFunctionIndex, "alwaysinline", 0);
-  {
-    /* tiny kernels (loss, metrics, bias gradients of a few classes): their
-     * run time is noise, their vectorized + interleaved loops with runtime
-     * checks are not; optsize keeps them small and quick to compile */
-    int64_t work = red_iterations(k);
-    for (int d = 0; d < k->shape.rank; d++) work *= k->shape.d[d];
-    if (work < SMALL_KERNEL_WORK) add_param_attr(m, body, LLVMAttributeFunctionIndex, "optsize", 0);
-  }
+  /* tiny kernels (loss, metrics, bias gradients of a few classes): their
+   * run time is noise, their vectorized + interleaved loops with runtime
+   * checks are not; optsize keeps them small and quick to compile */
+  int64_t work = red_iterations(k);
+  for (int d = 0; d < k->shape.rank; d++) work *= k->shape.d[d];
+  bool *writes = calloc((size_t)p->n_bufs + 1, sizeof *writes);
+  writes[out] = true;
+  if (lead_out >= 0) writes[lead_out] = true;
   LLVMValueRef *bufv = calloc((size_t)p->n_bufs + 1, sizeof *bufv);
-  for (int i = 0; i < nparams; i++) {
-    const Buffer *B = &p->bufs[pbuf[i]];
-    LLVMValueRef prm = LLVMGetParam(body, (unsigned)i);
-    LLVMSetValueName2(prm, B->name ? B->name : "buf", B->name ? strlen(B->name) : 3);
-    bufv[pbuf[i]] = prm;
-    unsigned ai = (unsigned)i + 1;
-    if (noalias) add_param_attr(m, body, ai, "noalias", 0);
-    add_param_attr(m, body, ai, "nocapture", 0);
-    int64_t bytes = buf_bytes(B);
-    if (bytes > 0) add_param_attr(m, body, ai, "dereferenceable", (uint64_t)bytes);
-    if (pbuf[i] != out && pbuf[i] != lead_out) add_param_attr(m, body, ai, "readonly", 0);
-  }
+  LLVMValueRef body = new_body(m, p, k, pbuf, nparams, noalias, writes, work < SMALL_KERNEL_WORK, bufv);
+  free(writes);
   for (int i = 0; i < p->n_bufs; i++)
     if (same[i]) bufv[i] = bufv[out];
 
@@ -2294,7 +2285,6 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   free(key);
   LLVMDisposeBuilder(kc.b);
   free(bufv);
-  free(pt);
   free(pbuf);
   free(used);
   free(same);
