@@ -406,16 +406,6 @@ static void open_out_loops(KernelCg *kc, Loop *L, int n, LLVMValueRef begin, LLV
   }
 }
 
-static void open_red_loops(KernelCg *kc, Loop *L) {
-  const Kernel *k = kc->k;
-  for (int r = 0; r < k->n_red; r++) {
-    char nm[16];
-    snprintf(nm, sizeof nm, "r%d", r);
-    kc->var[k->shape.rank + r] =
-        loop_begin(kc, &L[r], cg_i64(kc->m, 0), cg_i64(kc->m, k->red_ext[r]), nm);
-  }
-}
-
 static void close_loops(KernelCg *kc, Loop *L, int n) {
   for (int d = n - 1; d >= 0; d--) loop_end(kc, &L[d]);
 }
@@ -813,10 +803,75 @@ static LLVMValueRef apply_epilogue(KernelCg *kc, LLVMValueRef acc, DType *dt) {
   return v;
 }
 
+/* Float sums add in levels: every loop of a sum sums into its own partial
+ * (from 0), added to the enclosing loop's partial when the loop ends, and a
+ * loop longer than SUM_BLOCK terms runs as blocks (two levels of blocks past
+ * SUM_BLOCK^2), so no partial takes more than SUM_BLOCK terms. A float
+ * added to a partial far larger than itself loses its low bits: one running
+ * sum over 2^25 terms of ~0.3 lost 4 digits (and stopped growing at 2^26 at
+ * -O0), blocked its error stays within a few units of float rounding. */
+enum { SUM_BLOCK = 1024, SUM_LOOPS = 3 * IR_MAX_RANK };
+
 typedef struct {
   LLVMValueRef acc, idx; /* allocas (promoted to registers by SROA) */
-  LLVMValueRef part[IR_MAX_RANK]; /* sums: partial sum of reduction level r >= 1 */
+  LLVMValueRef part[SUM_LOOPS]; /* sums: the partial of loop i >= 1 (the loops of sum_level) */
 } RedSlots;
+
+/* How many loops sum_level opens for T terms. */
+static int sum_level_loops(int64_t T, bool blocked) {
+  if (!blocked || T <= SUM_BLOCK) return 1;
+  return (T + SUM_BLOCK - 1) / SUM_BLOCK > SUM_BLOCK ? 3 : 2;
+}
+
+static LLVMValueRef min_i64(LLVMBuilderRef b, LLVMValueRef x, LLVMValueRef y) {
+  return LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, x, y, ""), x, y, "");
+}
+
+/* Opens the loops of one reduction level over terms [0, T): blocks of
+ * blocks, blocks (when `blocked` and T is long: sum_level_loops) and the
+ * terms, as P[*np], P[*np + 1], ...; with partials on, the partial of each
+ * loop i >= 1 is zeroed just before it opens. Returns the term index. */
+static LLVMValueRef sum_level(KernelCg *kc, RedSlots *s, LLVMValueRef zero, Loop *P, int *np, int64_t T, bool blocked,
+                              const char *name) {
+  CgModule *m = kc->m;
+  LLVMBuilderRef b = kc->b;
+  int n = sum_level_loops(T, blocked);
+  int64_t nb = (T + SUM_BLOCK - 1) / SUM_BLOCK;
+  LLVMValueRef lo = cg_i64(m, 0), hi = cg_i64(m, T), blk = NULL;
+  LLVMValueRef SB = cg_i64(m, SUM_BLOCK);
+  char nm[24];
+  for (int i = 0; i < n; i++) {
+    if (zero && *np > 0) LLVMBuildStore(b, zero, s->part[*np]);
+    snprintf(nm, sizeof nm, "%s%s", name, i == n - 1 ? "" : i == n - 2 ? "b" : "bb");
+    if (i == n - 1 && blk) { /* the block's terms */
+      lo = LLVMBuildNSWMul(b, blk, SB, "");
+      hi = min_i64(b, LLVMBuildNSWAdd(b, lo, SB, ""), cg_i64(m, T));
+    } else if (i == n - 2) { /* blocks (of the block of blocks) */
+      lo = blk ? LLVMBuildNSWMul(b, blk, SB, "") : cg_i64(m, 0);
+      hi = blk ? min_i64(b, LLVMBuildNSWAdd(b, lo, SB, ""), cg_i64(m, nb)) : cg_i64(m, nb);
+    } else if (i == n - 3) { /* blocks of blocks */
+      lo = cg_i64(m, 0);
+      hi = cg_i64(m, (nb + SUM_BLOCK - 1) / SUM_BLOCK);
+    }
+    blk = loop_begin(kc, &P[(*np)++], lo, hi, nm);
+  }
+  return blk;
+}
+
+/* Closes loops P[from..np) of sum_level(s) in reverse, adding each loop's
+ * partial to the enclosing loop's (loop 1's to `outer` when from is 0;
+ * with from = 1 the caller takes loop 1's partial). */
+static void sum_close(KernelCg *kc, LLVMTypeRef at, DType dt, Loop *P, int from, int np, RedSlots *s, bool partials,
+                      LLVMValueRef outer) {
+  LLVMBuilderRef b = kc->b;
+  for (int i = np - 1; i >= from; i--) {
+    loop_end(kc, &P[i]);
+    LLVMValueRef to = i - 1 >= from && i - 1 > 0 ? s->part[i - 1] : outer;
+    if (!partials || i == 0 || !to) continue;
+    LLVMValueRef pv = LLVMBuildLoad2(b, at, s->part[i], "");
+    LLVMBuildStore(b, add_of(kc, dt, LLVMBuildLoad2(b, at, to, ""), pv), to);
+  }
+}
 
 /* The hint of a float sum's vectorized innermost run of `trip` terms:
  * 8 wide, and 4 vectors interleaved from 128 terms. */
@@ -846,32 +901,38 @@ static void emit_point(KernelCg *kc, RedSlots *s) {
   }
   LLVMBuildStore(b, init, s->acc);
   if (k->red == RED_ARGMAX) LLVMBuildStore(b, cg_i32(m, 0), s->idx);
-  Loop R[IR_MAX_RANK];
-  /* Sums over several reduction dims add level by level: every run of the
-   * loop at level r >= 1 sums into its own partial (from 0), which is then
-   * added to level r - 1's. Error grows with the extents, not with their
-   * product (a sequential float sum over 64x28x28 terms lost 3 digits).
-   * A contiguous last pair of dims is one level (its vector lanes keep
-   * separate partials). */
+  /* Sums add level by level (sum_level): one partial per loop, long loops
+   * in blocks. A contiguous last pair of dims is one level (its vector
+   * lanes keep separate partials). */
   bool plane = red_plane(kc->p, k);
-  int nl = plane ? k->n_red - 1 : k->n_red; /* loops */
-  bool levels = k->red == RED_SUM && nl > 1;
+  int nl = plane ? k->n_red - 1 : k->n_red; /* levels */
+  int64_t T[IR_MAX_RANK];
+  Loop R[IR_MAX_RANK]; /* the levels' trips and hints (unroll policy) */
+  Loop P[SUM_LOOPS];   /* the loops */
+  int last[IR_MAX_RANK], np = 0, nloops = 0;
+  bool blocked = k->red == RED_SUM && f;
   for (int r = 0; r < nl; r++) {
-    if (levels && r > 0) LLVMBuildStore(b, init, s->part[r]);
+    T[r] = plane && r == nl - 1 ? k->red_ext[r] * k->red_ext[r + 1] : k->red_ext[r];
+    nloops += sum_level_loops(T[r], blocked);
+  }
+  bool levels = k->red == RED_SUM && nloops > 1;
+  for (int r = 0; r < nl; r++) {
     char nm[16];
     snprintf(nm, sizeof nm, "r%d", r);
     int v = k->shape.rank + r;
+    LLVMValueRef t = sum_level(kc, s, levels ? init : NULL, P, &np, T[r], blocked, nm);
+    last[r] = np - 1;
     if (plane && r == nl - 1) {
       int64_t ej = k->red_ext[r + 1];
-      LLVMValueRef t = loop_begin(kc, &R[r], cg_i64(m, 0), cg_i64(m, k->red_ext[r] * ej), nm);
       kc->var[v] = LLVMBuildUDiv(b, t, cg_i64(m, ej), "");
       kc->var[v + 1] = LLVMBuildURem(b, t, cg_i64(m, ej), "");
     } else {
-      kc->var[v] = loop_begin(kc, &R[r], cg_i64(m, 0), cg_i64(m, k->red_ext[r]), nm);
+      kc->var[v] = t;
     }
+    R[r].trip = T[r];
   }
   LLVMValueRef x = cg_vx(kc, k->body);
-  LLVMValueRef slot = levels ? s->part[nl - 1] : s->acc;
+  LLVMValueRef slot = levels ? s->part[np - 1] : s->acc;
   LLVMValueRef a = LLVMBuildLoad2(b, at, slot, "acc");
   switch (k->red) {
   case RED_SUM: LLVMBuildStore(b, add_of(kc, bdt, a, x), slot); break;
@@ -916,14 +977,10 @@ static void emit_point(KernelCg *kc, RedSlots *s) {
     R[nl - 1].hint = sum_run_hint(R[nl - 1].trip);
   else if (nl > 1 && R[nl - 1].trip >= 2 && R[nl - 1].trip < 8 && R[nl - 2].hint != LOOP_FULL_UNROLL)
     R[nl - 2].hint = LOOP_NO_VECTORIZE;
-  for (int r = nl - 1; r >= 0; r--) {
-    loop_end(kc, &R[r]);
-    if (levels && r > 0) {
-      LLVMValueRef outer = r - 1 > 0 ? s->part[r - 1] : s->acc;
-      LLVMValueRef pv = LLVMBuildLoad2(b, at, s->part[r], "");
-      LLVMBuildStore(b, add_of(kc, bdt, LLVMBuildLoad2(b, at, outer, ""), pv), outer);
-    }
-  }
+  /* each level's hint on its terms' loop; its block loops stay rolled */
+  for (int i = 0; i < np; i++) P[i].hint = LOOP_NO_UNROLL;
+  for (int r = 0; r < nl; r++) P[last[r]].hint = R[r].hint;
+  sum_close(kc, at, bdt, P, 0, np, s, levels, s->acc);
   if (k->red == RED_ARGMAX) {
     v = LLVMBuildLoad2(b, m->t_i32, s->idx, "");
     vdt = DT_I32;
@@ -966,7 +1023,7 @@ static void emit_channel_sums(KernelCg *kc, RedSlots *s, LLVMValueRef begin, LLV
   CgModule *m = kc->m;
   LLVMBuilderRef b = kc->b;
   LLVMValueRef zero = cg_f32(m, 0.0);
-  Loop Lz, Ln, Lc, Lt, Le;
+  Loop Lz, Ln, Lc, Le;
   kc->var[0] = loop_begin(kc, &Lz, begin, end, "cz");
   LLVMBuildStore(b, zero, out_ptr(kc, kc->var[0]));
   Lz.hint = LOOP_NO_UNROLL;
@@ -974,15 +1031,18 @@ static void emit_channel_sums(KernelCg *kc, RedSlots *s, LLVMValueRef begin, LLV
   int64_t ej = k->red_ext[2], plane = k->red_ext[1] * ej;
   kc->var[1] = loop_begin(kc, &Ln, cg_i64(m, 0), cg_i64(m, k->red_ext[0]), "cn");
   kc->var[0] = loop_begin(kc, &Lc, begin, end, "cc");
-  LLVMBuildStore(b, zero, s->part[1]);
-  LLVMValueRef t = loop_begin(kc, &Lt, cg_i64(m, 0), cg_i64(m, plane), "ct");
+  /* the plane's partial: part[1], as emit_point's plane level (the same
+   * loops and lanes, so the same partials) */
+  Loop P[SUM_LOOPS];
+  int np = 1;
+  LLVMValueRef t = sum_level(kc, s, zero, P, &np, plane, true, "ct");
   kc->var[2] = LLVMBuildUDiv(b, t, cg_i64(m, ej), "");
   kc->var[3] = LLVMBuildURem(b, t, cg_i64(m, ej), "");
   LLVMValueRef x = cg_vx(kc, k->body);
-  LLVMBuildStore(b, add_of(kc, DT_F32, LLVMBuildLoad2(b, m->t_f32, s->part[1], "part"), x), s->part[1]);
-  /* as emit_point's plane level (the same lanes, so the same partials) */
-  Lt.hint = plane >= 8 ? sum_run_hint(plane) : -1;
-  loop_end(kc, &Lt);
+  LLVMBuildStore(b, add_of(kc, DT_F32, LLVMBuildLoad2(b, m->t_f32, s->part[np - 1], "part"), x), s->part[np - 1]);
+  for (int i = 1; i < np; i++) P[i].hint = LOOP_NO_UNROLL;
+  P[np - 1].hint = plane >= 8 ? sum_run_hint(plane) : -1;
+  sum_close(kc, m->t_f32, DT_F32, P, 1, np, s, true, NULL);
   LLVMValueRef po = out_ptr(kc, kc->var[0]);
   LLVMValueRef pv = LLVMBuildLoad2(b, m->t_f32, s->part[1], "");
   LLVMBuildStore(b, add_of(kc, DT_F32, LLVMBuildLoad2(b, m->t_f32, po, ""), pv), po);
@@ -1367,6 +1427,12 @@ static LLVMValueRef row_offset(KernelCg *kc, int nrow) {
   return cg_linear(kc, &kc->var[J0], &k->shape.d[J0], nrow);
 }
 
+/* A long float sum in the reordered nest (more than SUM_BLOCK terms per
+ * element) adds its terms block by block into a row of partials on the
+ * stack, each block's row then into the output (see SUM_BLOCK); rows of at
+ * most ROW_PARTIALS elements. */
+enum { ROW_PARTIALS = 4096 };
+
 static void emit_reordered_nest(KernelCg *kc, LLVMValueRef begin, LLVMValueRef end) {
   const Kernel *k = kc->k;
   CgModule *m = kc->m;
@@ -1375,21 +1441,63 @@ static void emit_reordered_nest(KernelCg *kc, LLVMValueRef begin, LLVMValueRef e
   int J0 = k->shape.rank - nrow; /* first row dim */
   LLVMTypeRef et = cg_dtype(m, k->dtype);
   LLVMValueRef zero = k->dtype == DT_F32 ? cg_f32(m, 0.0) : cg_i32(m, 0);
-  Loop L[IR_MAX_RANK], R[IR_MAX_RANK], Z[2], A[2], E[2];
+  Loop L[IR_MAX_RANK], R[IR_MAX_RANK], Z[2], A[2], E[2], Q[2], BL;
+  /* blocks: reduction levels [0, c) outside a block, [c, n_red) inside;
+   * the last level in blocks of its own when it alone is too long */
+  int64_t rowmax = 1, inner = 1;
+  for (int d = J0; d < k->shape.rank; d++) rowmax *= k->shape.d[d];
+  int c = k->n_red;
+  while (c > 0 && inner * k->red_ext[c - 1] <= SUM_BLOCK) inner *= k->red_ext[--c];
+  bool blocked = k->red == RED_SUM && k->dtype == DT_F32 && red_iterations(k) > SUM_BLOCK && rowmax <= ROW_PARTIALS;
+  bool split_last = blocked && c == k->n_red;
+  if (split_last) c = k->n_red - 1;
+  LLVMValueRef tmp = blocked ? LLVMBuildAlloca(b, LLVMArrayType2(m->t_f32, (uint64_t)rowmax), "row.partials") : NULL;
   open_out_loops(kc, L, J0, begin, end);
   LLVMValueRef jlo = J0 == 0 ? begin : cg_i64(m, 0);
   LLVMValueRef jhi = J0 == 0 ? end : cg_i64(m, k->shape.d[J0]);
   for (int d = J0; d < k->shape.rank; d++) kc->var[d] = cg_i64(m, 0);
   LLVMValueRef base = cg_linear(kc, kc->var, k->shape.d, k->shape.rank); /* out[o, 0] */
+  LLVMValueRef rel0 = NULL; /* the row's first element, relative to out[o, 0] */
+  if (blocked) {
+    kc->var[J0] = jlo;
+    rel0 = row_offset(kc, nrow);
+  }
 
   open_row(kc, Z, nrow, jlo, jhi, "zero");
   LLVMBuildStore(b, zero, out_ptr(kc, LLVMBuildNSWAdd(b, base, row_offset(kc, nrow), "")));
   close_loops(kc, Z, nrow);
 
-  open_red_loops(kc, R);
+  /* the reduction levels outside a block, or all of them */
+  for (int r = 0; r < (blocked ? c : k->n_red); r++) {
+    char nm[16];
+    snprintf(nm, sizeof nm, "r%d", r);
+    kc->var[k->shape.rank + r] = loop_begin(kc, &R[r], cg_i64(m, 0), cg_i64(m, k->red_ext[r]), nm);
+  }
+  LLVMValueRef acc_base = base; /* where the terms add: out, or the block's partials */
+  if (blocked) {
+    LLVMValueRef lo = NULL, hi = NULL;
+    if (split_last) {
+      int64_t T = k->red_ext[c];
+      LLVMValueRef blk = loop_begin(kc, &BL, cg_i64(m, 0), cg_i64(m, (T + SUM_BLOCK - 1) / SUM_BLOCK), "rblk");
+      lo = LLVMBuildNSWMul(b, blk, cg_i64(m, SUM_BLOCK), "");
+      hi = min_i64(b, LLVMBuildNSWAdd(b, lo, cg_i64(m, SUM_BLOCK), ""), cg_i64(m, T));
+    }
+    open_row(kc, Q, nrow, jlo, jhi, "pzero");
+    LLVMBuildStore(b, zero, LLVMBuildInBoundsGEP2(b, m->t_f32, tmp, (LLVMValueRef[]){LLVMBuildNSWSub(b, row_offset(kc, nrow), rel0, "")}, 1, ""));
+    close_loops(kc, Q, nrow);
+    for (int r = c; r < k->n_red; r++) {
+      char nm[16];
+      snprintf(nm, sizeof nm, "r%d", r);
+      LLVMValueRef rlo = split_last ? lo : cg_i64(m, 0), rhi = split_last ? hi : cg_i64(m, k->red_ext[r]);
+      kc->var[k->shape.rank + r] = loop_begin(kc, &R[r], rlo, rhi, nm);
+      R[r].trip = k->red_ext[r]; /* (a block of it: the unroll policy sees the level) */
+    }
+    acc_base = NULL;
+  }
   open_row(kc, A, nrow, jlo, jhi, "row");
   LLVMValueRef x = cg_vx(kc, k->body);
-  LLVMValueRef ptr = out_ptr(kc, LLVMBuildNSWAdd(b, base, row_offset(kc, nrow), ""));
+  LLVMValueRef ptr = acc_base ? out_ptr(kc, LLVMBuildNSWAdd(b, base, row_offset(kc, nrow), ""))
+                              : LLVMBuildInBoundsGEP2(b, m->t_f32, tmp, (LLVMValueRef[]){LLVMBuildNSWSub(b, row_offset(kc, nrow), rel0, "")}, 1, "");
   LLVMValueRef old = LLVMBuildLoad2(b, et, ptr, "");
   LLVMBuildStore(b, add_of(kc, k->dtype, old, x), ptr);
   {
@@ -1407,7 +1515,23 @@ static void emit_reordered_nest(KernelCg *kc, LLVMValueRef begin, LLVMValueRef e
       A[nrow - 1].hint = LOOP_FULL_UNROLL;
   }
   close_loops(kc, A, nrow);
-  close_loops(kc, R, k->n_red);
+  if (blocked) {
+    close_loops(kc, R + c, k->n_red - c);
+    /* out[o, row] += the block's partials */
+    open_row(kc, Q, nrow, jlo, jhi, "padd");
+    LLVMValueRef po = out_ptr(kc, LLVMBuildNSWAdd(b, base, row_offset(kc, nrow), ""));
+    LLVMValueRef pp = LLVMBuildInBoundsGEP2(b, m->t_f32, tmp, (LLVMValueRef[]){LLVMBuildNSWSub(b, row_offset(kc, nrow), rel0, "")}, 1, "");
+    LLVMBuildStore(b, add_of(kc, DT_F32, LLVMBuildLoad2(b, et, po, ""), LLVMBuildLoad2(b, et, pp, "")), po);
+    close_loops(kc, Q, nrow);
+    if (split_last) {
+      BL.hint = LOOP_NO_UNROLL;
+      loop_end(kc, &BL);
+    }
+    for (int r = 0; r < c; r++) R[r].hint = LOOP_NO_UNROLL;
+    close_loops(kc, R, c);
+  } else {
+    close_loops(kc, R, k->n_red);
+  }
 
   if (k->epilogue) {
     open_row(kc, E, nrow, jlo, jhi, "epi");
@@ -2240,8 +2364,10 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   RedSlots slots;
   slots.acc = LLVMBuildAlloca(kc.b, cg_dtype(m, k->body->dtype), "acc.slot");
   slots.idx = LLVMBuildAlloca(kc.b, m->t_i32, "idx.slot");
-  for (int r = 0; r < IR_MAX_RANK; r++)
-    slots.part[r] = r > 0 && r < k->n_red ? LLVMBuildAlloca(kc.b, cg_dtype(m, k->body->dtype), "part.slot") : NULL;
+  for (int r = 0; r < SUM_LOOPS; r++)
+    slots.part[r] = r > 0 && k->red == RED_SUM && r < 3 * k->n_red
+                        ? LLVMBuildAlloca(kc.b, cg_dtype(m, k->body->dtype), "part.slot")
+                        : NULL;
   LLVMValueRef begin = LLVMGetParam(body, (unsigned)nparams);
   LLVMValueRef end = LLVMGetParam(body, (unsigned)nparams + 1);
   GemmPlan gp;

@@ -438,6 +438,22 @@ static void build_reductions(T *t) {
   }
 }
 
+/* Sums of many positive terms, where one running float sum loses digits
+ * (the backend sums in blocks of partials): a whole plane of 2M terms
+ * (blocks of blocks), long columns (the reordered nest's row of partials,
+ * one level or several), long rows; the scale's gradient sums them again. */
+static void build_long_sums(T *t) {
+  int s = param(t, SH(1));
+  int a = input(t, SH(1024, 2048), 0.3, 1.3);
+  out(t, ir_reduce(t->g, OP_SUM, bin(t, OP_MUL, a, s), 3u, false, L, NULL));
+  int c = input(t, SH(262144, 4), 0.3, 1.3);
+  out(t, ir_reduce(t->g, OP_SUM, bin(t, OP_MUL, c, s), 1u, false, L, NULL));
+  int m = input(t, SH(4096, 3, 64), 0.3, 1.3);
+  out(t, ir_reduce(t->g, OP_MEAN, bin(t, OP_MUL, m, s), 5u, true, L, NULL));
+  int r = input(t, SH(3, 300000), 0.3, 1.3);
+  out(t, ir_reduce(t->g, OP_MEAN, bin(t, OP_MUL, r, r), 2u, false, L, NULL));
+}
+
 static void build_matmul(T *t) {
   Shape cases[][2] = {
       {SH(3, 4), SH(4, 5)},          {SH(2, 3, 4), SH(4, 5)},    {SH(3, 4), SH(2, 4, 5)},
@@ -690,6 +706,7 @@ CASE(nondiff_elementwise)
 CASE(binary)
 CASE(select)
 CASE(reductions)
+CASE(long_sums)
 CASE(matmul)
 CASE(shape_ops)
 CASE(softmax)
@@ -836,6 +853,7 @@ int main(void) {
       cmocka_unit_test(test_binary),
       cmocka_unit_test(test_select),
       cmocka_unit_test(test_reductions),
+      cmocka_unit_test(test_long_sums),
       cmocka_unit_test(test_matmul),
       cmocka_unit_test(test_shape_ops),
       cmocka_unit_test(test_softmax),
