@@ -37,7 +37,7 @@ static int bad_usage(const char *fmt, const char *arg) {
 int main(int argc, char **argv) {
   const char *model = NULL, *out = NULL, *emit = NULL;
   ConstDef defs[64];
-  DrvOptions o = {.defs = defs, .opt_level = 2, .cpu = "native"};
+  DrvOptions o = {.defs = defs, .opt_level = 2, .cpu = "native", .tool = "dlc"};
   char err[256];
   int crc;
   for (int i = 1; i < argc; i++) {
@@ -73,6 +73,10 @@ int main(int argc, char **argv) {
     stage = stages[kind];
   } else if (!out) {
     return bad_usage("%s", "nothing to do: give -o OUT or --emit=KIND");
+  } else {
+    size_t n = strlen(out);
+    if (!(n > 3 && !strcmp(out + n - 3, ".so")) && !(n > 2 && !strcmp(out + n - 2, ".o")))
+      return bad_usage("-o %s: the output must end in .so (shared library) or .o (object), or give --emit=KIND", out);
   }
   Diag d;
   diag_init(&d, stderr);
@@ -101,7 +105,9 @@ int main(int argc, char **argv) {
         case 4: cg_emit_llvm(m.mod, f); break;
         case 5: {
           double t0 = drv_now();
-          if (cg_emit_asm(m.mod, f, &d)) rc = DRV_INTERNAL;
+          DrvRelay r;
+          if (cg_emit_asm(m.mod, f, drv_relay_begin(&r, &d))) rc = DRV_INTERNAL;
+          drv_relay_end(&r, &d, o.tool);
           pipeline_time_phase("asm emission", drv_now() - t0);
           break;
         }
@@ -117,7 +123,9 @@ int main(int argc, char **argv) {
         }
         default: {
           double t0 = drv_now();
-          rc = aot_write(&m, out, &d);
+          DrvRelay r;
+          rc = aot_write(&m, out, drv_relay_begin(&r, &d));
+          drv_relay_end(&r, &d, o.tool);
           pipeline_time_phase("object emission", drv_now() - t0);
           break;
         }

@@ -2,7 +2,9 @@
 #include "tools/driver.h"
 #include "tools/jit_cache.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
@@ -68,6 +70,16 @@ bool drv_parse_define(const char *arg, ConstDef *out) {
   return true;
 }
 
+/* -D's VALUE: a decimal integer, as sema reads it (strtoll, nothing left
+ * over, in range, no leading space) */
+static bool is_integer(const char *v) {
+  if (!*v || isspace((unsigned char)*v)) return false;
+  errno = 0;
+  char *end = NULL;
+  (void)strtoll(v, &end, 10);
+  return *end == 0 && errno != ERANGE;
+}
+
 int drv_parse_common_option(DrvOptions *o, int max_defs, int argc, char **argv, int *i, char *err, size_t errlen) {
   const char *a = argv[*i];
   if (!strncmp(a, "-D", 2)) {
@@ -76,14 +88,26 @@ int drv_parse_common_option(DrvOptions *o, int max_defs, int argc, char **argv, 
       snprintf(err, errlen, "-D needs NAME=VALUE");
       return -1;
     }
-    if (o->ndefs >= max_defs || !drv_parse_define(def, (ConstDef *)&o->defs[o->ndefs])) {
+    if (o->ndefs >= max_defs) {
+      snprintf(err, errlen, "-D %s: more than %d definitions", def, max_defs);
+      return -1;
+    }
+    if (!drv_parse_define(def, (ConstDef *)&o->defs[o->ndefs])) {
       snprintf(err, errlen, "-D %s: expected NAME=VALUE", def);
+      return -1;
+    }
+    if (!is_integer(o->defs[o->ndefs].value)) {
+      snprintf(err, errlen, "-D %s: the value is not an integer", def);
       return -1;
     }
     o->ndefs++;
   } else if (!strcmp(a, "-O0") || !strcmp(a, "-O1") || !strcmp(a, "-O2")) {
     o->opt_level = a[2] - '0';
   } else if (!strncmp(a, "--cpu=", 6)) {
+    if (!a[6]) {
+      snprintf(err, errlen, "--cpu= needs a CPU name (native, or an LLVM CPU name such as x86-64-v3)");
+      return -1;
+    }
     o->cpu = a + 6;
   } else if (!strcmp(a, "--time-passes")) {
     o->time_passes = true;
@@ -99,6 +123,66 @@ int drv_parse_common_option(DrvOptions *o, int max_defs, int argc, char **argv, 
     return 0;
   }
   return 1;
+}
+
+static void add_error(Diag *d, const char *first, int n) {
+  if (n <= 0) return;
+  if (d->n_errors == 0) snprintf(d->first, sizeof d->first, "%s", first);
+  d->n_errors += n;
+}
+
+void drv_error(Diag *d, const char *tool, const char *fmt, ...) {
+  char msg[440];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (!tool) {
+    diag_error(d, (SrcLoc){0}, "%s", msg);
+    return;
+  }
+  char first[512];
+  snprintf(first, sizeof first, "error: %s", msg);
+  add_error(d, first, 1);
+  if (d->out) fprintf(d->out, "%s: error: %s\n", tool, msg);
+}
+
+/* An error line collected elsewhere (Diag.first): `error: MESSAGE` again
+ * as `TOOL: error: MESSAGE`, one with a location as it is. */
+static void relay_first(Diag *d, const char *tool, const char *first) {
+  if (!strncmp(first, "error: ", 7)) {
+    drv_error(d, tool, "%s", first + 7);
+  } else {
+    add_error(d, first, 1);
+    if (d->out) fprintf(d->out, "%s\n", first);
+  }
+}
+
+Diag *drv_relay_begin(DrvRelay *r, Diag *d) {
+  memset(r, 0, sizeof *r);
+  r->ms = d->out ? open_memstream(&r->buf, &r->len) : NULL;
+  diag_init(&r->d, r->ms ? r->ms : d->out);
+  r->d.max_errors = d->max_errors;
+  r->d.sources = d->sources; /* borrowed: the excerpts of located errors */
+  return &r->d;
+}
+
+void drv_relay_end(DrvRelay *r, Diag *d, const char *tool) {
+  if (r->ms) {
+    fclose(r->ms);
+    for (char *line = r->buf; line && *line;) {
+      char *nl = strchr(line, '\n');
+      size_t n = nl ? (size_t)(nl - line) + 1 : strlen(line);
+      if (tool && !strncmp(line, "error: ", 7)) fprintf(d->out, "%s: ", tool);
+      fwrite(line, 1, n, d->out);
+      line += n;
+    }
+    free(r->buf);
+  }
+  add_error(d, r->d.first, r->d.n_errors);
+  r->d.sources = NULL;
+  diag_free(&r->d);
+  memset(r, 0, sizeof *r);
 }
 
 static bool verify(Graph *g, const char *after, Diag *d) {
@@ -291,7 +375,7 @@ static void *jit_job(void *arg) {
   return NULL;
 }
 
-static int jit_parallel(DrvModel *m, const CgOptions *co, Diag *d) {
+static int jit_parallel(DrvModel *m, const CgOptions *co, const char *tool, Diag *d) {
   double t0 = drv_now();
   int cap = 0;
   for (int e = 0; e < ENTRY__COUNT; e++) cap += m->prog->entries[e].n_kernels;
@@ -325,7 +409,10 @@ static int jit_parallel(DrvModel *m, const CgOptions *co, Diag *d) {
   for (int i = 0; i < JIT_PARTS; i++)
     if (jobs[i].status != DRV_OK) {
       if (rc == DRV_OK) rc = jobs[i].status;
-      diag_error(d, (SrcLoc){0}, "%s", jobs[i].d.first[0] ? jobs[i].d.first : "internal error: JIT failed");
+      const char *first = jobs[i].d.first[0] ? jobs[i].d.first : "error: internal error: JIT failed";
+      bool again = false; /* both parts fail alike on a bad --cpu: said once */
+      for (int k = 0; k < i; k++) again |= jobs[k].status != DRV_OK && !strcmp(jobs[k].d.first, first);
+      if (!again) relay_first(d, tool, first);
     }
   /* phases of the part on the critical path (the longer one) */
   int c = jobs[1].t_build + jobs[1].t_opt + jobs[1].t_jit > jobs[0].t_build + jobs[0].t_opt + jobs[0].t_jit;
@@ -361,7 +448,7 @@ int drv_compile(DrvModel *m, const char *path, const DrvOptions *o, DrvStage sta
   size_t len = 0;
   char *text = drv_read_file(m->arena, path, &len);
   if (!text) {
-    diag_error(d, (SrcLoc){0}, "cannot read %s: %s", path, strerror(errno ? errno : EIO));
+    drv_error(d, o->tool, "cannot read %s: %s", path, strerror(errno ? errno : EIO));
     return DRV_USER_ERROR;
   }
   bool dlir = ir_is_dlir_path(path);
@@ -434,10 +521,13 @@ codegen:
   CgOptions co = {.cpu = o->cpu, .opt_level = o->opt_level >= 2 ? 3 : o->opt_level};
   if (stage >= DRV_STAGE_JIT) {
     co.entries = o->jit_entries;
-    return jit_parallel(m, &co, d);
+    return jit_parallel(m, &co, o->tool, d);
   }
-  m->mod = cg_build(m->prog, &co, d);
-  if (!m->mod) return strstr(d->first, "unknown CPU") ? DRV_USAGE : DRV_INTERNAL;
+  DrvRelay r;
+  m->mod = cg_build(m->prog, &co, drv_relay_begin(&r, d));
+  bool bad_cpu = !m->mod && strstr(r.d.first, "unknown CPU");
+  drv_relay_end(&r, d, o->tool);
+  if (!m->mod) return bad_cpu ? DRV_USAGE : DRV_INTERNAL;
   double tc = drv_now();
   pipeline_time_phase("llvm codegen", tc - t0);
   if (cg_optimize(m->mod, d)) return DRV_INTERNAL;

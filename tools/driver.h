@@ -25,6 +25,8 @@ typedef struct {
   bool time_passes;
   const char *print_after; /* --print-after=PASS|all */
   unsigned jit_entries;    /* DRV_STAGE_JIT: bit e compiles entry e (0: every entry) */
+  const char *tool;        /* "dlc", "dlrun": errors without a source location are printed as
+                            * `TOOL: error: MESSAGE` (NULL: `error: MESSAGE`) */
 } DrvOptions;
 
 typedef struct {
@@ -57,10 +59,24 @@ double drv_now(void);
  * entry points and thread hook are the caller's to set. */
 DlrtBufDesc *drv_program_desc(Arena *a, const Program *p, DlrtModelDesc *d);
 /* Parses argv[*i] if it is an option every tool shares: -D NAME=VALUE (or
- * -DNAME=VALUE), -O0|-O1|-O2, --cpu=NAME, --time-passes, --verify-each,
- * --print-after=PASS|all. Returns 1 when consumed (*i past its argument),
- * 0 when it is not such an option, -1 on a malformed one (message in err).
- * o->defs must have room for max_defs entries. */
+ * -DNAME=VALUE; VALUE a decimal integer), -O0|-O1|-O2, --cpu=NAME (not
+ * empty), --time-passes, --verify-each, --print-after=PASS|all: the options
+ * of compilation. Returns 1 when consumed (*i on its last word), 0 when it is
+ * not such an option, -1 on a malformed one (message in err). o->defs must
+ * have room for max_defs entries. */
 int drv_parse_common_option(DrvOptions *o, int max_defs, int argc, char **argv, int *i, char *err, size_t errlen);
+/* An error without a source location, as `TOOL: error: MESSAGE` (counted in d). */
+void drv_error(Diag *d, const char *tool, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Collects what a call prints into a Diag (r->d, which shares d's sources),
+ * then drv_relay_end copies it to d, errors without a location as
+ * `TOOL: error: ...`, and adds its error count. */
+typedef struct {
+  Diag d;
+  char *buf;
+  size_t len;
+  FILE *ms;
+} DrvRelay;
+Diag *drv_relay_begin(DrvRelay *r, Diag *d);
+void drv_relay_end(DrvRelay *r, Diag *d, const char *tool);
 
 #endif

@@ -153,6 +153,7 @@ int run_train(DlrtModel *m, const RunOptions *o) {
     dlrt_dataset_free(&ds);
     return 1;
   }
+  bool test_loss = b.loss[DLRT_ENTRY_EVAL] >= 0; /* the eval entry's loss (always there with `train`) */
   FILE *log = NULL;
   if (o->log) {
     log = fopen(o->log, "w");
@@ -162,7 +163,7 @@ int run_train(DlrtModel *m, const RunOptions *o) {
     }
     fputs("epoch,train_loss", log);
     for (int k = 0; k < b.n_metrics; k++) fprintf(log, ",train_%s", b.metric_names[k]);
-    fputs(",test_loss", log);
+    if (test_loss) fputs(",test_loss", log);
     for (int k = 0; k < b.n_metrics; k++) fprintf(log, ",test_%s", b.metric_names[k]);
     fputs(",samples_per_s,seconds\n", log);
   }
@@ -213,7 +214,8 @@ int run_train(DlrtModel *m, const RunOptions *o) {
     Totals t;
     bool have_test = evaluate(m, &b, &ds.test, &t) == 0;
     if (have_test) {
-      printf("  | test loss %.4f", t.loss);
+      printf("  | test");
+      if (test_loss) printf(" loss %.4f", t.loss);
       for (int k = 0; k < b.n_metrics; k++) printf("  %s %.4f", b.metric_names[k], t.metric[k]);
     }
     printf("  | %.0f samples/s  %.2fs\n", sps, secs);
@@ -221,7 +223,7 @@ int run_train(DlrtModel *m, const RunOptions *o) {
     if (log) {
       fprintf(log, "%d,%.6f", ep, sum_loss / (double)steps);
       for (int k = 0; k < b.n_metrics; k++) fprintf(log, ",%.6f", sum_metric[k] / (double)steps);
-      fprintf(log, ",%.6f", have_test ? t.loss : NAN);
+      if (test_loss) fprintf(log, ",%.6f", have_test ? t.loss : NAN);
       for (int k = 0; k < b.n_metrics; k++) fprintf(log, ",%.6f", have_test ? t.metric[k] : NAN);
       fprintf(log, ",%.1f,%.3f\n", sps, secs);
       fflush(log);
@@ -249,7 +251,8 @@ int run_eval(DlrtModel *m, const RunOptions *o) {
   int rc = bind(m, &ds, &b);
   if (!rc) rc = evaluate(m, &b, &ds.test, &t);
   if (!rc) {
-    printf("test samples %lld  loss %.4f", (long long)t.n, t.loss);
+    printf("test samples %lld", (long long)t.n);
+    if (b.loss[DLRT_ENTRY_EVAL] >= 0) printf("  loss %.4f", t.loss); /* a model without `train` has none */
     for (int k = 0; k < b.n_metrics; k++) printf("  %s %.4f", b.metric_names[k], t.metric[k]);
     putchar('\n');
   }

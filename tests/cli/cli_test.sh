@@ -44,6 +44,17 @@ expect_diag() {
   ok "$* -> $l1"
 }
 
+# expect_err STATUS REGEX CMD... : CMD exits STATUS, its first stderr line
+# matches REGEX and no stderr line says `error: error:`
+expect_err() {
+  local want=$1 re=$2; shift 2
+  run "$want" "$@" || return 1
+  local l1; l1=$(sed -n 1p "$WORK/err")
+  if [[ ! "$l1" =~ $re ]]; then bad "'$*': message '$l1' does not match /$re/"; return 1; fi
+  if grep -q 'error: error:' "$WORK/err"; then bad "'$*': a doubled 'error: error:' in: $(cat "$WORK/err")"; return 1; fi
+  ok "$* -> $want: $l1"
+}
+
 # field NAME FILE: the number after NAME in the last line of FILE containing it
 last_field() { grep -o "$1 [-0-9.e+]*" "$2" | tail -1 | awk '{print $NF}'; }
 
@@ -54,13 +65,16 @@ errors)
   expect_diag unknown_name.dl 3 9 "unknown name 'Wrong'" "$DLC" unknown_name.dl --emit=ir
   expect_diag matmul_shape.dl 4 7 'f32\[4,3\].*f32\[4,2\]' "$DLC" matmul_shape.dl --emit=ir
   expect_diag missing_input.dl 4 8 "unknown name 'x'" "$DLC" missing_input.dl --emit=ir
-  # -D: a non-integer value, an unknown const (the diagnostic points into the model)
-  expect_diag define.dl 1 1 "B=abc.*not an integer" "$DLC" define.dl -D B=abc --emit=ir
+  # -D: a value that is not an integer is a bad command line like a missing
+  # value; an unknown const is an error of the model (the diagnostic points into it)
+  expect_err 2 '^dlc: error: -D B=abc: the value is not an integer$' "$DLC" define.dl -D B=abc --emit=ir
+  expect_err 2 '^dlc: error: -D B=: the value is not an integer$' "$DLC" define.dl -D B= --emit=ir
+  expect_err 2 '^dlc: error: -D B: expected NAME=VALUE$' "$DLC" define.dl -D B --emit=ir
   expect_diag define.dl 1 1 "no const Q" "$DLC" define.dl -D Q=3 --emit=ir
   run 0 "$DLC" define.dl -D B=7 --emit=ir && grep -q 'input x : f32\[7,3\]' "$WORK/out" && ok "-D B=7 overrides B" || bad "-D B=7 does not give x f32[7,3]"
   # the same errors through dlrun
   expect_diag matmul_shape.dl 4 7 'f32\[4,3\].*f32\[4,2\]' "$DLRUN" bench matmul_shape.dl --steps 1
-  expect_diag define.dl 1 1 "not an integer" "$DLRUN" bench define.dl -D B=1.5 --steps 1
+  expect_err 2 '^dlrun: error: -D B=1.5: the value is not an integer$' "$DLRUN" bench define.dl -D B=1.5 --steps 1
   # several independent errors in one file are all reported, in order
   expect_diag multi_error.dl 2 5 "unknown name 'foo'" "$DLC" multi_error.dl --emit=ir
   n=$(grep -c ': error: ' "$WORK/err")
@@ -74,7 +88,18 @@ errors)
   run 2 "$DLC" define.dl --emit=ir --no-such-option && ok "dlc unknown option -> 2"
   run 2 "$DLC" define.dl --emit=nonsense && ok "dlc unknown --emit kind -> 2"
   run 2 "$DLC" && ok "dlc without a model -> 2"
-  run 1 "$DLC" no_such_model.dl --emit=ir && grep -q "no_such_model.dl" "$WORK/err" && ok "dlc missing model file -> 1" || bad "dlc: missing model file"
+  # a model file that cannot be read: an error of the input (1), as `TOOL: error: cannot read FILE: REASON`
+  expect_err 1 '^dlc: error: cannot read no_such_model.dl: No such file or directory$' "$DLC" no_such_model.dl --emit=ir
+  expect_err 1 '^dlc: error: cannot read no_such_model.dl: No such file or directory$' "$DLC" no_such_model.dl -o "$WORK/m.so"
+  expect_err 1 '^dlrun: error: cannot read no_such_model.dl: No such file or directory$' "$DLRUN" bench no_such_model.dl
+  expect_err 1 '^dlrun: error: cannot read no_such_model.so: No such file or directory$' "$DLRUN" bench no_such_model.so
+  # -o with an unknown extension (without --emit) is a bad command line, before any compiling
+  expect_err 2 "^dlc: error: -o $WORK/x.txt: the output must end in .so .* or .o " "$DLC" define.dl -o "$WORK/x.txt"
+  [ ! -e "$WORK/x.txt" ] && ok "dlc -o x.txt wrote nothing" || bad "dlc -o x.txt wrote $WORK/x.txt"
+  # --cpu: empty is a bad command line; an unknown CPU too, said once with the tool's name
+  expect_err 2 '^dlc: error: --cpu= needs a CPU name' "$DLC" define.dl --emit=ir --cpu=
+  expect_err 2 "^dlc: error: unknown CPU 'bogus'" "$DLC" define.dl --emit=llvm --cpu=bogus &&
+    { [ "$(wc -l <"$WORK/err")" -eq 1 ] && ok "dlc --cpu=bogus: one line" || bad "dlc --cpu=bogus: $(cat "$WORK/err")"; }
   ;;
 dlrun_errors)
   cd "$WORK" || exit 1
@@ -109,6 +134,66 @@ dlrun_errors)
   run 2 "$DLRUN" frobnicate "$M" && ok "dlrun: unknown subcommand -> 2"
   run 2 "$DLRUN" && ok "dlrun without arguments -> 2"
   run 2 "$DLRUN" train "$M" --data xor --epochs && ok "dlrun: option without its value -> 2"
+  # the options the synopsis requires: missing is a bad command line (2), before compiling
+  "$ST" write nofeed.st x F32 2,3 1,2,3,-1,0.5,2 || bad "st_tool write"
+  expect_err 2 '^dlrun: error: train needs --data DATASET$' "$DLRUN" train "$M" --epochs 1
+  expect_err 2 '^dlrun: error: eval needs --data DATASET, --load CKPT$' "$DLRUN" eval "$M"
+  expect_err 2 '^dlrun: error: eval needs --load CKPT$' "$DLRUN" eval "$M" --data xor
+  expect_err 2 '^dlrun: error: predict needs --load CKPT$' "$DLRUN" predict "$M" --feed nofeed.st --out po.st
+  [ ! -e po.st ] && ok "predict without --load wrote nothing" || bad "predict without --load wrote po.st"
+  expect_err 2 '^dlrun: error: predict needs --feed FEED.safetensors$' "$DLRUN" predict "$M" --load p.st --out po.st
+  expect_err 2 '^dlrun: error: predict needs --out OUT.safetensors$' "$DLRUN" predict "$M" --load p.st --feed nofeed.st
+  expect_err 2 '^dlrun: error: step needs --params P.safetensors$' "$DLRUN" step "$M" --feed f.st
+  expect_err 2 '^dlrun: error: step needs --feed F.safetensors$' "$DLRUN" step "$M" --params p.st
+  run 0 "$DLRUN" predict "$M" --load p.st --feed nofeed.st --out po.st && [ -s po.st ] && ok "predict with --load, --feed, --out" || bad "predict with every option"
+  # -D VALUE and --cpu= through dlrun
+  expect_err 2 '^dlrun: error: -D B=abc: the value is not an integer$' "$DLRUN" step "$M" --params p.st --feed f.st -D B=abc
+  expect_err 2 '^dlrun: error: --cpu= needs a CPU name' "$DLRUN" step "$M" --params p.st --feed f.st --cpu=
+  # an unknown CPU: one line, `dlrun: error: ...`, not `error: error: ...` once per JIT part
+  if expect_err 2 "^dlrun: error: unknown CPU 'bogus' \\(use native or an LLVM CPU name" "$DLRUN" step "$M" --params p.st --feed f.st --cpu=bogus; then
+    [ "$(wc -l <"$WORK/err")" -eq 1 ] && ok "dlrun --cpu=bogus: said once" || bad "dlrun --cpu=bogus: $(cat "$WORK/err")"
+  fi
+  # a model without `train` has no loss: eval and predict print what it has (its metrics), no `loss nan`
+  sed '/^train /d' "$SRC/examples/xor_mlp.dl" >xor_notrain.dl
+  "$ST" write xnt.st W1 F32 2,8 0.5,-0.5,0.5,-0.5,0.5,-0.5,0.5,-0.5,0.5,0.5,-0.5,-0.5,0.5,0.5,-0.5,-0.5 b1 F32 8 0,0,0,0,0,0,0,0 \
+    W2 F32 8,2 0.5,-0.5,0.5,-0.5,0.5,-0.5,0.5,-0.5,0.5,0.5,-0.5,-0.5,0.5,0.5,-0.5,-0.5 b2 F32 2 0,0 || bad "st_tool write"
+  if run 0 "$DLRUN" eval xor_notrain.dl --data xor --load xnt.st; then
+    if grep -q '^test samples 4  acc [0-9.]*$' "$WORK/out" && ! grep -qi 'nan' "$WORK/out"; then ok "eval of a model without train: $(cat "$WORK/out")"
+    else bad "eval of a model without train printed: $(cat "$WORK/out")"; fi
+  fi
+  run 0 "$DLRUN" train "$SRC/examples/xor_mlp.dl" --data xor --epochs 2 --log log.csv &&
+    [ "$(head -1 log.csv)" = epoch,train_loss,train_acc,test_loss,test_acc,samples_per_s,seconds ] && ! grep -qi nan log.csv "$WORK/out" &&
+    ok "train --log: a loss column for each split, no nan" || bad "train --log: $(cat log.csv)"
+  # a library made by dlc: the options of compilation are dlc's (2); a
+  # damaged or truncated library is an error naming the file (1), never a crash
+  if run 0 "$DLC" "$M" -o small.so; then
+    run 0 "$DLRUN" step small.so --params p.st --feed f.st --out-params so_p2.st && cmp -s p2.st so_p2.st &&
+      ok "step with small.so: the .dl's result" || bad "step with small.so differs from the .dl's"
+    for opt in "-D B=2" "-DB=2" -O0 -O1 -O2 --cpu=native --cpu=x86-64-v3 --verify-each --time-passes --print-after=all; do
+      # shellcheck disable=SC2086
+      expect_err 2 "^dlrun: error: ${opt//[-=.]/.}: .*apply when compiling a \\.dl model; small.so was already compiled by dlc \\(pass them to dlc\\)$" \
+        "$DLRUN" step small.so --params p.st --feed f.st $opt
+    done
+    expect_err 2 '^dlrun: error: -O0 -D B=2: ' "$DLRUN" bench small.so -O0 -D B=2 --steps 1
+    expect_err 2 '^dlrun: error: -D NOPE=8: .*small.so was already compiled by dlc' "$DLRUN" train small.so --data xor -D NOPE=8
+    for n in 0 30 64 1000 3000 8000 20000; do
+      head -c "$n" small.so >"t$n.so"
+      expect_err 1 "^dlrun: error: cannot load t$n.so: (not a shared library made by dlc|truncated or damaged library)" "$DLRUN" step "t$n.so" --params p.st --feed f.st
+    done
+    # the section header table gone, the file cut in a segment: still caught, by the segments
+    python3 - <<'PY' && expect_err 1 '^dlrun: error: cannot load noshdr.so: truncated or damaged library \(segment [0-9]+, ' "$DLRUN" step noshdr.so --params p.st --feed f.st
+import struct
+b = bytearray(open("small.so", "rb").read())
+b[0x28:0x30] = struct.pack("<Q", 0)
+open("noshdr.so", "wb").write(b[:len(b) // 2])
+PY
+    cp small.so c32.so && printf '\001' | dd of=c32.so bs=1 seek=4 conv=notrunc 2>/dev/null
+    expect_err 1 '^dlrun: error: cannot load c32.so: an ELF file for another machine' "$DLRUN" step c32.so --params p.st --feed f.st
+    printf '%0200d\n' 0 >text.so
+    expect_err 1 '^dlrun: error: cannot load text.so: not a shared library made by dlc \(no ELF header\)$' "$DLRUN" step text.so --params p.st --feed f.st
+    mkdir dir.so && expect_err 1 '^dlrun: error: cannot load dir.so: not a regular file$' "$DLRUN" step dir.so --params p.st --feed f.st
+    mkfifo fifo.so && expect_err 1 '^dlrun: error: cannot load fifo.so: not a regular file$' timeout 10 "$DLRUN" step fifo.so --params p.st --feed f.st
+  fi
   ;;
 xor)
   cd "$WORK" || exit 1
