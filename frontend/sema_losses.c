@@ -177,8 +177,9 @@ Value bi_batchnorm(Args *A) {
   if (x < 0 || gamma < 0 || beta < 0 || rm < 0 || rv < 0) return v_err();
   if (!arg_float(A, 5, 1e-5, &eps) || !arg_float(A, 6, 0.1, &mom)) return v_err();
   Node *xn = sema_node(S, x);
-  if ((xn->shape.rank != 2 && xn->shape.rank != 4) || xn->dtype != DT_F32) {
-    diag_error(D, A->e[0]->loc, "batchnorm: x must be f32[N, C] or f32[N, C, H, W], got %s", sema_shape_str(S, x));
+  if (xn->shape.rank < 2 || xn->dtype != DT_F32) { /* [N, C], [N, C, L], [N, C, H, W], ... as F.batch_norm */
+    diag_error(D, A->e[0]->loc, "batchnorm: x must be f32[N, C, ...] (channels on axis 1), got %s",
+               sema_shape_str(S, x));
     return v_err();
   }
   int64_t C = xn->shape.d[1];
@@ -198,7 +199,8 @@ Value bi_batchnorm(Args *A) {
     return v_err();
   }
   int r = xn->shape.rank;
-  int64_t cd[4] = {1, C, 1, 1};
+  int64_t cd[IR_MAX_RANK];
+  for (int i = 0; i < r; i++) cd[i] = i == 1 ? C : 1;
   Shape cs = shape_make(r, cd);
   uint32_t mask = (uint32_t)((1u << r) - 1) & ~(1u << 1);
   int g_r = ir_reshape(G, gamma, cs, L, D), b_r = ir_reshape(G, beta, cs, L, D);
