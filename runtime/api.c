@@ -11,10 +11,19 @@ struct DlcModel {
   DlrtModel *m;
   const DlrtModelDesc *desc;
   char err[2048];
+  char *report; /* a checkpoint mismatch report (a line per tensor, so of any
+                   length): the error message while set */
 };
 
+/* The buffer for a new error message; drops the previous report. */
+static char *errbuf(DlcModel *h) {
+  free(h->report);
+  h->report = NULL;
+  return h->err;
+}
+
 static int set_err(DlcModel *h, int code, const char *msg) {
-  if (h) snprintf(h->err, sizeof h->err, "%s", msg);
+  if (h) snprintf(errbuf(h), sizeof h->err, "%s", msg);
   return code;
 }
 
@@ -36,10 +45,14 @@ int dlc_api_create(const DlrtModelDesc *desc, uint64_t seed, DlcModel **out) {
 void dlc_api_destroy(DlcModel *h) {
   if (!h) return;
   dlrt_model_free(h->m);
+  free(h->report);
   free(h);
 }
 
-const char *dlc_api_error(const DlcModel *h) { return h ? h->err : "null model handle"; }
+const char *dlc_api_error(const DlcModel *h) {
+  if (!h) return "null model handle";
+  return h->report ? h->report : h->err;
+}
 
 DlrtModel *dlc_api_model(DlcModel *h) { return h ? h->m : NULL; }
 
@@ -141,22 +154,29 @@ int dlc_api_eval_step(DlcModel *h, const void *const *inputs, const void *const 
 
 int dlc_api_save(DlcModel *h, const char *path) {
   if (!h || !path) return h ? set_err(h, DLC_ERR_NULL, "no path given") : DLC_ERR_NULL;
-  return dlrt_model_save(h->m, path, h->err, sizeof h->err) ? DLC_ERR_IO : DLC_OK;
+  return dlrt_model_save(h->m, path, errbuf(h), sizeof h->err) ? DLC_ERR_IO : DLC_OK;
 }
 
 int dlc_api_load(DlcModel *h, const char *path) {
   if (!h || !path) return h ? set_err(h, DLC_ERR_NULL, "no path given") : DLC_ERR_NULL;
   DlrtTensorSet set;
   memset(&set, 0, sizeof set);
-  if (dlrt_st_read(path, &set, h->err, sizeof h->err)) return DLC_ERR_IO;
-  char inner[1800];
-  int rc = dlrt_model_load_set(h->m, &set, 1, 0, inner, sizeof inner);
+  if (dlrt_st_read(path, &set, errbuf(h), sizeof h->err)) return DLC_ERR_IO;
+  char *inner = NULL;
+  int rc = dlrt_model_load_set_msg(h->m, &set, 1, 0, &inner);
   dlrt_st_free(&set);
-  if (rc) {
-    snprintf(h->err, sizeof h->err, "%s: checkpoint does not match model %s:\n%s", path, h->desc->model, inner);
-    return DLC_ERR_MISMATCH;
+  if (!rc) return DLC_OK;
+#define MISMATCH_FMT "%s: checkpoint does not match model %s:\n%s"
+  if (inner) {
+    size_t n = sizeof MISMATCH_FMT + strlen(path) + strlen(h->desc->model) + strlen(inner);
+    h->report = malloc(n);
+    if (h->report) snprintf(h->report, n, MISMATCH_FMT, path, h->desc->model, inner);
   }
-  return DLC_OK;
+  if (!h->report) /* out of memory: at least say what went wrong */
+    snprintf(h->err, sizeof h->err, MISMATCH_FMT, path, h->desc->model, "(out of memory while listing them)");
+#undef MISMATCH_FMT
+  free(inner);
+  return DLC_ERR_MISMATCH;
 }
 
 int dlc_api_set_threads(int n) {

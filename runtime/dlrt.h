@@ -104,7 +104,8 @@ typedef struct {
   DlrtTensor *t;
 } DlrtTensorSet;
 
-/* Reads a whole file; on error returns nonzero and writes a message. */
+/* Reads a safetensors file (or stream: only as far as its header says);
+ * on error returns nonzero and writes a message. */
 int dlrt_st_read(const char *path, DlrtTensorSet *out, char *err, size_t errlen);
 /* Writes PATH atomically (temporary file in the same directory, fsync,
  * rename): a reader never sees a half-written file. */

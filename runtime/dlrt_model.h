@@ -70,10 +70,16 @@ int dlrt_model_run(DlrtModel *m, int entry);
 int dlrt_model_save(const DlrtModel *m, const char *path, char *err, size_t errlen);
 /* Loads tensors by name. `require_all`: every param and state must be
  * present. Each mismatch (unknown name, dtype, shape, missing) is reported
- * in err (several lines), and nothing is changed if any is found. */
+ * in err, a line each, and nothing is changed if any is found. A report
+ * longer than errlen is cut at a line end and says how many lines it left
+ * out; the _msg forms return the whole report instead, in *msg (malloc'ed,
+ * the caller frees it; NULL on success, or if memory ran out). */
 int dlrt_model_load(DlrtModel *m, const char *path, int require_all, char *err, size_t errlen);
 int dlrt_model_load_set(DlrtModel *m, const DlrtTensorSet *set, int require_all, int allow_unknown, char *err,
                         size_t errlen);
+int dlrt_model_load_msg(DlrtModel *m, const char *path, int require_all, char **msg);
+int dlrt_model_load_set_msg(DlrtModel *m, const DlrtTensorSet *set, int require_all, int allow_unknown,
+                            char **msg);
 /* Whether tensor t can fill buffer b: same dtype and shape, or a scalar
  * buffer and a [1] tensor (as PyTorch-made files often hold scalars). */
 int dlrt_tensor_fits(const DlrtTensor *t, const DlrtBufDesc *b);

@@ -126,15 +126,62 @@ int dlrt_model_save(const DlrtModel *m, const char *path, char *err, size_t errl
   return rc;
 }
 
-static void append(char *err, size_t errlen, size_t *used, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void append(char *err, size_t errlen, size_t *used, const char *fmt, ...) {
-  if (*used >= errlen) return;
+/* A message that grows as lines are added: a mismatch report has a line per
+ * tensor and a model may have any number of them (SPEC §7: each mismatch is
+ * reported). On out of memory the text is dropped (s = NULL). */
+typedef struct {
+  char *s;
+  size_t len, cap;
+  int oom;
+} Msg;
+
+static void msg_add(Msg *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void msg_add(Msg *b, const char *fmt, ...) {
+  if (b->oom) return;
   va_list ap;
   va_start(ap, fmt);
-  int k = vsnprintf(err + *used, errlen - *used, fmt, ap);
+  int k = vsnprintf(NULL, 0, fmt, ap);
   va_end(ap);
-  if (k > 0) *used += (size_t)k;
-  if (*used >= errlen) *used = errlen;
+  if (k < 0) return;
+  if (b->len + (size_t)k + 1 > b->cap) {
+    size_t nc = b->cap ? b->cap : 256;
+    while (nc < b->len + (size_t)k + 1) nc *= 2;
+    char *ns = realloc(b->s, nc);
+    if (!ns) {
+      free(b->s);
+      memset(b, 0, sizeof *b);
+      b->oom = 1;
+      return;
+    }
+    b->s = ns;
+    b->cap = nc;
+  }
+  va_start(ap, fmt);
+  vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)k;
+}
+
+/* Copies a report into a caller's fixed buffer. One that does not fit is cut
+ * at a line end and says how many lines are left out, never silently. */
+static void copy_report(char *err, size_t errlen, const char *msg) {
+  if (!err || errlen == 0) return;
+  if (!msg) msg = "out of memory while listing the mismatches";
+  size_t n = strlen(msg), cut = 0;
+  if (n < errlen) {
+    memcpy(err, msg, n + 1);
+    return;
+  }
+  for (size_t i = 0; i + 80 < errlen; i++) /* leaves room for the note */
+    if (msg[i] == '\n') cut = i;
+  if (cut == 0) {
+    snprintf(err, errlen, "%s", msg);
+    return;
+  }
+  int more = 0;
+  for (size_t i = cut; i < n; i++) more += msg[i] == '\n';
+  memcpy(err, msg, cut);
+  snprintf(err + cut, errlen - cut, "\n... and %d more lines (the message buffer is too small)", more);
 }
 
 static void shape_text(char *buf, size_t n, int32_t dtype, int rank, const int64_t *shape) {
@@ -143,11 +190,10 @@ static void shape_text(char *buf, size_t n, int32_t dtype, int rank, const int64
   if (k < n) snprintf(buf + k, n - k, "]");
 }
 
-int dlrt_model_load_set(DlrtModel *m, const DlrtTensorSet *set, int require_all, int allow_unknown, char *err,
-                        size_t errlen) {
-  size_t used = 0;
+int dlrt_model_load_set_msg(DlrtModel *m, const DlrtTensorSet *set, int require_all, int allow_unknown,
+                            char **msg) {
+  Msg rep = {0};
   int problems = 0;
-  if (errlen) err[0] = 0;
   for (int t = 0; t < set->n; t++) {
     const DlrtTensor *x = &set->t[t];
     int found = -1;
@@ -155,8 +201,8 @@ int dlrt_model_load_set(DlrtModel *m, const DlrtTensorSet *set, int require_all,
       if (is_checkpointed(m->desc->bufs[i].role) && strcmp(m->desc->bufs[i].name, x->name) == 0) found = i;
     if (found < 0) {
       if (!allow_unknown) {
-        append(err, errlen, &used, "%s%s: not a parameter or state of model %s", problems ? "\n" : "", x->name,
-               m->desc->model);
+        msg_add(&rep, "%s%s: not a parameter or state of model %s", problems ? "\n" : "", x->name,
+                m->desc->model);
         problems++;
       }
       continue;
@@ -166,8 +212,8 @@ int dlrt_model_load_set(DlrtModel *m, const DlrtTensorSet *set, int require_all,
       char want[128], got[128];
       shape_text(want, sizeof want, b->dtype, b->rank, b->shape);
       shape_text(got, sizeof got, x->dtype, x->rank, x->shape);
-      append(err, errlen, &used, "%s%s: the file has %s, the model expects %s", problems ? "\n" : "", x->name, got,
-             want);
+      msg_add(&rep, "%s%s: the file has %s, the model expects %s", problems ? "\n" : "", x->name, got,
+              want);
       problems++;
     }
   }
@@ -175,12 +221,16 @@ int dlrt_model_load_set(DlrtModel *m, const DlrtTensorSet *set, int require_all,
     for (int i = 0; i < m->desc->n_bufs; i++) {
       const DlrtBufDesc *b = &m->desc->bufs[i];
       if ((b->role == DLRT_ROLE_PARAM || b->role == DLRT_ROLE_STATE) && !dlrt_st_find(set, b->name)) {
-        append(err, errlen, &used, "%s%s: missing", problems ? "\n" : "", b->name);
+        msg_add(&rep, "%s%s: missing", problems ? "\n" : "", b->name);
         problems++;
       }
     }
   }
-  if (problems) return 1;
+  if (problems) {
+    *msg = rep.s;
+    return 1;
+  }
+  *msg = NULL;
   for (int t = 0; t < set->n; t++) {
     const DlrtTensor *x = &set->t[t];
     for (int i = 0; i < m->desc->n_bufs; i++)
@@ -188,6 +238,16 @@ int dlrt_model_load_set(DlrtModel *m, const DlrtTensorSet *set, int require_all,
         memcpy(m->bufs[i], x->data, x->nbytes);
   }
   return 0;
+}
+
+int dlrt_model_load_set(DlrtModel *m, const DlrtTensorSet *set, int require_all, int allow_unknown, char *err,
+                        size_t errlen) {
+  char *msg = NULL;
+  int rc = dlrt_model_load_set_msg(m, set, require_all, allow_unknown, &msg);
+  if (rc) copy_report(err, errlen, msg);
+  else if (err && errlen) err[0] = 0;
+  free(msg);
+  return rc;
 }
 
 int dlrt_tensor_fits(const DlrtTensor *t, const DlrtBufDesc *b) {
@@ -199,13 +259,33 @@ int dlrt_tensor_fits(const DlrtTensor *t, const DlrtBufDesc *b) {
   return 1;
 }
 
-int dlrt_model_load(DlrtModel *m, const char *path, int require_all, char *err, size_t errlen) {
+int dlrt_model_load_msg(DlrtModel *m, const char *path, int require_all, char **msg) {
   DlrtTensorSet set;
   memset(&set, 0, sizeof set);
-  if (dlrt_st_read(path, &set, err, errlen)) return 1;
-  char inner[2048];
-  int rc = dlrt_model_load_set(m, &set, require_all, 0, inner, sizeof inner);
-  if (rc) snprintf(err, errlen, "%s: checkpoint does not match the model:\n%s", path, inner);
+  char err[4096];
+  *msg = NULL;
+  if (dlrt_st_read(path, &set, err, sizeof err)) {
+    Msg b = {0};
+    msg_add(&b, "%s", err);
+    *msg = b.s;
+    return 1;
+  }
+  char *inner = NULL;
+  int rc = dlrt_model_load_set_msg(m, &set, require_all, 0, &inner);
   dlrt_st_free(&set);
+  if (rc && inner) {
+    Msg b = {0};
+    msg_add(&b, "%s: checkpoint does not match the model:\n%s", path, inner);
+    *msg = b.s;
+  }
+  free(inner);
+  return rc;
+}
+
+int dlrt_model_load(DlrtModel *m, const char *path, int require_all, char *err, size_t errlen) {
+  char *msg = NULL;
+  int rc = dlrt_model_load_msg(m, path, require_all, &msg);
+  if (rc) copy_report(err, errlen, msg);
+  free(msg);
   return rc;
 }

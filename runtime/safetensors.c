@@ -461,26 +461,36 @@ static void free_entries(Entry *es, int n) {
   free(es);
 }
 
-int dlrt_st_parse(const void *bytes, size_t size, const char *path, DlrtTensorSet *out,
-                  char *err, size_t errlen) {
-  const unsigned char *b = bytes;
-  memset(out, 0, sizeof *out);
-  if (!path) path = "<memory>";
-  if (size < 8) {
-    seterr(err, errlen, "%s: truncated safetensors file (%zu bytes, need at least 8)", path, size);
+/* The longest JSON header accepted: the limit of the reference safetensors
+ * implementation. The length is the file's first 8 bytes, so without a bound
+ * a garbage length (/dev/urandom) would have us read and allocate forever. */
+#define ST_MAX_HEADER 100000000u
+
+/* Checks the header length against the bytes after it (`avail`; UINT64_MAX
+ * when unknown, as for a pipe) and the bound above. */
+static int check_hlen(uint64_t hlen, uint64_t avail, const char *path, char *err, size_t errlen) {
+  if (hlen > avail) {
+    seterr(err, errlen, "%s: truncated safetensors file (header length %llu but only %llu bytes follow)",
+           path, (unsigned long long)hlen, (unsigned long long)avail);
     return -1;
   }
-  uint64_t hlen = 0;
-  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | b[i];
-  if (hlen > size - 8) {
-    seterr(err, errlen,
-           "%s: truncated safetensors file (header length %llu but only %zu bytes follow)", path,
-           (unsigned long long)hlen, size - 8);
+  if (hlen == 0) {
+    seterr(err, errlen, "%s: bad safetensors header: the header length is 0", path);
     return -1;
   }
-  Parser p = {(const char *)b + 8, (size_t)hlen, 0, path, err, errlen};
-  const unsigned char *data = b + 8 + hlen;
-  size_t dsize = size - 8 - (size_t)hlen;
+  if (hlen > ST_MAX_HEADER) {
+    seterr(err, errlen, "%s: bad safetensors header: header length %llu exceeds the limit of %u bytes",
+           path, (unsigned long long)hlen, ST_MAX_HEADER);
+    return -1;
+  }
+  return 0;
+}
+
+/* Parses the JSON header into entries (names, dtypes, shapes, offsets), not
+ * yet checked against the data; *out is freed by free_entries. */
+static int parse_header(const char *s, size_t len, const char *path, Entry **out, int *nout, char *err,
+                        size_t errlen) {
+  Parser p = {s, len, 0, path, err, errlen};
   int n = 0, cap = 0;
   Entry *es = NULL;
   if (expect(&p, '{')) goto fail;
@@ -533,14 +543,25 @@ int dlrt_st_parse(const void *bytes, size_t size, const char *path, DlrtTensorSe
     perr(&p, "trailing characters after the JSON object");
     goto fail;
   }
-  /* sizes and offsets */
+  *out = es;
+  *nout = n;
+  return 0;
+fail:
+  free_entries(es, n);
+  return -1;
+}
+
+/* Checks every entry's size and offsets against the data section (dsize
+ * bytes at data) and copies the tensors into out (emptied on error). */
+static int build_set(Entry *es, int n, const unsigned char *data, size_t dsize, const char *path,
+                     DlrtTensorSet *out, char *err, size_t errlen) {
   for (int i = 0; i < n; i++) {
     Entry *e = &es[i];
     int64_t numel = 1;
     for (int k = 0; k < e->rank; k++) {
       if (e->shape[k] != 0 && numel > INT64_MAX / 4 / e->shape[k]) {
         seterr(err, errlen, "%s: tensor '%s' has an overflowing shape", path, e->name);
-        goto fail;
+        return -1;
       }
       numel *= e->shape[k];
     }
@@ -549,19 +570,19 @@ int dlrt_st_parse(const void *bytes, size_t size, const char *path, DlrtTensorSe
              "%s: tensor '%s' data_offsets [%lld, %lld] out of range (data section is %zu bytes%s)",
              path, e->name, (long long)e->begin, (long long)e->end, dsize,
              (uint64_t)e->end > (uint64_t)dsize ? "; file truncated?" : "");
-      goto fail;
+      return -1;
     }
     if (e->end - e->begin != numel * 4) {
       seterr(err, errlen, "%s: tensor '%s' has %lld data bytes but its shape needs %lld", path,
              e->name, (long long)(e->end - e->begin), (long long)(numel * 4));
-      goto fail;
+      return -1;
     }
   }
   if (n > 1) {
     Entry **ord = malloc((size_t)n * sizeof *ord);
     if (!ord) {
       seterr(err, errlen, "%s: out of memory", path);
-      goto fail;
+      return -1;
     }
     for (int i = 0; i < n; i++) ord[i] = &es[i];
     qsort(ord, (size_t)n, sizeof *ord, cmp_entry_begin);
@@ -570,7 +591,7 @@ int dlrt_st_parse(const void *bytes, size_t size, const char *path, DlrtTensorSe
         seterr(err, errlen, "%s: tensors '%s' and '%s' have overlapping data_offsets", path,
                ord[i - 1]->name, ord[i]->name);
         free(ord);
-        goto fail;
+        return -1;
       }
     free(ord);
   }
@@ -578,17 +599,75 @@ int dlrt_st_parse(const void *bytes, size_t size, const char *path, DlrtTensorSe
     Entry *e = &es[i];
     if (!dlrt_st_add(out, e->name, e->dtype, e->rank, e->shape, data + e->begin)) {
       seterr(err, errlen, "%s: out of memory loading '%s'", path, e->name);
-      goto fail;
+      dlrt_st_free(out);
+      return -1;
     }
   }
-  free_entries(es, n);
   return 0;
-fail:
-  free_entries(es, n);
-  dlrt_st_free(out);
-  return -1;
 }
 
+int dlrt_st_parse(const void *bytes, size_t size, const char *path, DlrtTensorSet *out,
+                  char *err, size_t errlen) {
+  const unsigned char *b = bytes;
+  memset(out, 0, sizeof *out);
+  if (!path) path = "<memory>";
+  if (size < 8) {
+    seterr(err, errlen, "%s: truncated safetensors file (%zu bytes, need at least 8)", path, size);
+    return -1;
+  }
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | b[i];
+  Entry *es = NULL;
+  int n = 0;
+  if (check_hlen(hlen, size - 8, path, err, errlen) ||
+      parse_header((const char *)b + 8, (size_t)hlen, path, &es, &n, err, errlen))
+    return -1;
+  int rc = build_set(es, n, b + 8 + hlen, size - 8 - (size_t)hlen, path, out, err, errlen);
+  free_entries(es, n);
+  return rc;
+}
+
+/* Reads up to `want` bytes into *buf (malloc'ed, never NULL); *got < want
+ * at the end of the file. The buffer grows with what actually arrives, so a
+ * stream shorter than its header claims costs no more than it delivered. */
+static int read_upto(FILE *f, uint64_t want, unsigned char **buf, size_t *got, const char *path,
+                     char *err, size_t errlen) {
+  if (want > SIZE_MAX) want = SIZE_MAX;
+  size_t cap = want < (1u << 20) ? (size_t)want : (1u << 20), len = 0;
+  unsigned char *b = malloc(cap ? cap : 1);
+  while (b && len < want) {
+    if (len == cap) {
+      size_t nc = cap > want / 2 ? (size_t)want : cap * 2;
+      unsigned char *nb = realloc(b, nc);
+      if (!nb) {
+        free(b);
+        b = NULL;
+        break;
+      }
+      b = nb;
+      cap = nc;
+    }
+    size_t r = fread(b + len, 1, cap - len, f);
+    len += r;
+    if (r == 0) break;
+  }
+  if (!b) {
+    seterr(err, errlen, "%s: out of memory", path);
+    return -1;
+  }
+  if (ferror(f)) {
+    seterr(err, errlen, "cannot read %s: %s", path, strerror(errno));
+    free(b);
+    return -1;
+  }
+  *buf = b;
+  *got = len;
+  return 0;
+}
+
+/* Reads the 8-byte length, then exactly the header, then the data its
+ * offsets need: never the whole stream first, which for /dev/zero has no
+ * end. A regular file's size is checked before anything is allocated. */
 int dlrt_st_read(const char *path, DlrtTensorSet *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
   FILE *f = fopen(path, "rb");
@@ -596,39 +675,44 @@ int dlrt_st_read(const char *path, DlrtTensorSet *out, char *err, size_t errlen)
     seterr(err, errlen, "cannot open %s: %s", path, strerror(errno));
     return -1;
   }
-  size_t cap = 1 << 16, len = 0;
-  unsigned char *buf = malloc(cap);
-  if (!buf) {
-    fclose(f);
-    seterr(err, errlen, "%s: out of memory", path);
-    return -1;
+  struct stat st;
+  int sized = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode);
+  uint64_t fsize = sized ? (uint64_t)st.st_size : UINT64_MAX;
+  unsigned char *head = NULL, *data = NULL;
+  Entry *es = NULL;
+  int n = 0, rc = -1;
+  size_t got = 0;
+  if (read_upto(f, 8, &head, &got, path, err, errlen)) goto done;
+  if (got < 8) {
+    seterr(err, errlen, "%s: truncated safetensors file (%zu bytes, need at least 8)", path, got);
+    goto done;
   }
-  for (;;) {
-    if (len == cap) {
-      unsigned char *nb = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
-      if (!nb) {
-        free(buf);
-        fclose(f);
-        seterr(err, errlen, "%s: out of memory", path);
-        return -1;
-      }
-      buf = nb;
-      cap *= 2;
-    }
-    size_t r = fread(buf + len, 1, cap - len, f);
-    len += r;
-    if (r == 0) break;
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | head[i];
+  free(head);
+  head = NULL;
+  if (check_hlen(hlen, fsize >= 8 ? fsize - 8 : 0, path, err, errlen) ||
+      read_upto(f, hlen, &head, &got, path, err, errlen))
+    goto done;
+  if (got < hlen) { /* the stream ended early (or the file shrank) */
+    check_hlen(hlen, got, path, err, errlen);
+    goto done;
   }
-  if (ferror(f)) {
-    int e = errno;
-    free(buf);
-    fclose(f);
-    seterr(err, errlen, "cannot read %s: %s", path, strerror(e));
-    return -1;
-  }
+  if (parse_header((const char *)head, got, path, &es, &n, err, errlen)) goto done;
+  /* the data section: the rest of a regular file (as the offsets are checked
+   * against it), of a stream only as far as the last tensor's end */
+  uint64_t want = 0;
+  if (sized) want = fsize - 8 - hlen;
+  else
+    for (int i = 0; i < n; i++)
+      if ((uint64_t)es[i].end > want) want = (uint64_t)es[i].end;
+  if (read_upto(f, want, &data, &got, path, err, errlen)) goto done;
+  rc = build_set(es, n, data, got, path, out, err, errlen);
+done:
   fclose(f);
-  int rc = dlrt_st_parse(buf, len, path, out, err, errlen);
-  free(buf);
+  free(head);
+  free(data);
+  free_entries(es, n);
   return rc;
 }
 

@@ -1,5 +1,6 @@
 /* test_runtime_st.c — cmocka tests of the safetensors reader/writer:
- * round trips, malformed input, atomic writes. */
+ * round trips, malformed input, streams, atomic writes; and the
+ * checkpoint mismatch report of a model. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -16,9 +17,12 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runtime/dlrt.h"
+#include "runtime/dlrt_api.h"
 #include "tests/test_runtime.h"
 
 static char g_dir[256];
@@ -364,11 +368,187 @@ static void test_atomic_write(void **state) {
   dlrt_st_free(&s);
 }
 
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Reads `bytes` through a pipe, as from a stream whose size is unknown. */
+static int read_piped(const unsigned char *bytes, size_t len, DlrtTensorSet *r, char *err,
+                      size_t errlen) {
+  int fd[2];
+  assert_int_equal(pipe(fd), 0);
+  assert_true(len <= 4096); /* fits the pipe's buffer: no writer needed */
+  assert_int_equal(write(fd[1], bytes, len), (ssize_t)len);
+  close(fd[1]);
+  char path[64];
+  snprintf(path, sizeof path, "/dev/fd/%d", fd[0]);
+  int rc = dlrt_st_read(path, r, err, errlen);
+  close(fd[0]);
+  return rc;
+}
+
+/* A stream is read only as far as its header says: the length first (so
+ * /dev/zero and /dev/urandom fail at once instead of being read forever),
+ * then the header, then the data its offsets need. */
+static void test_streams(void **state) {
+  (void)state;
+  char err[512], path[512];
+  DlrtTensorSet s, r;
+  double t0 = now_s();
+  assert_int_not_equal(dlrt_st_read("/dev/zero", &r, err, sizeof err), 0);
+  assert_non_null(strstr(err, "/dev/zero: bad safetensors header: the header length is 0"));
+  assert_int_equal(r.n, 0);
+  assert_int_not_equal(dlrt_st_read("/dev/urandom", &r, err, sizeof err), 0);
+  assert_non_null(strstr(err, "/dev/urandom"));
+  assert_true(now_s() - t0 < 2.0);
+  /* a huge header length: in a regular file, and in a stream of unknown size */
+  unsigned char huge[10] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, '{', '}'};
+  snprintf(path, sizeof path, "%s/huge.safetensors", g_dir);
+  FILE *f = fopen(path, "wb");
+  fwrite(huge, 1, sizeof huge, f);
+  fclose(f);
+  assert_int_not_equal(dlrt_st_read(path, &r, err, sizeof err), 0);
+  assert_non_null(strstr(err, "header length 9223372036854775807 but only 2 bytes follow"));
+  assert_int_not_equal(read_piped(huge, sizeof huge, &r, err, sizeof err), 0);
+  assert_non_null(strstr(err, "header length 9223372036854775807 exceeds the limit"));
+  /* a whole file through a pipe loads; cut anywhere, it is an error */
+  make_set(&s);
+  snprintf(path, sizeof path, "%s/s.safetensors", g_dir);
+  assert_int_equal(dlrt_st_write(path, &s, err, sizeof err), 0);
+  size_t len = 0;
+  unsigned char *b = slurp(path, &len);
+  assert_non_null(b);
+  assert_int_equal(read_piped(b, len, &r, err, sizeof err), 0);
+  assert_int_equal(r.n, s.n);
+  for (int i = 0; i < s.n; i++)
+    if (s.t[i].nbytes) assert_memory_equal(r.t[i].data, s.t[i].data, s.t[i].nbytes);
+  dlrt_st_free(&r);
+  for (size_t cut = 0; cut < len; cut += 7) {
+    assert_int_not_equal(read_piped(b, cut, &r, err, sizeof err), 0);
+    assert_int_equal(r.n, 0);
+  }
+  /* the file followed by an endless stream of zeros: the data the header
+   * needs is read, the rest never */
+  int fd[2];
+  assert_int_equal(pipe(fd), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    static const unsigned char zeros[4096];
+    close(fd[0]);
+    signal(SIGPIPE, SIG_IGN);
+    if (write(fd[1], b, len) == (ssize_t)len)
+      while (write(fd[1], zeros, sizeof zeros) > 0) {}
+    _exit(0);
+  }
+  close(fd[1]);
+  snprintf(path, sizeof path, "/dev/fd/%d", fd[0]);
+  int rc = dlrt_st_read(path, &r, err, sizeof err);
+  close(fd[0]);
+  waitpid(pid, NULL, 0);
+  assert_int_equal(rc, 0);
+  assert_int_equal(r.n, s.n);
+  dlrt_st_free(&r);
+  dlrt_st_free(&s);
+  free(b);
+}
+
+/* A model with many parameters for the mismatch report: N params
+ * "layerK.a_long_name_to_fill_the_report.W" of f32[2,2]. */
+enum { N_MANY = 100 };
+static char g_names[N_MANY][64];
+static DlrtBufDesc g_bufs[N_MANY];
+static const DlrtModelDesc g_many = {.model = "many", .n_bufs = N_MANY, .bufs = g_bufs, .rng_buf = -1};
+
+static DlrtModel *many_model(void) {
+  for (int i = 0; i < N_MANY; i++) {
+    snprintf(g_names[i], sizeof g_names[i], "layer%d.a_long_name_to_fill_the_report.W", i);
+    g_bufs[i] = (DlrtBufDesc){.name = g_names[i], .role = DLRT_ROLE_PARAM, .dtype = DLRT_F32,
+                              .rank = 2, .shape = {2, 2}, .entry = -1, .alias = -1, .offset = -1};
+  }
+  char err[256];
+  DlrtModel *m = dlrt_model_new(&g_many, 1, err, sizeof err);
+  assert_non_null(m);
+  return m;
+}
+
+static int count_lines(const char *s, const char *what) {
+  int n = 0;
+  for (const char *p = s; (p = strstr(p, what)); p++) n++;
+  return n;
+}
+
+/* Every one of the N mismatches is in the report (a line NAME + suffix
+ * each; no name is part of another), however long the report is. */
+static void assert_reports_all(const char *msg, const char *suffix) {
+  assert_non_null(msg);
+  char want[256];
+  for (int i = 0; i < N_MANY; i++) {
+    assert_true(snprintf(want, sizeof want, "%s%s", g_names[i], suffix) < (int)sizeof want);
+    if (!strstr(msg, want)) fail_msg("no line '%s' in the report", want);
+  }
+}
+
+static void test_many_mismatches(void **state) {
+  (void)state;
+  char path[512], err[4096];
+  DlrtModel *m = many_model();
+  DlrtTensorSet wrong = {0}, none = {0};
+  int64_t shape[2] = {3, 3};
+  for (int i = 0; i < N_MANY; i++) assert_non_null(dlrt_st_add(&wrong, g_names[i], DLRT_F32, 2, shape, NULL));
+  char *msg = NULL;
+  assert_int_equal(dlrt_model_load_set_msg(m, &wrong, 1, 0, &msg), 1);
+  assert_reports_all(msg, ": the file has f32[3,3], the model expects f32[2,2]");
+  assert_int_equal(count_lines(msg, "\n"), N_MANY - 1);
+  free(msg);
+  assert_int_equal(dlrt_model_load_set_msg(m, &none, 1, 0, &msg), 1);
+  assert_reports_all(msg, ": missing");
+  free(msg);
+  /* from a file */
+  snprintf(path, sizeof path, "%s/wrong.safetensors", g_dir);
+  assert_int_equal(dlrt_st_write(path, &wrong, err, sizeof err), 0);
+  assert_int_equal(dlrt_model_load_msg(m, path, 1, &msg), 1);
+  assert_non_null(strstr(msg, "checkpoint does not match the model:\n"));
+  assert_reports_all(msg, ": the file has f32[3,3], the model expects f32[2,2]");
+  free(msg);
+  /* a fixed buffer too small for the report says how much it left out */
+  assert_int_equal(dlrt_model_load(m, path, 1, err, sizeof err), 1);
+  int shown = count_lines(err, "the file has"), more = 0;
+  const char *note = strstr(err, "\n... and ");
+  assert_non_null(note);
+  assert_int_equal(sscanf(note, "\n... and %d more lines", &more), 1);
+  assert_true(shown > 10);
+  assert_int_equal(shown + more, N_MANY);
+  /* the C API of a .so model holds the whole report until the next error */
+  DlcModel *h = NULL;
+  assert_int_equal(dlc_api_create(&g_many, 1, &h), DLC_OK);
+  assert_int_equal(dlc_api_load(h, path), DLC_ERR_MISMATCH);
+  assert_non_null(strstr(dlc_api_error(h), "checkpoint does not match model many:\n"));
+  assert_reports_all(dlc_api_error(h), ": the file has f32[3,3], the model expects f32[2,2]");
+  assert_int_equal(dlc_api_load(h, "/nonexistent/x.safetensors"), DLC_ERR_IO);
+  assert_non_null(strstr(dlc_api_error(h), "/nonexistent/x.safetensors"));
+  assert_null(strstr(dlc_api_error(h), "the file has"));
+  assert_int_equal(dlc_api_load(h, path), DLC_ERR_MISMATCH);
+  dlc_api_destroy(h); /* frees the report (the ASan build checks) */
+  /* a matching set loads */
+  DlrtTensorSet good = {0};
+  float v[4] = {1, 2, 3, 4};
+  for (int i = 0; i < N_MANY; i++) assert_non_null(dlrt_st_add(&good, g_names[i], DLRT_F32, 2, g_bufs[i].shape, v));
+  assert_int_equal(dlrt_model_load_set(m, &good, 1, 0, err, sizeof err), 0);
+  assert_memory_equal(dlrt_model_data(m, N_MANY - 1), v, sizeof v);
+  dlrt_st_free(&good);
+  dlrt_st_free(&wrong);
+  dlrt_model_free(m);
+}
+
 int run_st_tests(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roundtrip),  cmocka_unit_test(test_header_variants),
       cmocka_unit_test(test_malformed),  cmocka_unit_test(test_truncated),
-      cmocka_unit_test(test_atomic_write),
+      cmocka_unit_test(test_atomic_write), cmocka_unit_test(test_streams),
+      cmocka_unit_test(test_many_mismatches),
   };
   return cmocka_run_group_tests_name("runtime_safetensors", tests, setup_dir, teardown_dir);
 }

@@ -32,6 +32,16 @@ static int fail(const char *fmt, ...) {
   return 1;
 }
 
+/* Loads a checkpoint; on a mismatch prints the whole report (a line per
+ * mismatching tensor, however many) and returns 1. */
+static int load_checkpoint(DlrtModel *m, const char *path) {
+  char *msg = NULL;
+  if (!dlrt_model_load_msg(m, path, 1, &msg)) return 0;
+  fail("%s", msg ? msg : "out of memory");
+  free(msg);
+  return 1;
+}
+
 static void shape_text(char *buf, size_t n, const DlrtBufDesc *b) {
   size_t k = (size_t)snprintf(buf, n, "%s[", b->dtype == DLRT_I32 ? "i32" : "f32");
   for (int i = 0; i < b->rank && k < n; i++) k += (size_t)snprintf(buf + k, n - k, i ? ",%lld" : "%lld", (long long)b->shape[i]);
@@ -144,8 +154,7 @@ static void progress(int epoch, int epochs, int64_t i, int64_t n, double loss) {
 int run_train(DlrtModel *m, const RunOptions *o) {
   const DlrtModelDesc *d = dlrt_model_desc(m);
   if (!d->entries[DLRT_ENTRY_TRAIN]) return fail("model %s has no `train` statement", d->model);
-  char err[4096];
-  if (o->load && dlrt_model_load(m, o->load, 1, err, sizeof err)) return fail("%s", err);
+  if (o->load && load_checkpoint(m, o->load)) return 1;
   DlrtDataset ds;
   if (load_dataset(o, &ds)) return 1;
   Binding b;
@@ -233,6 +242,7 @@ int run_train(DlrtModel *m, const RunOptions *o) {
   if (log) fclose(log);
   dlrt_dataset_free(&ds);
   if (rc == 0 && o->save) {
+    char err[1024];
     if (dlrt_model_save(m, o->save, err, sizeof err)) return fail("%s", err);
     printf("saved %s\n", o->save);
   }
@@ -242,8 +252,7 @@ int run_train(DlrtModel *m, const RunOptions *o) {
 int run_eval(DlrtModel *m, const RunOptions *o) {
   const DlrtModelDesc *d = dlrt_model_desc(m);
   if (!d->entries[DLRT_ENTRY_EVAL]) return fail("model %s has no loss or metric to evaluate", d->model);
-  char err[4096];
-  if (o->load && dlrt_model_load(m, o->load, 1, err, sizeof err)) return fail("%s", err);
+  if (o->load && load_checkpoint(m, o->load)) return 1;
   DlrtDataset ds;
   if (load_dataset(o, &ds)) return 1;
   Binding b;
@@ -328,9 +337,12 @@ int run_step(DlrtModel *m, const RunOptions *o) {
     DlrtTensorSet set;
     memset(&set, 0, sizeof set);
     if (dlrt_st_read(o->params, &set, err, sizeof err)) return fail("%s", err);
-    int rc = dlrt_model_load_set(m, &set, 1, 0, err, sizeof err);
+    char *msg = NULL;
+    int rc = dlrt_model_load_set_msg(m, &set, 1, 0, &msg);
     dlrt_st_free(&set);
-    if (rc) return fail("%s: the parameters do not match the model:\n%s", o->params, err);
+    if (rc) fail("%s: the parameters do not match the model:\n%s", o->params, msg ? msg : "(out of memory)");
+    free(msg);
+    if (rc) return 1;
   }
   if (load_feed(m, o->feed, true)) return 1;
   dlrt_model_run(m, DLRT_ENTRY_TRAIN);
@@ -349,8 +361,7 @@ int run_step(DlrtModel *m, const RunOptions *o) {
 int run_predict(DlrtModel *m, const RunOptions *o) {
   const DlrtModelDesc *d = dlrt_model_desc(m);
   if (!d->entries[DLRT_ENTRY_INFER]) return fail("model %s has no `output` statement", d->model);
-  char err[4096];
-  if (o->load && dlrt_model_load(m, o->load, 1, err, sizeof err)) return fail("%s", err);
+  if (o->load && load_checkpoint(m, o->load)) return 1;
   if (load_feed(m, o->feed, false)) return 1;
   dlrt_model_run(m, DLRT_ENTRY_INFER);
   if (!o->out) return fail("--out OUT.safetensors is required");
