@@ -122,6 +122,8 @@ typedef struct {
   int entry;         /* -1 shared by all entries (leaves, optimizer state, rng); else the EntryKind it belongs to */
   int64_t offset;    /* in the arena for temps (memory plan); -1 when the buffer is allocated alone */
   int alias;         /* >= 0: a view of buffer `alias` (same memory, same numel, this shape); -1 otherwise */
+  int64_t classes;   /* > 0: an i32 feed of class indices (cross_entropy, multi_margin, accuracy), each in
+                      * [0, classes); checked before every call (dlrt_model_run) */
 } Buffer;
 
 typedef struct {

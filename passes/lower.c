@@ -271,6 +271,13 @@ static VExpr *compute_at(L *l, int id, IExpr **idx, IExpr *guard) {
     case OP_ONEHOT: {
       int r = o->shape.rank;
       VExpr *y = value_at(l, n->in[0], idx, guard);
+      /* a feed of class indices: its values are checked at run time (one
+       * out of range would select no class and pass silently) */
+      int fb = l->buf[n->in[0]];
+      if (fb >= 0 && (l->p->bufs[fb].role == BUF_LABEL || l->p->bufs[fb].role == BUF_INPUT)) {
+        Buffer *bf = &l->p->bufs[fb];
+        if (!bf->classes || bf->classes > n->shape.d[r]) bf->classes = n->shape.d[r]; /* one-hot [.., C] */
+      }
       VExpr *c = ix_value(l, idx[r], DT_I32);
       return to_f32(l, vx_bin(a, VX_EQ, y, c));
     }

@@ -116,7 +116,7 @@ int dlc_api_infer(DlcModel *h, const void *const *inputs, void *const *outputs) 
     return set_err(h, DLC_ERR_NULL, "inputs and outputs are required");
   int rc = inputs ? copy_role(h, DLRT_ROLE_INPUT, -1, inputs, NULL) : DLC_OK;
   if (rc) return rc;
-  dlrt_model_run(h->m, DLRT_ENTRY_INFER);
+  if (dlrt_model_run(h->m, DLRT_ENTRY_INFER)) return set_err(h, DLC_ERR_ARG, dlrt_model_error(h->m));
   return copy_role(h, DLRT_ROLE_OUTPUT, DLRT_ENTRY_INFER, NULL, outputs);
 }
 
@@ -131,7 +131,7 @@ static int step(DlcModel *h, int entry, const void *const *inputs, const void *c
   int rc = inputs ? copy_role(h, DLRT_ROLE_INPUT, -1, inputs, NULL) : DLC_OK;
   if (!rc && labels) rc = copy_role(h, DLRT_ROLE_LABEL, -1, labels, NULL);
   if (rc) return rc;
-  dlrt_model_run(h->m, entry);
+  if (dlrt_model_run(h->m, entry)) return set_err(h, DLC_ERR_ARG, dlrt_model_error(h->m));
   int lb = dlrt_model_find_role(h->m, DLRT_ROLE_LOSS, entry);
   if (loss) *loss = lb >= 0 ? *(float *)dlrt_model_data(h->m, lb) : 0.0f;
   if (metrics) {

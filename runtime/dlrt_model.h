@@ -34,6 +34,7 @@ typedef struct {
   int32_t entry;  /* -1: shared by all entries */
   int32_t alias;  /* >= 0: same memory as that buffer */
   int64_t offset; /* >= 0: offset in the temp arena */
+  int64_t classes; /* > 0: i32 class indices, each in [0, classes) (checked by dlrt_model_run) */
 } DlrtBufDesc;
 
 typedef void (*DlrtEntryFn)(void **bufs);
@@ -64,8 +65,10 @@ int dlrt_model_find_role(const DlrtModel *m, int role, int entry);
 void *dlrt_model_data(const DlrtModel *m, int buf);
 int64_t dlrt_model_numel(const DlrtModel *m, int buf);
 /* Runs one entry; the train entry also advances the random step. Returns
- * nonzero if the model has no such entry. */
+ * 1 if the model has no such entry, 2 if a feed of class indices the entry
+ * reads holds one out of range (nothing runs); dlrt_model_error says why. */
 int dlrt_model_run(DlrtModel *m, int entry);
+const char *dlrt_model_error(const DlrtModel *m);
 /* Checkpoints: params, state and optimizer state (and "@step"). */
 int dlrt_model_save(const DlrtModel *m, const char *path, char *err, size_t errlen);
 /* Loads tensors by name. `require_all`: every param and state must be

@@ -13,6 +13,7 @@ struct DlrtModel {
   void **owned; /* allocations to free */
   int n_owned;
   uint64_t seed;
+  char err[256]; /* why the last dlrt_model_run failed */
 };
 
 static int64_t desc_numel(const DlrtBufDesc *b) { return dlrt_numel(b->shape, b->rank); }
@@ -98,8 +99,38 @@ void *dlrt_model_data(const DlrtModel *m, int buf) { return buf >= 0 && buf < m-
 
 int64_t dlrt_model_numel(const DlrtModel *m, int buf) { return desc_numel(&m->desc->bufs[buf]); }
 
+/* The feeds of class indices the entry reads hold classes: an index out of
+ * range would select no class (a zero row of the one-hot) and change the
+ * loss silently, where PyTorch raises an error. */
+static int check_classes(DlrtModel *m, int entry) {
+  for (int i = 0; i < m->desc->n_bufs; i++) {
+    const DlrtBufDesc *b = &m->desc->bufs[i];
+    if (b->classes <= 0 || b->dtype != DLRT_I32 || (b->entry != -1 && b->entry != entry) ||
+        (b->role == DLRT_ROLE_LABEL && entry == DLRT_ENTRY_INFER))
+      continue;
+    const int32_t *v = m->bufs[i];
+    int64_t n = desc_numel(b);
+    for (int64_t j = 0; j < n; j++)
+      if (v[j] < 0 || v[j] >= b->classes) {
+        snprintf(m->err, sizeof m->err, "%s %s: value %d at index %lld is not a class index in [0, %lld)",
+                 b->role == DLRT_ROLE_LABEL ? "label" : "input", b->name, (int)v[j], (long long)j,
+                 (long long)b->classes);
+        return 1;
+      }
+  }
+  return 0;
+}
+
+const char *dlrt_model_error(const DlrtModel *m) { return m->err; }
+
 int dlrt_model_run(DlrtModel *m, int entry) {
-  if (entry < 0 || entry >= DLRT_ENTRY_COUNT || !m->desc->entries[entry]) return 1;
+  m->err[0] = 0;
+  if (entry < 0 || entry >= DLRT_ENTRY_COUNT || !m->desc->entries[entry]) {
+    snprintf(m->err, sizeof m->err, "the model has no %s entry",
+             entry == DLRT_ENTRY_TRAIN ? "training" : entry == DLRT_ENTRY_EVAL ? "evaluation" : "inference");
+    return 1;
+  }
+  if (check_classes(m, entry)) return 2;
   m->desc->entries[entry](m->bufs);
   if (entry == DLRT_ENTRY_TRAIN && m->desc->rng_buf >= 0) ((uint64_t *)m->bufs[m->desc->rng_buf])[1]++;
   return 0;

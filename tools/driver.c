@@ -205,6 +205,7 @@ DlrtBufDesc *drv_program_desc(Arena *a, const Program *p, DlrtModelDesc *d) {
     o->entry = b->entry;
     o->alias = b->alias;
     o->offset = b->offset;
+    o->classes = b->classes;
   }
   memset(d, 0, sizeof *d);
   d->model = p->model;

@@ -116,7 +116,7 @@ static int evaluate(DlrtModel *m, const Binding *b, const DlrtSplit *s, Totals *
   int64_t B = b->batch, full = s->n / B;
   for (int64_t i = 0; i < full; i++) {
     dlrt_gather_batch(s, NULL, i * B, B, x, y);
-    dlrt_model_run(m, e);
+    if (dlrt_model_run(m, e)) return fail("%s", dlrt_model_error(m));
     t->loss += (double)scalar(m, b->loss[e]) * (double)B;
     for (int k = 0; k < b->n_metrics; k++) t->metric[k] += (double)scalar(m, b->metric[e][k]) * (double)B;
   }
@@ -125,7 +125,10 @@ static int evaluate(DlrtModel *m, const Binding *b, const DlrtSplit *s, Totals *
   for (int64_t i = full * B; i < s->n; i++) {
     for (int64_t j = 0; j < B; j++) idx[j] = i;
     dlrt_gather_batch(s, idx, 0, B, x, y);
-    dlrt_model_run(m, e);
+    if (dlrt_model_run(m, e)) {
+      free(idx);
+      return fail("%s", dlrt_model_error(m));
+    }
     t->loss += (double)scalar(m, b->loss[e]);
     for (int k = 0; k < b->n_metrics; k++) t->metric[k] += (double)scalar(m, b->metric[e][k]);
   }
@@ -198,7 +201,11 @@ int run_train(DlrtModel *m, const RunOptions *o) {
     double t0 = now(), last = t0, sum_loss = 0, sum_metric[32] = {0};
     for (int64_t s = 0; s < steps; s++) {
       dlrt_gather_batch(&ds.train, perm, s * B, B, x, y);
-      dlrt_model_run(m, DLRT_ENTRY_TRAIN);
+      if (dlrt_model_run(m, DLRT_ENTRY_TRAIN)) {
+        if (tty) fputc('\n', stderr);
+        rc = fail("epoch %d step %lld: %s", ep, (long long)s + 1, dlrt_model_error(m));
+        break;
+      }
       float l = scalar(m, b.loss[DLRT_ENTRY_TRAIN]);
       sum_loss += l;
       for (int k = 0; k < b.n_metrics; k++)
@@ -345,7 +352,7 @@ int run_step(DlrtModel *m, const RunOptions *o) {
     if (rc) return 1;
   }
   if (load_feed(m, o->feed, true)) return 1;
-  dlrt_model_run(m, DLRT_ENTRY_TRAIN);
+  if (dlrt_model_run(m, DLRT_ENTRY_TRAIN)) return fail("%s: %s", o->feed, dlrt_model_error(m));
   int lb = dlrt_model_find_role(m, DLRT_ROLE_LOSS, DLRT_ENTRY_TRAIN);
   printf("loss %.9g\n", (double)scalar(m, lb));
   int rc = 0;
@@ -363,7 +370,7 @@ int run_predict(DlrtModel *m, const RunOptions *o) {
   if (!d->entries[DLRT_ENTRY_INFER]) return fail("model %s has no `output` statement", d->model);
   if (o->load && load_checkpoint(m, o->load)) return 1;
   if (load_feed(m, o->feed, false)) return 1;
-  dlrt_model_run(m, DLRT_ENTRY_INFER);
+  if (dlrt_model_run(m, DLRT_ENTRY_INFER)) return fail("%s: %s", o->feed, dlrt_model_error(m));
   if (!o->out) return fail("--out OUT.safetensors is required");
   static const int outs[] = {DLRT_ROLE_OUTPUT};
   return write_role(m, o->out, outs, 1, DLRT_ENTRY_INFER);
