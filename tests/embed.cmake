@@ -28,3 +28,17 @@ add_test(NAME embed_dlrun_same_losses
 # ldd shows only libc, libm, the OpenMP runtime and the loader
 add_test(NAME embed_ldd
          COMMAND sh -c "ldd ${EMBED_DIR}/xor_mlp.so | grep -v -E 'linux-vdso|libc\\.so|libm\\.so|libgomp|libomp|ld-linux' | grep . && exit 1 || exit 0")
+# `dlc -o` (tests/aot/aot_test.sh): an object links with plain
+# `cc main.c model.o -lm -fopenmp` (it holds the runtime, with only the C API
+# global), two models' objects link into one program, reserved model names
+# are user errors, and dlc needs neither the source nor the build tree.
+foreach(group link_o two_models reserved self_contained)
+  set(name aot.${group})
+  if(group STREQUAL "link_o" OR group STREQUAL "two_models")
+    set(name embed_o.${group})
+  endif()
+  add_test(NAME ${name}
+           COMMAND sh ${CMAKE_SOURCE_DIR}/tests/aot/aot_test.sh ${group} $<TARGET_FILE:dlc> ${CMAKE_C_COMPILER}
+                   ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR} ${CMAKE_CURRENT_BINARY_DIR}/aot)
+  set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77)
+endforeach()

@@ -1,24 +1,31 @@
 /* aot.c — writes model.so/model.o and model.h (see aot.h). The description
  * of the buffers and the prefixed C API are generated as C, compiled with
  * the system C compiler and linked with the kernels' object and the static
- * runtime (libdlrt.a), so the library needs only libc, libm and OpenMP. */
+ * runtime (libdlrt.a), so the library needs only libc, libm and OpenMP.
+ * The runtime headers the generated C includes and libdlrt.a itself are
+ * embedded in dlc (aot_embed.h) and written to a temporary directory:
+ * dlc reads neither the source nor the build tree at run time. */
+#define _GNU_SOURCE /* dladdr */
 #include "tools/aot.h"
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef DLC_SOURCE_DIR
-#error "DLC_SOURCE_DIR must name the source tree (runtime headers)"
-#endif
+#include "frontend/ast.h"
+#include "tools/aot_embed.h"
+#include "tools/elf_local.h"
+
 #ifndef DLC_CC
 #define DLC_CC "cc"
 #endif
-#ifndef DLC_RUNTIME_LIB
-#error "DLC_RUNTIME_LIB must name libdlrt.a"
+#ifndef DLC_OPENMP_LIB /* the OpenMP runtime libdlrt.a calls: gomp (gcc), omp (clang) */
+#define DLC_OPENMP_LIB "gomp"
 #endif
 
 static const char *role_names[] = {"input", "label", "param", "state", "optstate", "grad",
@@ -36,8 +43,8 @@ static void write_desc_c(const DrvModel *m, FILE *f) {
     const Buffer *b = &p->bufs[i];
     fprintf(f, "  {\"%s\", %d, %d, %d, {", b->name, (int)b->role, (int)b->dtype, b->shape.rank);
     for (int k = 0; k < b->shape.rank; k++) fprintf(f, "%s%lld", k ? ", " : "", (long long)b->shape.d[k]);
-    fprintf(f, "}, {%d, %.9ef, %.9ef}, %d, %d, %lld}, /* %s */\n", (int)b->init.kind, b->init.a, b->init.b,
-            b->entry, b->alias, (long long)b->offset, role_names[b->role]);
+    fprintf(f, "}, {%d, %.9ef, %.9ef}, %d, %d, %lldLL, %lldLL}, /* %s */\n", (int)b->init.kind, b->init.a,
+            b->init.b, b->entry, b->alias, (long long)b->offset, (long long)b->classes, role_names[b->role]);
   }
   fprintf(f, "};\n\nstatic const DlrtModelDesc desc = {\n  \"%s\", %d, bufs,\n  {", M, p->n_bufs);
   for (int e = 0; e < ENTRY__COUNT; e++)
@@ -66,7 +73,8 @@ static void write_desc_c(const DrvModel *m, FILE *f) {
           M, M, M, M, M, M, M, M, M, M, M, M);
 }
 
-static void write_header(const DrvModel *m, FILE *f) {
+/* `lib`: the output's file name; `so`: a shared library, else an object. */
+static void write_header(const DrvModel *m, FILE *f, const char *lib, bool so) {
   const Program *p = m->prog;
   const char *M = p->model;
   char guard[256];
@@ -81,12 +89,18 @@ static void write_header(const DrvModel *m, FILE *f) {
     if (bf->role == BUF_TEMP || bf->role == BUF_RNG) continue;
     fprintf(f, " *   %-8s %s : %s\n", role_names[bf->role], bf->name, shape_str(bf->dtype, &bf->shape, b, sizeof b));
   }
+  if (so)
+    fprintf(f, " *\n * %s holds the runtime and needs only libc, libm and the OpenMP\n"
+               " * runtime: cc main.c %s (with -Wl,-rpath or LD_LIBRARY_PATH to find it).\n", lib, lib);
+  else
+    fprintf(f, " *\n * %s holds the runtime, its symbols local (objects of several models\n"
+               " * link into one program), and needs libm and the OpenMP runtime lib%s:\n"
+               " * cc main.c %s -lm -fopenmp (a compiler whose -fopenmp\n * is lib%s; or -l%s).\n",
+            lib, DLC_OPENMP_LIB, lib, DLC_OPENMP_LIB, DLC_OPENMP_LIB);
   fprintf(f,
-          " *\n * Link with -lm and the OpenMP runtime (the .so already does). Every function\n"
-          " * returns DLC_OK (0) or a DlcStatus error code; on error, %s_error() gives\n"
-          " * the message. Ownership: see runtime/dlrt_api.h — the handle from\n"
-          " * %s_create is released by %s_destroy; data pointers passed in are only\n"
-          " * used during the call. */\n#ifndef %s\n#define %s\n\n#include <stdint.h>\n\n",
+          " *\n * Every function returns DLC_OK (0) or a DlcStatus error code; on error,\n"
+          " * %s_error() gives the message. The handle from %s_create is released by\n"
+          " * %s_destroy; data pointers passed in are only used during the call. */\n#ifndef %s\n#define %s\n\n#include <stdint.h>\n\n",
           M, M, M, guard, guard);
   fputs("#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n#if !defined(DLRT_API_H) && !defined(DLC_MODEL_TYPES)\n#define DLC_MODEL_TYPES\n"
         "typedef struct DlcModel DlcModel;\n"
@@ -118,26 +132,176 @@ static void write_header(const DrvModel *m, FILE *f) {
           "/* Checkpoints (safetensors): params, state and optimizer state. */\n"
           "int %s_save(DlcModel *m, const char *path);\n"
           "int %s_load(DlcModel *m, const char *path);\n"
-          "/* Threads for every model in the process (n <= 0: OMP_NUM_THREADS or all cores). */\n"
+          "/* Threads of every instance of this model (each model library or object has\n"
+          " * its own setting; n <= 0: OMP_NUM_THREADS or all cores). */\n"
           "int %s_set_threads(int n);\n\n",
           M, M, M, M, M, M, M, M, M, M, M);
   fputs("#ifdef __cplusplus\n}\n#endif\n#endif\n", f);
 }
 
-static int run(char *const argv[], Diag *d) {
+/* ---- model names ------------------------------------------------------ */
+
+/* The functions model.h declares, plus NAME_describe: what a model library
+ * exports under the model's prefix. */
+static const char *const api_suffixes[] = {"create", "destroy", "error", "num_tensors", "tensor_info",
+                                           "predict", "train_step", "eval_step", "save", "load",
+                                           "set_threads", "describe"};
+/* The entries the kernels' object defines (exported by the .so, local in the .o). */
+static const char *const entry_suffixes[] = {"train", "eval", "infer"};
+#define N_API (int)(sizeof api_suffixes / sizeof *api_suffixes)
+#define N_ENTRY (int)(sizeof entry_suffixes / sizeof *entry_suffixes)
+
+/* The runtime's namespaces: its symbols begin with dlrt_ or dlc_. */
+static bool reserved_name(const char *name) {
+  char sym[8];
+  snprintf(sym, sizeof sym, "%s_", name); /* the prefix of every generated symbol */
+  return !strncmp(sym, "dlrt_", 5) || !strncmp(sym, "dlc_", 4);
+}
+
+/* A library a model library links with (libc, libm, OpenMP, the loader). */
+static bool system_library(const char *path) {
+  static const char *const libs[] = {"libc.", "libm.", "libmvec.", "libgomp.", "libomp.", "libiomp", "ld-linux",
+                                     "ld64.", "libpthread.", "libdl.", "librt.", "libgcc_s."};
+  const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+  for (size_t i = 0; i < sizeof libs / sizeof *libs; i++)
+    if (!strncmp(base, libs[i], strlen(libs[i]))) return true;
+  return false;
+}
+
+/* The generated symbols are NAME_create, NAME_train... (SPEC §5). A name
+ * putting them in the runtime's namespaces (dlrt, dlc, or beginning with
+ * dlrt_ or dlc_: the runtime's dlrt_*, dlc_api_*, dlc_model_describe) or
+ * making a symbol of the C library or OpenMP (pthread -> pthread_create)
+ * cannot be linked correctly, so it is a user error, reported at the
+ * `model` statement's name or, when the name is the file's, at 1:1. */
+static int check_model_name(const DrvModel *m, Diag *d) {
+  const char *M = m->prog->model;
+  SrcLoc loc = {m->path, 1, 1};
+  const char *how = "; the model is named after its file: name it with 'model NAME'";
+  for (int i = 0; m->ast && i < m->ast->top.n; i++)
+    if (m->ast->top.items[i]->kind == ST_MODEL) { /* the first names the model (fe_model_name) */
+      loc = m->ast->top.items[i]->name_loc;
+      how = "";
+      break;
+    }
+  if (reserved_name(M)) {
+    diag_error(d, loc,
+               "the model name '%s' is reserved: the library's symbols would begin with '%s_', but dlrt_* and "
+               "dlc_* are the symbols of the runtime linked into it%s",
+               M, M, how);
+    return DRV_USER_ERROR;
+  }
+  void *self = dlopen(NULL, RTLD_LAZY);
+  int rc = DRV_OK;
+  for (int i = 0; self && i < N_API + N_ENTRY && !rc; i++) {
+    char sym[600];
+    snprintf(sym, sizeof sym, "%s_%s", M, i < N_API ? api_suffixes[i] : entry_suffixes[i - N_API]);
+    void *p = dlsym(self, sym);
+    Dl_info info;
+    if (p && dladdr(p, &info) && info.dli_fname && system_library(info.dli_fname)) {
+      const char *lib = strrchr(info.dli_fname, '/') ? strrchr(info.dli_fname, '/') + 1 : info.dli_fname;
+      diag_error(d, loc, "the model name '%s' cannot be used: the library would define %s, which %s already defines%s",
+                 M, sym, lib, how);
+      rc = DRV_USER_ERROR;
+    }
+  }
+  if (self) dlclose(self);
+  return rc;
+}
+
+/* ---- files and commands ----------------------------------------------- */
+
+static int run(char *const argv[], const char *what, Diag *d) {
   pid_t pid = fork();
-  if (pid < 0) return -1;
+  if (pid < 0) {
+    diag_error(d, (SrcLoc){0}, "cannot run %s: %s", argv[0], strerror(errno));
+    return -1;
+  }
   if (pid == 0) {
     execvp(argv[0], argv);
     _exit(127);
   }
   int st = 0;
-  waitpid(pid, &st, 0);
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) continue;
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-    diag_error(d, (SrcLoc){0}, "%s failed (status %d) while linking the library", argv[0],
-               WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
+      diag_error(d, (SrcLoc){0}, "cannot run the C compiler '%s' while %s (set CC to another)", argv[0], what);
+    else
+      diag_error(d, (SrcLoc){0}, "%s failed (status %d) while %s", argv[0], WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+                 what);
     return -1;
   }
+  return 0;
+}
+
+/* Writes dir/rel (creating rel's directories); 0 or -1 with a message. */
+static int put_file(const char *dir, const char *rel, const void *data, size_t n, Diag *d) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, rel);
+  for (char *p = path + strlen(dir) + 1; *p; p++)
+    if (*p == '/') {
+      *p = 0;
+      int bad = mkdir(path, 0700) && errno != EEXIST;
+      *p = '/';
+      if (bad) break;
+    }
+  FILE *f = fopen(path, "wb");
+  bool ok = f && fwrite(data, 1, n, f) == n;
+  if (f && fclose(f)) ok = false;
+  if (!ok) diag_error(d, (SrcLoc){0}, "cannot write %s: %s", path, strerror(errno ? errno : EIO));
+  return ok ? 0 : -1;
+}
+
+/* The whole file at path (malloc'd), or NULL. */
+static unsigned char *slurp(const char *path, size_t *size) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  long n = fseek(f, 0, SEEK_END) ? -1 : ftell(f);
+  unsigned char *buf = n >= 0 && !fseek(f, 0, SEEK_SET) ? malloc(n ? (size_t)n : 1) : NULL;
+  if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+    free(buf);
+    buf = NULL;
+  }
+  fclose(f);
+  *size = buf ? (size_t)n : 0;
+  return buf;
+}
+
+/* Replaces `out` atomically (a temporary file beside it, renamed over it):
+ * a process running the old library never sees a half-written file.
+ * `exec`: mode 0777 rather than 0666, less the umask. */
+static int write_output(const char *out, const unsigned char *data, size_t n, bool exec, Diag *d) {
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s.dlc-XXXXXX", out) >= (int)sizeof tmp) {
+    diag_error(d, (SrcLoc){0}, "cannot write %s: %s", out, strerror(ENAMETOOLONG));
+    return -1;
+  }
+  int fd = mkstemp(tmp);
+  if (fd < 0) {
+    diag_error(d, (SrcLoc){0}, "cannot write %s: %s", out, strerror(errno));
+    return -1;
+  }
+  mode_t um = umask(0);
+  umask(um);
+  bool ok = fchmod(fd, (exec ? 0777 : 0666) & ~um) == 0;
+  for (size_t done = 0; ok && done < n;) {
+    ssize_t k = write(fd, data + done, n - done);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) ok = false;
+    else done += (size_t)k;
+  }
+  if (close(fd)) ok = false;
+  if (ok && rename(tmp, out)) ok = false;
+  if (!ok) {
+    diag_error(d, (SrcLoc){0}, "cannot write %s: %s", out, strerror(errno ? errno : EIO));
+    unlink(tmp);
+  }
+  return ok ? 0 : -1;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  remove(path);
   return 0;
 }
 
@@ -146,63 +310,103 @@ static bool ends_with(const char *s, const char *suf) {
   return n >= k && strcmp(s + n - k, suf) == 0;
 }
 
+/* ---- aot_write -------------------------------------------------------- */
+
+/* In dir: kernels.o, desc.c (+ the embedded runtime headers) -> desc.o, the
+ * embedded libdlrt.a; then the library, made in dir and copied to `out`. */
+static int build(DrvModel *m, const char *dir, const char *out, bool so, Diag *d) {
+  char kobj[4200], cfile[4200], cobj[4200], lib[4200], res[4200], inc[4200], soname[4200];
+  snprintf(kobj, sizeof kobj, "%s/kernels.o", dir);
+  snprintf(cfile, sizeof cfile, "%s/desc.c", dir);
+  snprintf(cobj, sizeof cobj, "%s/desc.o", dir);
+  snprintf(lib, sizeof lib, "%s/%s", dir, aot_embed_runtime.path);
+  snprintf(res, sizeof res, "%s/model.%s", dir, so ? "so" : "o");
+  snprintf(inc, sizeof inc, "-I%s", dir);
+  if (cg_emit_object(m->mod, kobj, d)) return DRV_INTERNAL;
+  for (const AotEmbedFile *h = aot_embed_headers; h->path; h++)
+    if (put_file(dir, h->path, h->data, h->size, d)) return DRV_INTERNAL;
+  if (put_file(dir, aot_embed_runtime.path, aot_embed_runtime.data, aot_embed_runtime.size, d)) return DRV_INTERNAL;
+  FILE *f = fopen(cfile, "w");
+  if (!f) {
+    diag_error(d, (SrcLoc){0}, "cannot write %s: %s", cfile, strerror(errno));
+    return DRV_INTERNAL;
+  }
+  write_desc_c(m, f);
+  if (fclose(f)) {
+    diag_error(d, (SrcLoc){0}, "cannot write %s: %s", cfile, strerror(errno));
+    return DRV_INTERNAL;
+  }
+  /* the compiler that built the runtime links it (its OpenMP runtime too) */
+  char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : DLC_CC;
+  char *ccargv[] = {cc, "-c", "-O2", "-fPIC", inc, cfile, "-o", cobj, NULL};
+  if (run(ccargv, "compiling the model's description", d)) return DRV_INTERNAL;
+  const char *base = strrchr(out, '/') ? strrchr(out, '/') + 1 : out;
+  snprintf(soname, sizeof soname, "-Wl,-soname,%s", base);
+  /* .so: the runtime's symbols stay inside (--exclude-libs); .o: a
+   * relocatable link pulls in the runtime's members, then every symbol but
+   * the C API is made local, so two models' objects link into one program */
+  char *soargv[] = {cc, "-shared", "-fPIC", "-o", res, kobj, cobj, lib, "-fopenmp", "-lm",
+                    "-Wl,--exclude-libs,ALL", soname, NULL};
+  char *oargv[] = {cc, "-r", "-nostdlib", "-o", res, kobj, cobj, lib, NULL};
+  if (run(so ? soargv : oargv, so ? "linking the shared library" : "linking the object", d)) return DRV_INTERNAL;
+  size_t n = 0;
+  unsigned char *bytes = slurp(res, &n);
+  if (!bytes) {
+    diag_error(d, (SrcLoc){0}, "cannot read %s: %s", res, strerror(errno ? errno : EIO));
+    return DRV_INTERNAL;
+  }
+  if (!so) {
+    const char *M = m->prog->model;
+    char names[N_API][600];
+    const char *keep[N_API + 1];
+    for (int i = 0; i < N_API; i++) {
+      snprintf(names[i], sizeof names[i], "%s_%s", M, api_suffixes[i]);
+      keep[i] = names[i];
+    }
+    keep[N_API] = NULL;
+    char err[256];
+    if (elf_localize(bytes, n, keep, err, sizeof err) < 0) {
+      diag_error(d, (SrcLoc){0}, "cannot hide the runtime's symbols in the object: %s", err);
+      free(bytes);
+      return DRV_INTERNAL;
+    }
+  }
+  int rc = write_output(out, bytes, n, so, d) ? DRV_USER_ERROR : DRV_OK;
+  free(bytes);
+  return rc;
+}
+
 int aot_write(DrvModel *m, const char *out, Diag *d) {
   bool so = ends_with(out, ".so"), obj = ends_with(out, ".o");
   if (!so && !obj) {
     diag_error(d, (SrcLoc){0}, "-o %s: the output must end in .so (shared library) or .o (object)", out);
     return DRV_USER_ERROR;
   }
-  char dir[] = "/tmp/dlc-aot-XXXXXX";
+  int rc = check_model_name(m, d);
+  if (rc) return rc;
+  const char *tmpdir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/dlc-aot-XXXXXX", tmpdir);
   if (!mkdtemp(dir)) {
-    diag_error(d, (SrcLoc){0}, "cannot create a temporary directory: %s", strerror(errno));
+    diag_error(d, (SrcLoc){0}, "cannot create a temporary directory in %s: %s", tmpdir, strerror(errno));
     return DRV_INTERNAL;
   }
-  char kobj[512], cfile[512], cobj[512], hfile[1024];
-  snprintf(kobj, sizeof kobj, "%s/kernels.o", dir);
-  snprintf(cfile, sizeof cfile, "%s/desc.c", dir);
-  snprintf(cobj, sizeof cobj, "%s/desc.o", dir);
-  int rc = DRV_OK;
-  if (cg_emit_object(m->mod, kobj, d)) rc = DRV_INTERNAL;
-  FILE *f = rc ? NULL : fopen(cfile, "w");
-  if (!rc && !f) rc = DRV_INTERNAL;
-  if (f) {
-    write_desc_c(m, f);
-    fclose(f);
-  }
-  /* the compiler that built the runtime links it (its OpenMP runtime too) */
-  const char *cc = getenv("CC") ? getenv("CC") : DLC_CC;
+  rc = build(m, dir, out, so, d);
+  nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
   if (!rc) {
-    char inc[600];
-    snprintf(inc, sizeof inc, "-I%s", DLC_SOURCE_DIR);
-    char *argv[] = {(char *)cc, "-c", "-O2", "-fPIC", inc, cfile, "-o", cobj, NULL};
-    if (run(argv, d)) rc = DRV_INTERNAL;
-  }
-  char soname[600];
-  const char *base = strrchr(out, '/') ? strrchr(out, '/') + 1 : out;
-  snprintf(soname, sizeof soname, "-Wl,-soname,%s", base);
-  if (!rc && so) {
-    char *argv[] = {(char *)cc, "-shared", "-fPIC", "-o", (char *)out, kobj, cobj, DLC_RUNTIME_LIB, "-fopenmp", "-lm",
-                    "-Wl,--exclude-libs,ALL", soname, NULL};
-    if (run(argv, d)) rc = DRV_USER_ERROR;
-  } else if (!rc) {
-    char *argv[] = {"ld", "-r", "-o", (char *)out, kobj, cobj, NULL};
-    if (run(argv, d)) rc = DRV_USER_ERROR;
-  }
-  if (!rc) {
+    char hfile[4096];
     snprintf(hfile, sizeof hfile, "%.*s.h", (int)(strlen(out) - (so ? 3 : 2)), out);
     FILE *h = fopen(hfile, "w");
     if (!h) {
       diag_error(d, (SrcLoc){0}, "cannot write %s: %s", hfile, strerror(errno));
-      rc = DRV_USER_ERROR;
-    } else {
-      write_header(m, h);
-      fclose(h);
+      return DRV_USER_ERROR;
+    }
+    write_header(m, h, strrchr(out, '/') ? strrchr(out, '/') + 1 : out, so);
+    if (fclose(h)) {
+      diag_error(d, (SrcLoc){0}, "cannot write %s: %s", hfile, strerror(errno));
+      return DRV_USER_ERROR;
     }
   }
-  unlink(kobj);
-  unlink(cfile);
-  unlink(cobj);
-  rmdir(dir);
   return rc;
 }
 

@@ -193,7 +193,21 @@ PY
     expect_err 1 '^dlrun: error: cannot load text.so: not a shared library made by dlc \(no ELF header\)$' "$DLRUN" step text.so --params p.st --feed f.st
     mkdir dir.so && expect_err 1 '^dlrun: error: cannot load dir.so: not a regular file$' "$DLRUN" step dir.so --params p.st --feed f.st
     mkfifo fifo.so && expect_err 1 '^dlrun: error: cannot load fifo.so: not a regular file$' timeout 10 "$DLRUN" step fifo.so --params p.st --feed f.st
+  fi  # class indices out of range are an error (a one-hot row of zeros would
+  # change the loss silently): a feed, a dataset with more classes, the C API
+  X=$SRC/examples/xor_mlp.dl
+  if run 0 "$DLRUN" train "$X" --data xor --epochs 1 --save xp.st; then
+    "$ST" write xf.st x F32 4,2 0,0,0,1,1,0,1,1 y I32 4 0,1,2,1 || bad "st_tool write"
+    expect_err 1 '^dlrun: error: xf.st: label y: value 2 at index 2 is not a class index in \[0, 2\)$' "$DLRUN" step "$X" --params xp.st --feed xf.st
+    "$ST" write xn.st x F32 4,2 0,0,0,1,1,0,1,1 y I32 4 0,-1,1,1 || bad "st_tool write"
+    expect_err 1 '^dlrun: error: xn.st: label y: value -1 at index 1 is not a class index in \[0, 2\)$' "$DLRUN" step "$X" --params xp.st --feed xn.st
+    "$ST" write xg.st x F32 4,2 0,0,0,1,1,0,1,1 y I32 4 0,1,1,0 || bad "st_tool write"
+    run 0 "$DLRUN" step "$X" --params xp.st --feed xg.st && ok "step with class indices in range"
+    if run 0 "$DLC" "$X" -o xo.so; then
+      expect_err 1 '^dlrun: error: xf.st: label y: value 2 at index 2 is not a class index in \[0, 2\)$' "$DLRUN" step xo.so --params xp.st --feed xf.st
+    fi
   fi
+  expect_err 1 '^dlrun: error: epoch 1 step 1: label y: value 2 at index [0-9]+ is not a class index in \[0, 2\)$' "$DLRUN" train "$X" --data spiral --epochs 1
   ;;
 xor)
   cd "$WORK" || exit 1
