@@ -80,6 +80,15 @@ static int onehot(Args *A, int y, int64_t B, int64_t C) {
   return ir_op(G, OP_ONEHOT, 1, &y, NULL, &s, DT_F32, L, D);
 }
 
+/* where(cond, a, b): the class entries are picked, not multiplied by 0 or
+ * 1, so a masked (-inf) or overflowing entry elsewhere in the row stays out
+ * of the sum (0 * -inf would be NaN). */
+static int where(Args *A, int cond, int a, int b) {
+  if (cond < 0 || a < 0 || b < 0) return -1;
+  int in[3] = {cond, a, b};
+  return ir_op(G, OP_SELECT, 3, in, NULL, NULL, DT_F32, L, D);
+}
+
 Value bi_mse(Args *A) {
   int p, t;
   if (!pred_target(A, &p, &t)) return v_err();
@@ -121,7 +130,7 @@ Value bi_cross_entropy(Args *A) {
   memset(&at, 0, sizeof at);
   at.axis.axis = 1;
   int ls = ir_op(G, OP_LOG_SOFTMAX, 1, &s, &at, NULL, DT_F32, L, D);
-  int picked = ir_reduce(G, OP_SUM, bin(A, OP_MUL, onehot(A, y, B, C), ls), 1u << 1, false, L, D);
+  int picked = ir_reduce(G, OP_SUM, where(A, onehot(A, y, B, C), ls, cst(A, 0.0)), 1u << 1, false, L, D);
   return v_tensor(un(A, OP_NEG, mean_all(A, picked)));
 }
 
@@ -141,9 +150,9 @@ Value bi_multi_margin(Args *A) {
   if (!scores_labels(A, &s, &y, &B, &C) || !arg_float(A, 2, 1.0, &margin)) return v_err();
   /* F.multi_margin_loss (p=1): mean_b sum_{j != y_b} max(0, margin - s[b,y_b] + s[b,j]) / C */
   int oh = onehot(A, y, B, C);
-  int sy = ir_reduce(G, OP_SUM, bin(A, OP_MUL, oh, s), 1u << 1, true, L, D);
+  int sy = ir_reduce(G, OP_SUM, where(A, oh, s, cst(A, 0.0)), 1u << 1, true, L, D);
   int h = un(A, OP_RELU, bin(A, OP_ADD, bin(A, OP_SUB, cst(A, margin), sy), s));
-  int off = bin(A, OP_MUL, h, bin(A, OP_SUB, cst(A, 1.0), oh));
+  int off = where(A, oh, cst(A, 0.0), h);
   return v_tensor(mean_all(A, off)); /* = mean over B of (row sum / C) */
 }
 
