@@ -148,6 +148,26 @@ static bool is_library(const char *path) {
   return n > 3 && !strcmp(path + n - 3, ".so");
 }
 
+/* The subcommands (bit i: train, eval, predict, step, bench) whose runs an
+ * option changes; 0 for an option every subcommand takes (the options of
+ * compilation, --threads, --seed) or none knows. */
+static unsigned option_cmds(const char *a) {
+  enum { TRAIN = 1, EVAL = 2, PREDICT = 4, STEP = 8, BENCH = 16 };
+  static const struct {
+    const char *name;
+    unsigned cmds;
+  } opts[] = {
+      {"--data", TRAIN | EVAL},     {"--data-dir", TRAIN | EVAL},       {"--epochs", TRAIN},
+      {"--save", TRAIN},            {"--log", TRAIN},                   {"--max-steps", TRAIN},
+      {"--quiet", TRAIN},    {"--load", TRAIN | EVAL | PREDICT}, {"--feed", PREDICT | STEP},
+      {"--out", PREDICT | STEP},    {"--params", STEP},                 {"--grads", STEP},
+      {"--out-params", STEP},       {"--steps", BENCH},                 {"--per-kernel", BENCH},
+  };
+  for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+    if (!strcmp(a, opts[i].name)) return opts[i].cmds;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) return bad_usage("%s", "no subcommand given");
   const char *cmd = argv[1];
@@ -171,6 +191,12 @@ int main(int argc, char **argv) {
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     const char **sval = NULL;
+    unsigned in = option_cmds(a);
+    if (in && !(in & 1u << which)) { /* an option of another subcommand would be ignored */
+      char msg[128];
+      snprintf(msg, sizeof msg, "%s is not an option of dlrun %s", a, cmd);
+      return bad_usage("%s", msg);
+    }
     if (!strcmp(a, "--data")) sval = &ro.data;
     else if (!strcmp(a, "--data-dir")) sval = &ro.data_dir;
     else if (!strcmp(a, "--save")) sval = &ro.save;

@@ -165,8 +165,15 @@ int run_train(DlrtModel *m, const RunOptions *o) {
     dlrt_dataset_free(&ds);
     return 1;
   }
+  int64_t B = b.batch, n = ds.train.n, steps = n / B;
+  if (o->max_steps > 0 && o->max_steps < steps) steps = o->max_steps;
+  if (n / B == 0) {
+    dlrt_dataset_free(&ds);
+    return fail("dataset %s has %lld training samples, fewer than the batch size %lld", ds.name, (long long)n,
+                (long long)B);
+  }
   bool test_loss = b.loss[DLRT_ENTRY_EVAL] >= 0; /* the eval entry's loss (always there with `train`) */
-  FILE *log = NULL;
+  FILE *log = NULL; /* opened once the run can start: a refused run writes no file */
   if (o->log) {
     log = fopen(o->log, "w");
     if (!log) {
@@ -178,14 +185,6 @@ int run_train(DlrtModel *m, const RunOptions *o) {
     if (test_loss) fputs(",test_loss", log);
     for (int k = 0; k < b.n_metrics; k++) fprintf(log, ",test_%s", b.metric_names[k]);
     fputs(",samples_per_s,seconds\n", log);
-  }
-  int64_t B = b.batch, n = ds.train.n, steps = n / B;
-  if (o->max_steps > 0 && o->max_steps < steps) steps = o->max_steps;
-  if (n / B == 0) {
-    dlrt_dataset_free(&ds);
-    if (log) fclose(log);
-    return fail("dataset %s has %lld training samples, fewer than the batch size %lld", ds.name, (long long)n,
-                (long long)B);
   }
   int64_t *perm = malloc(sizeof(int64_t) * (size_t)n);
   float *x = dlrt_model_data(m, b.x);

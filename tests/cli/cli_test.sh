@@ -208,6 +208,15 @@ PY
     fi
   fi
   expect_err 1 '^dlrun: error: epoch 1 step 1: label y: value 2 at index [0-9]+ is not a class index in \[0, 2\)$' "$DLRUN" train "$X" --data spiral --epochs 1
+  # an option of another subcommand would be ignored: a usage error
+  expect_err 2 '^dlrun: error: --epochs is not an option of dlrun step$' "$DLRUN" step "$X" --params xp.st --feed xg.st --epochs 9
+  expect_err 2 '^dlrun: error: --save is not an option of dlrun eval$' "$DLRUN" eval "$X" --data xor --load xp.st --save e.st
+  expect_err 2 '^dlrun: error: --log is not an option of dlrun bench$' "$DLRUN" bench "$X" --steps 2 --log b.csv
+  expect_err 2 '^dlrun: error: --steps is not an option of dlrun train$' "$DLRUN" train "$X" --data xor --steps 3
+  [ ! -e e.st ] && [ ! -e b.csv ] && ok "refused runs wrote nothing" || bad "a refused run wrote a file"
+  # a run refused by its data writes no log either
+  expect_err 1 '^dlrun: error: dataset xor has 4 training samples, fewer than the batch size 8$' "$DLRUN" train "$X" --data xor -D B=8 --log refused.csv
+  [ ! -e refused.csv ] && ok "refused train: no --log file" || bad "refused train left refused.csv"
   ;;
 xor)
   cd "$WORK" || exit 1
