@@ -41,4 +41,7 @@ foreach(group link_o two_models reserved self_contained)
            COMMAND sh ${CMAKE_SOURCE_DIR}/tests/aot/aot_test.sh ${group} $<TARGET_FILE:dlc> ${CMAKE_C_COMPILER}
                    ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR} ${CMAKE_CURRENT_BINARY_DIR}/aot)
   set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77)
+  if(DLC_SANITIZE)
+    set_tests_properties(${name} PROPERTIES ENVIRONMENT "DLC_TEST_LINK_FLAGS=-fsanitize=address,undefined")
+  endif()
 endforeach()

@@ -161,7 +161,9 @@ static bool reserved_name(const char *name) {
 /* A library a model library links with (libc, libm, OpenMP, the loader). */
 static bool system_library(const char *path) {
   static const char *const libs[] = {"libc.", "libm.", "libmvec.", "libgomp.", "libomp.", "libiomp", "ld-linux",
-                                     "ld64.", "libpthread.", "libdl.", "librt.", "libgcc_s."};
+                                     "ld64.", "libpthread.", "libdl.", "librt.", "libgcc_s.",
+                                     /* a sanitizer build: its interceptors stand for libc's functions */
+                                     "libasan.", "libubsan.", "liblsan.", "libtsan."};
   const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
   for (size_t i = 0; i < sizeof libs / sizeof *libs; i++)
     if (!strncmp(base, libs[i], strlen(libs[i]))) return true;
