@@ -50,6 +50,9 @@ int cg_optimize(CgModule *m, Diag *d);
  * its lazily created global state exists before modules are compiled on
  * several threads at once. Idempotent; call it from one thread. */
 void cg_warm_up(void);
+/* Whether LLVM knows the CPU name for this host's target ("native", NULL
+ * and "" are this machine). */
+bool cg_cpu_known(const char *cpu);
 /* Textual LLVM IR to out. 0 on success. */
 int cg_emit_llvm(CgModule *m, FILE *out);
 /* Target assembly to out. 0 on success. */

@@ -161,6 +161,17 @@ static bool cpu_is_known(const char *triple, const char *cpu) {
   return strstr(text, "not a recognized processor") == NULL;
 }
 
+bool cg_cpu_known(const char *cpu) {
+  if (!cpu || !*cpu || !strcmp(cpu, "native")) return true;
+  init_llvm_targets();
+  char *t = LLVMGetDefaultTargetTriple();
+  char *nt = LLVMNormalizeTargetTriple(t);
+  bool ok = cpu_is_known(nt, cpu);
+  LLVMDisposeMessage(nt);
+  LLVMDisposeMessage(t);
+  return ok;
+}
+
 /* Fills m->triple/cpu/features and m->tm from the options. */
 static bool setup_target(CgModule *m, const CgOptions *o, Diag *d) {
   init_llvm_targets();

@@ -61,6 +61,12 @@ int main(int argc, char **argv) {
     }
   }
   if (!model) return bad_usage("%s", "no model given");
+  /* checked here too: --emit=ir and the other kinds before code generation
+   * would never ask LLVM about it */
+  if (!cg_cpu_known(o.cpu)) {
+    fprintf(stderr, "dlc: error: unknown CPU '%s' (use native or an LLVM CPU name such as x86-64-v3)\n", o.cpu);
+    return DRV_USAGE;
+  }
   static const char *const kinds[] = {"ast", "ir", "grad", "opt", "llvm", "asm", "stats", "dot"};
   DrvStage stage = DRV_STAGE_LLVM;
   int kind = -1;

@@ -98,6 +98,10 @@ errors)
   [ ! -e "$WORK/x.txt" ] && ok "dlc -o x.txt wrote nothing" || bad "dlc -o x.txt wrote $WORK/x.txt"
   # --cpu: empty is a bad command line; an unknown CPU too, said once with the tool's name
   expect_err 2 '^dlc: error: --cpu= needs a CPU name' "$DLC" define.dl --emit=ir --cpu=
+  # before code generation too (LLVM is asked about the name up front)
+  for k in ast ir grad opt stats dot; do
+    expect_err 2 "^dlc: error: unknown CPU 'bogus'" "$DLC" define.dl --emit=$k --cpu=bogus
+  done
   expect_err 2 "^dlc: error: unknown CPU 'bogus'" "$DLC" define.dl --emit=llvm --cpu=bogus &&
     { [ "$(wc -l <"$WORK/err")" -eq 1 ] && ok "dlc --cpu=bogus: one line" || bad "dlc --cpu=bogus: $(cat "$WORK/err")"; }
   ;;
