@@ -37,12 +37,13 @@ void stats_print(const DrvModel *m, FILE *out) {
   const Program *p = m->prog;
   static const char *const names[] = {"train", "eval", "infer"};
   int64_t bytes[BUF_RNG + 1] = {0};
-  int64_t intermediates = 0;
+  int64_t intermediates = 0, peak = p->arena_bytes;
   for (int i = 0; i < p->n_bufs; i++) {
     const Buffer *b = &p->bufs[i];
     if (b->alias >= 0) continue;
     bytes[b->role] += buf_bytes(p, i);
     if (b->role == BUF_TEMP) intermediates += buf_bytes(p, i);
+    if (b->offset < 0) peak += buf_bytes(p, i); /* allocated alone (dlrt_model_new), the rest in the arena */
   }
   /* every non-leaf graph value, as if each had its own buffer */
   int64_t unfused = 0;
@@ -75,6 +76,8 @@ void stats_print(const DrvModel *m, FILE *out) {
   fprintf(out, "  every graph value %12lld   (unfused: one buffer per op)\n", (long long)unfused);
   fprintf(out, "  temporaries       %12lld   (after fusion, one buffer each)\n", (long long)intermediates);
   fprintf(out, "  arena             %12lld   (after memory planning)\n", (long long)p->arena_bytes);
+  fprintf(out, "  peak memory       %12lld   (what an instance allocates: the buffers above and the arena)\n",
+          (long long)peak);
   for (int e = 0; e < ENTRY__COUNT; e++) {
     const Entry *en = &p->entries[e];
     if (!en->present) continue;
