@@ -19,6 +19,12 @@ endfunction()
 
 set(DLC_CONFORMANCE_DIR ${CMAKE_SOURCE_DIR}/../shared/conformance CACHE PATH "conformance cases")
 file(GLOB DLC_CONFORMANCE_CASES LIST_DIRECTORIES true ${DLC_CONFORMANCE_DIR}/*)
+# the suite must run them: without them, a failing test that says where
+# they were looked for (not a suite that passes with them missing)
+if(NOT DLC_CONFORMANCE_CASES)
+  add_test(NAME conformance.missing
+           COMMAND sh -c "echo 'no conformance cases in ${DLC_CONFORMANCE_DIR}: clone dlc beside ../shared or configure with -DDLC_CONFORMANCE_DIR=DIR' >&2; exit 1")
+endif()
 foreach(case ${DLC_CONFORMANCE_CASES})
   if(EXISTS ${case}/model.dl)
     get_filename_component(name ${case} NAME)

@@ -193,7 +193,7 @@ int run_train(DlrtModel *m, const RunOptions *o) {
   int rc = 0;
   int epochs = o->epochs > 0 ? o->epochs : 1;
   printf("model %s: %s, batch %lld, %lld steps per epoch, optimizer %s\n", d->model, ds.name, (long long)B,
-         (long long)steps, d->optimizer ? d->optimizer : "?");
+         (long long)steps, d->optimizer ? d->optimizer : "(not recorded in a kernel program)");
   fflush(stdout);
   for (int ep = 1; ep <= epochs && rc == 0; ep++) {
     dlrt_shuffle(perm, n, o->seed, (uint64_t)ep);
