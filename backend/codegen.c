@@ -138,7 +138,7 @@ LLVMTargetMachineRef cg_make_target_machine(const char *triple, const char *cpu,
 /* Whether LLVM knows the CPU name. LLVM only warns on stderr about an
  * unknown processor (and later aborts generating 64-bit code for it), so
  * probe it by creating a target machine with stderr captured. */
-static bool cpu_is_known(const char *triple, const char *cpu) {
+static bool probe_cpu(const char *triple, const char *cpu) {
   FILE *tmp = tmpfile();
   if (!tmp) return true;
   fflush(stderr);
@@ -159,6 +159,30 @@ static bool cpu_is_known(const char *triple, const char *cpu) {
   fclose(tmp);
   if (tm) LLVMDisposeTargetMachine(tm);
   return strstr(text, "not a recognized processor") == NULL;
+}
+
+/* The probe redirects the process's stderr: one thread at a time (the JIT
+ * builds its parts on two threads, and two probes at once each lost the
+ * other's warning, took the CPU for known and aborted in LLVM), and the
+ * answer is kept for the next asker of the same name. */
+static bool cpu_is_known(const char *triple, const char *cpu) {
+  static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  static char last_cpu[128], last_triple[128];
+  static bool last_ok;
+  pthread_mutex_lock(&mu);
+  bool ok;
+  if (last_cpu[0] && !strcmp(last_cpu, cpu) && !strcmp(last_triple, triple)) {
+    ok = last_ok;
+  } else {
+    ok = probe_cpu(triple, cpu);
+    if (strlen(cpu) < sizeof last_cpu && strlen(triple) < sizeof last_triple) {
+      strcpy(last_cpu, cpu);
+      strcpy(last_triple, triple);
+      last_ok = ok;
+    }
+  }
+  pthread_mutex_unlock(&mu);
+  return ok;
 }
 
 bool cg_cpu_known(const char *cpu) {
