@@ -1427,6 +1427,13 @@ static LLVMValueRef row_offset(KernelCg *kc, int nrow) {
   return cg_linear(kc, &kc->var[J0], &k->shape.d[J0], nrow);
 }
 
+/* The row of partials' element for the row position of kc->var (rel0:
+ * the row's first position, relative to out[o, 0]). */
+static LLVMValueRef partial_ptr(KernelCg *kc, LLVMValueRef tmp, int nrow, LLVMValueRef rel0) {
+  LLVMValueRef i = LLVMBuildNSWSub(kc->b, row_offset(kc, nrow), rel0, "");
+  return LLVMBuildInBoundsGEP2(kc->b, kc->m->t_f32, tmp, &i, 1, "");
+}
+
 /* A long float sum in the reordered nest (more than SUM_BLOCK terms per
  * element) adds its terms block by block into a row of partials on the
  * stack, each block's row then into the output (see SUM_BLOCK); rows of at
@@ -1483,7 +1490,7 @@ static void emit_reordered_nest(KernelCg *kc, LLVMValueRef begin, LLVMValueRef e
       hi = min_i64(b, LLVMBuildNSWAdd(b, lo, cg_i64(m, SUM_BLOCK), ""), cg_i64(m, T));
     }
     open_row(kc, Q, nrow, jlo, jhi, "pzero");
-    LLVMBuildStore(b, zero, LLVMBuildInBoundsGEP2(b, m->t_f32, tmp, (LLVMValueRef[]){LLVMBuildNSWSub(b, row_offset(kc, nrow), rel0, "")}, 1, ""));
+    LLVMBuildStore(b, zero, partial_ptr(kc, tmp, nrow, rel0));
     close_loops(kc, Q, nrow);
     for (int r = c; r < k->n_red; r++) {
       char nm[16];
@@ -1497,7 +1504,7 @@ static void emit_reordered_nest(KernelCg *kc, LLVMValueRef begin, LLVMValueRef e
   open_row(kc, A, nrow, jlo, jhi, "row");
   LLVMValueRef x = cg_vx(kc, k->body);
   LLVMValueRef ptr = acc_base ? out_ptr(kc, LLVMBuildNSWAdd(b, base, row_offset(kc, nrow), ""))
-                              : LLVMBuildInBoundsGEP2(b, m->t_f32, tmp, (LLVMValueRef[]){LLVMBuildNSWSub(b, row_offset(kc, nrow), rel0, "")}, 1, "");
+                              : partial_ptr(kc, tmp, nrow, rel0);
   LLVMValueRef old = LLVMBuildLoad2(b, et, ptr, "");
   LLVMBuildStore(b, add_of(kc, k->dtype, old, x), ptr);
   {
@@ -1520,7 +1527,7 @@ static void emit_reordered_nest(KernelCg *kc, LLVMValueRef begin, LLVMValueRef e
     /* out[o, row] += the block's partials */
     open_row(kc, Q, nrow, jlo, jhi, "padd");
     LLVMValueRef po = out_ptr(kc, LLVMBuildNSWAdd(b, base, row_offset(kc, nrow), ""));
-    LLVMValueRef pp = LLVMBuildInBoundsGEP2(b, m->t_f32, tmp, (LLVMValueRef[]){LLVMBuildNSWSub(b, row_offset(kc, nrow), rel0, "")}, 1, "");
+    LLVMValueRef pp = partial_ptr(kc, tmp, nrow, rel0);
     LLVMBuildStore(b, add_of(kc, DT_F32, LLVMBuildLoad2(b, et, po, ""), LLVMBuildLoad2(b, et, pp, "")), po);
     close_loops(kc, Q, nrow);
     if (split_last) {
@@ -2176,6 +2183,22 @@ static void emit_lead(void *ctx, LLVMValueRef n, LLVMValueRef scratch) {
   emit_standard_nest(kc, t->slots, n, LLVMBuildNSWAdd(kc->b, n, cg_i64(kc->m, 1), ""));
 }
 
+/* The code generator's state for a kernel's body function `fn`, its
+ * builder at the start of a new entry block. */
+static KernelCg kernel_cg(CgModule *m, const Program *p, const Kernel *k, Diag *d, LLVMValueRef fn,
+                          LLVMValueRef *bufv) {
+  KernelCg kc = {0};
+  kc.m = m;
+  kc.p = p;
+  kc.k = k;
+  kc.d = d;
+  kc.fn = fn;
+  kc.buf = bufv;
+  kc.b = LLVMCreateBuilderInContext(m->ctx);
+  LLVMPositionBuilderAtEnd(kc.b, LLVMAppendBasicBlockInContext(m->ctx, fn, "entry"));
+  return kc;
+}
+
 /* K.body(ptr b..., i64 begin, i64 end) of kernel k over the buffers pbuf[0..nparams):
  * internal, always inlined into its wrapper, optsize when `small`; each
  * pointer nocapture, dereferenceable, noalias with `noalias`, readonly
@@ -2234,17 +2257,9 @@ static LLVMValueRef chain_kernel(CgModule *m, const Program *p, const Kernel *co
     if (used[i]) pbuf[nparams++] = i;
   LLVMValueRef *bufv = calloc((size_t)p->n_bufs + 1, sizeof *bufv);
   LLVMValueRef body = new_body(m, p, k, pbuf, nparams, noalias, out, shape_numel(&k->shape) < SMALL_KERNEL_WORK, bufv);
-  KernelCg kc = {0};
-  kc.m = m;
-  kc.p = p;
-  kc.k = k;
-  kc.d = d;
-  kc.fn = body;
-  kc.buf = bufv;
+  KernelCg kc = kernel_cg(m, p, k, d, body, bufv);
   kc.branch_guards = true;
-  kc.b = LLVMCreateBuilderInContext(m->ctx);
   LLVMBuilderRef b = kc.b;
-  LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(m->ctx, body, "entry"));
   RedSlots slots[CHAIN_MAX];
   for (int j = 0; j < n; j++) {
     memset(&slots[j], 0, sizeof slots[j]);
@@ -2352,15 +2367,7 @@ LLVMValueRef cg_kernel(CgModule *m, const Program *p, const Kernel *k, Diag *d) 
   for (int i = 0; i < p->n_bufs; i++)
     if (same[i]) bufv[i] = bufv[out];
 
-  KernelCg kc = {0};
-  kc.m = m;
-  kc.p = p;
-  kc.k = k;
-  kc.d = d;
-  kc.fn = body;
-  kc.buf = bufv;
-  kc.b = LLVMCreateBuilderInContext(m->ctx);
-  LLVMPositionBuilderAtEnd(kc.b, LLVMAppendBasicBlockInContext(m->ctx, body, "entry"));
+  KernelCg kc = kernel_cg(m, p, k, d, body, bufv);
   RedSlots slots;
   slots.acc = LLVMBuildAlloca(kc.b, cg_dtype(m, k->body->dtype), "acc.slot");
   slots.idx = LLVMBuildAlloca(kc.b, m->t_i32, "idx.slot");

@@ -157,11 +157,11 @@ static unsigned option_cmds(const char *a) {
     const char *name;
     unsigned cmds;
   } opts[] = {
-      {"--data", TRAIN | EVAL},     {"--data-dir", TRAIN | EVAL},       {"--epochs", TRAIN},
-      {"--save", TRAIN},            {"--log", TRAIN},                   {"--max-steps", TRAIN},
-      {"--quiet", TRAIN},    {"--load", TRAIN | EVAL | PREDICT}, {"--feed", PREDICT | STEP},
-      {"--out", PREDICT | STEP},    {"--params", STEP},                 {"--grads", STEP},
-      {"--out-params", STEP},       {"--steps", BENCH},                 {"--per-kernel", BENCH},
+      {"--data", TRAIN | EVAL},   {"--data-dir", TRAIN | EVAL},          {"--epochs", TRAIN},
+      {"--save", TRAIN},          {"--log", TRAIN},                      {"--max-steps", TRAIN},
+      {"--quiet", TRAIN},         {"--load", TRAIN | EVAL | PREDICT},    {"--feed", PREDICT | STEP},
+      {"--out", PREDICT | STEP},  {"--params", STEP},                    {"--grads", STEP},
+      {"--out-params", STEP},     {"--steps", BENCH},                    {"--per-kernel", BENCH},
   };
   for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
     if (!strcmp(a, opts[i].name)) return opts[i].cmds;
